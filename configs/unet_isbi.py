@@ -1,0 +1,102 @@
+"""The original U-Net (Ronneberger et al. 2015) on ISBI 2012 EM membranes.
+
+The paper's protocol: valid 3x3 convolutions, 572x572 input tiles giving
+388x388 logits (a 92-pixel mirrored context), batch 1, elastic deformation,
+pixel-wise weight map (w0 = 10, sigma = 5) stressing borders between touching
+cells. Slices 0-24 train, 25-29 are held out for validation (the challenge
+never released test labels).
+
+    python -m segjax.main --config configs/unet_isbi.py --workdir runs/unet_isbi
+    python -m segjax.main --config configs/unet_isbi.py:smoke --workdir /tmp/smoke
+    python -m segjax.main --config configs/unet_isbi.py --config.train.steps=200 ...
+
+Arguments after ':' (comma separated): `smoke` (a seconds-long run on 2
+slices at a small valid tile), `padded` (the same-padding + batch-norm variant).
+"""
+
+from configs import common
+
+
+def get_config(arg: str = ""):
+    options = set(filter(None, (arg or "").split(",")))
+    unknown = options - {"smoke", "padded"}
+    if unknown:
+        raise ValueError(f"configs/unet_isbi.py: unknown argument(s) {sorted(unknown)}; "
+                         "valid: smoke, padded")
+    config = common.base_config()
+
+    config.model.name = "unet"
+    config.model.num_classes = 2
+    config.model.padding = "valid"
+    config.model.norm = None
+    config.model.width = 64
+    config.model.depth = 4
+
+    config.data.source = "folder"
+    config.data.root = common.data_root("isbi2012_em")
+    config.data.train_split = "train[:25]"
+    config.data.val_split = "train[25:30]"
+    config.data.image_channels = 1
+    config.data.label_values = (0, 255)       # 0 = membrane, 1 = cell interior
+    config.data.class_names = ("membrane", "interior")
+    config.data.crop = (572, 572)
+    config.data.pad_margin = 92
+    config.data.mean = (0.5,)
+    config.data.std = (0.25,)
+    config.data.batch_size = 1
+    config.data.num_workers = 1
+    config.data.augment.hflip = True
+    config.data.augment.vflip = True
+    config.data.augment.rot90 = True
+    config.data.augment.elastic_sigma = 10.0
+    config.data.augment.elastic_grid = 3
+    config.data.weight_map.enabled = True
+    config.data.weight_map.w0 = 10.0
+    config.data.weight_map.sigma = 5.0
+
+    config.loss.name = "cross_entropy"
+    config.loss.use_weight_map = True
+
+    config.optim.name = "adam"
+    config.optim.learning_rate = 1e-4
+    config.optim.schedule = "constant"
+
+    config.train.steps = 400
+    config.train.max_minutes = 15.0
+    config.train.log_every = 10
+    config.train.eval_every = 100
+    config.train.checkpoint_every = 50
+
+    config.eval.tile = (572, 572)
+    config.eval.batch_size = 1
+
+    if "padded" in options:
+        config.model.padding = "same"
+        config.model.norm = "batch"
+        config.data.pad_margin = 0
+        config.data.crop = (256, 256)
+        config.data.batch_size = 4
+        config.eval.tile = ()
+
+    if "smoke" in options:
+        config.model.width = 4
+        config.model.depth = 2
+        config.data.train_split = "train[:2]"
+        config.data.val_split = "train[25:26]"
+        config.data.num_workers = 0
+        config.data.batch_size = 2
+        config.train.steps = 4
+        config.train.max_minutes = 0.0
+        config.train.log_every = 2
+        config.train.eval_every = 4
+        config.train.checkpoint_every = 2
+        config.train.num_overlays = 1
+        config.train.progress_bar = False
+        if config.model.padding == "valid":
+            config.data.crop = (92, 92)           # depth 2: 92 -> 52 logits, 20-px context
+            config.data.pad_margin = 20
+            config.eval.tile = (92, 92)
+        else:
+            config.data.crop = (64, 64)
+    config.lock()
+    return config

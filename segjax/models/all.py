@@ -1,0 +1,10 @@
+"""Imports every built-in architecture so that it registers itself.
+
+Add a line here when a new encoder, decoder or model file lands in
+segjax/models; user code outside segjax registers through config.imports.
+"""
+
+# pylint: disable=unused-import
+from segjax.models import segmenter  # noqa: F401  (heads, the generic segmenter)
+from segjax.models import composite  # noqa: F401
+from segjax.models import unet  # noqa: F401
