@@ -38,6 +38,7 @@ class Entry:
     factory: Callable[..., Any]
     paper: str = ""
     input_shape: tuple[int, ...] | None = None
+    test_input_shape: tuple[int, ...] | None = None
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -45,8 +46,14 @@ _REGISTRY: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 _builtins_loaded = False
 
 
-def register(kind: str, name: str, *, paper: str = "", input_shape=None, **defaults):
+def register(kind: str, name: str, *, paper: str = "", input_shape=None,
+             test_input_shape=None, **defaults):
     """Decorator registering `factory` as `kind`/`name`.
+
+    `input_shape` is the paper's input (N, *spatial, C) at which the default
+    parameter count is reported; `test_input_shape` is the smallest convenient
+    input for the build/forward/backward test of every registered model
+    (default: `input_shape` with 64 for each spatial size).
 
     `defaults` are keyword arguments applied when the entry is built from the
     registry (a convenient way to register variants of one module, e.g.
@@ -61,7 +68,9 @@ def register(kind: str, name: str, *, paper: str = "", input_shape=None, **defau
             raise ValueError(f"register: {kind} {name!r} is already registered by "
                              f"{table[name].factory.__module__}")
         table[name] = Entry(kind, name, factory, paper,
-                            tuple(input_shape) if input_shape else None, dict(defaults))
+                            tuple(input_shape) if input_shape else None,
+                            tuple(test_input_shape) if test_input_shape else None,
+                            dict(defaults))
         return factory
 
     return decorator

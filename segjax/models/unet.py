@@ -74,7 +74,7 @@ class DoubleConv(nn.Module):
 
 
 @register("model", "unet", paper="Ronneberger et al. 2015, U-Net, arXiv:1505.04597",
-          input_shape=(1, 572, 572, 1))
+          input_shape=(1, 572, 572, 1), test_input_shape=(1, 188, 188, 1))
 class UNet(nn.Module):
     """The U-Net of the paper; `padding`, `norm`, `depth`, `width` generalise it."""
 

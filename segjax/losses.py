@@ -1,0 +1,209 @@
+"""Segmentation losses: pixel-wise cross-entropy, soft Dice, and the config-driven sum.
+
+Shapes: logits (N, *spatial, K) in any float dtype, labels int (N, *spatial);
+2D and 3D alike. Every loss accumulates in float32 (bf16 logits are upcast
+before the softmax) and is jit-able.
+
+Which pixels count: a pixel contributes only if its label is in [0, K) and is
+not `ignore_index`. Out-of-range labels cannot raise inside `jit`, so they are
+skipped here too; `segjax.metrics.validate_labels` checks them on the host.
+A batch with no valid pixel gives a loss of 0 (PyTorch gives NaN), so a
+crop that is all void does not poison training.
+
+Conventions (chosen to match PyTorch, which the tests use as the reference):
+- class weights: sum_i w[y_i] * ce_i / sum_i w[y_i] over valid pixels, as
+  `torch.nn.functional.cross_entropy(weight=...)`; label smoothing as PyTorch's
+  `label_smoothing` (also weighted by the class weights).
+- a per-pixel weight map (the U-Net paper's border weights) multiplies each
+  pixel's loss but not the normaliser, which stays the number of valid pixels
+  (or the sum of their class weights): normalising by the map's own sum would
+  cancel the emphasis it is meant to add.
+- valid-convolution models (the paper's U-Net) emit logits smaller than the
+  labels; `center_crop_labels` crops the labels (and weight map) to the
+  logits' centre, the extra pixel of an odd difference at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from segjax.models import layers
+
+LOSS_NAMES = ("cross_entropy", "dice", "cross_entropy+dice")
+
+
+def valid_mask(labels: jax.Array, num_classes: int, ignore_index: int | None) -> jax.Array:
+    """True where a label counts: in [0, num_classes) and not `ignore_index`."""
+    valid = (labels >= 0) & (labels < num_classes)
+    if ignore_index is not None:
+        valid &= labels != ignore_index
+    return valid
+
+
+def _check_shapes(fn: str, logits: jax.Array, labels: jax.Array, what: str = "labels"):
+    if logits.shape[:-1] != labels.shape:
+        raise ValueError(
+            f"{fn}: logits {logits.shape} (N, *spatial, K) do not match {what} {labels.shape} "
+            f"(N, *spatial); crop larger {what} with center_crop_labels first")
+
+
+def _class_weight_vector(class_weights, num_classes: int) -> jax.Array | None:
+    if class_weights is None:
+        return None
+    weights = jnp.asarray(class_weights, jnp.float32)
+    if weights.shape != (num_classes,):
+        raise ValueError(f"class_weights: expected {num_classes} weights (one per class), "
+                         f"got shape {weights.shape}")
+    return weights
+
+
+def _safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+    return jnp.where(denominator > 0, numerator / jnp.where(denominator > 0, denominator, 1.0),
+                     0.0)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, *, ignore_index: int | None = 255,
+                  class_weights: Sequence[float] | jax.Array | None = None,
+                  pixel_weights: jax.Array | None = None,
+                  label_smoothing: float = 0.0) -> jax.Array:
+    """Mean softmax cross-entropy over valid pixels (see the module docstring)."""
+    _check_shapes("cross_entropy", logits, labels)
+    if pixel_weights is not None:
+        _check_shapes("cross_entropy", logits, pixel_weights, "pixel_weights")
+    num_classes = logits.shape[-1]
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    valid = valid_mask(labels, num_classes, ignore_index)
+    safe_labels = jnp.where(valid, labels, 0).astype(jnp.int32)
+    nll = -jnp.take_along_axis(log_probs, safe_labels[..., None], axis=-1)[..., 0]
+
+    weights = _class_weight_vector(class_weights, num_classes)
+    if weights is None:
+        label_weight = jnp.ones_like(nll)
+        smooth = -jnp.mean(log_probs, axis=-1)
+    else:
+        label_weight = weights[safe_labels]
+        smooth = -jnp.sum(log_probs * weights, axis=-1) / num_classes
+    per_pixel = (1.0 - label_smoothing) * label_weight * nll + label_smoothing * smooth
+
+    valid = valid.astype(jnp.float32)
+    if pixel_weights is not None:
+        per_pixel = per_pixel * pixel_weights.astype(jnp.float32)
+    return _safe_divide(jnp.sum(per_pixel * valid), jnp.sum(label_weight * valid))
+
+
+def soft_dice_loss(logits: jax.Array, labels: jax.Array, *, num_classes: int,
+                   ignore_index: int | None = 255, smooth: float = 1.0) -> jax.Array:
+    """1 - mean over classes of the soft Dice of softmax probabilities vs one-hot labels.
+
+    Sums run over the whole batch (one Dice per class, not per image);
+    ignored pixels are left out of both the probabilities and the targets.
+    """
+    _check_shapes("soft_dice_loss", logits, labels)
+    if logits.shape[-1] != num_classes:
+        raise ValueError(f"soft_dice_loss: logits have {logits.shape[-1]} classes, "
+                         f"num_classes={num_classes}")
+    valid = valid_mask(labels, num_classes, ignore_index)[..., None].astype(jnp.float32)
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1) * valid
+    target = jax.nn.one_hot(jnp.where(valid[..., 0] > 0, labels, 0), num_classes) * valid
+    sum_axes = tuple(range(logits.ndim - 1))
+    intersection = jnp.sum(probs * target, axis=sum_axes)
+    total = jnp.sum(probs, axis=sum_axes) + jnp.sum(target, axis=sum_axes)
+    dice = (2.0 * intersection + smooth) / (total + smooth)
+    return 1.0 - jnp.mean(dice)
+
+
+def center_crop_labels(labels_or_weights: jax.Array, logits: jax.Array) -> jax.Array:
+    """Crops (N, *spatial) labels or weights to the spatial size of (N, *spatial', K) logits.
+
+    For valid-convolution models whose output is smaller than their input
+    (572 -> 388 in the U-Net paper). Equal sizes pass through unchanged.
+    """
+    target = tuple(logits.shape[1:-1])
+    spatial = tuple(labels_or_weights.shape[1:])
+    if len(spatial) != len(target):
+        raise ValueError(f"center_crop_labels: labels {labels_or_weights.shape} have "
+                         f"{len(spatial)} spatial axes, logits {logits.shape} have {len(target)}")
+    if spatial == target:
+        return labels_or_weights
+    if any(s < t for s, t in zip(spatial, target)):
+        raise ValueError(f"center_crop_labels: logits {logits.shape} are spatially larger than "
+                         f"labels {labels_or_weights.shape}; the model's output must not exceed "
+                         "its labels (resize the logits instead)")
+    return layers.center_crop(labels_or_weights, target, spatial_start=1)
+
+
+def _field(loss_config: Any, name: str):
+    try:
+        return loss_config[name]
+    except (KeyError, AttributeError) as error:
+        raise KeyError(f"segmentation_loss: config.loss has no field {name!r}") from error
+
+
+def _loss_terms(logits, labels, weight, loss_config, *, num_classes, ignore_index):
+    """The named, unweighted loss terms of one logits map."""
+    labels = center_crop_labels(labels, logits)
+    name = _field(loss_config, "name")
+    terms = {}
+    if "cross_entropy" in name:
+        class_weights = tuple(_field(loss_config, "class_weights")) or None
+        terms["cross_entropy"] = cross_entropy(
+            logits, labels, ignore_index=ignore_index, class_weights=class_weights,
+            pixel_weights=None if weight is None else center_crop_labels(weight, logits),
+            label_smoothing=float(_field(loss_config, "label_smoothing")))
+    if "dice" in name:
+        terms["dice"] = soft_dice_loss(logits, labels, num_classes=num_classes,
+                                       ignore_index=ignore_index)
+    return terms
+
+
+def _combine(terms: Mapping[str, jax.Array], dice_weight: float) -> jax.Array:
+    total = jnp.float32(0.0)
+    if "cross_entropy" in terms:
+        total += terms["cross_entropy"]
+    if "dice" in terms:
+        total += dice_weight * terms["dice"]
+    return total
+
+
+def segmentation_loss(outputs: Mapping[str, Any], batch: Mapping[str, Any], loss_config, *,
+                      num_classes: int, ignore_index: int | None) -> tuple[jax.Array, dict]:
+    """The loss `config.loss` asks for, and its named components.
+
+    Reads outputs['logits'] and, when present, outputs['aux_logits'] (one
+    array or a sequence of them, each added with weight `aux_weight`);
+    batch['label'] and, when `use_weight_map`, batch['weight']. Returns
+    (loss, components) with components 'cross_entropy' and/or 'dice'
+    (unweighted, main logits), 'aux' (the aux heads' summed loss, unweighted)
+    where aux logits exist, and 'loss' (the total). The weight map weights
+    the cross-entropy only; the Dice term is a ratio of sums it would distort.
+    """
+    name = _field(loss_config, "name")
+    if name not in LOSS_NAMES:
+        raise ValueError(f"config.loss.name={name!r} is not a loss; valid names: "
+                         f"{', '.join(LOSS_NAMES)}")
+    labels = batch["label"]
+    weight = None
+    if _field(loss_config, "use_weight_map"):
+        if batch.get("weight") is None:
+            raise KeyError("config.loss.use_weight_map is True but the batch has no 'weight' "
+                           "map; enable config.data.weight_map or turn use_weight_map off")
+        weight = batch["weight"]
+    dice_weight = float(_field(loss_config, "dice_weight"))
+    kwargs = dict(num_classes=num_classes, ignore_index=ignore_index)
+
+    components = dict(_loss_terms(outputs["logits"], labels, weight, loss_config, **kwargs))
+    total = _combine(components, dice_weight)
+    aux_logits = outputs.get("aux_logits")
+    if aux_logits is not None:
+        if not isinstance(aux_logits, (list, tuple)):
+            aux_logits = [aux_logits]
+        aux = sum(_combine(_loss_terms(a, labels, weight, loss_config, **kwargs), dice_weight)
+                  for a in aux_logits)
+        components["aux"] = aux
+        total = total + float(_field(loss_config, "aux_weight")) * aux
+    components["loss"] = total
+    return total, components
