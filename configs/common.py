@@ -69,7 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.weight_map = ml_collections.ConfigDict(dict(enabled=False, w0=10.0, sigma=5.0,
                                                             balance=True))
     config.data.synthetic = ml_collections.ConfigDict(dict(num_examples=16, height=64,
-                                                           width=64))
+                                                           width=64, num_classes=2))
 
     config.loss = ml_collections.ConfigDict()
     config.loss.name = "cross_entropy"       # cross_entropy | dice | cross_entropy+dice

@@ -1,0 +1,1 @@
+"""Experiments: benchmarks, launch scripts and one-file paper reproductions."""

@@ -1,0 +1,316 @@
+"""Random-access data sources: a folder of images, a prepared tfds dataset, synthetic shapes.
+
+Every source has `len()` and `source[i]` (grain's RandomAccessDataSource
+protocol) and returns one example as a dict:
+
+    {'image': uint8 (H, W, C), 'label': int32 (H, W) class indices or None, 'name': str}
+
+Labels are mapped from raw file values to class indices here, once, so that
+everything downstream (augmentation, loss, metrics) sees class indices and
+`ignore_index`: with `label_values=(0, 255)` raw 0 is class 0 and raw 255 is
+class 1; with `label_values=()` raw values are already class indices. Raw
+values listed in `ignore_values` become `ignore_index`. A raw value that is in
+neither list is an error naming the file, because a silently mislabelled pixel
+is the kind of bug nobody finds later.
+
+Splits are written like tfds slices: 'train', 'train[:25]', 'train[25:30]',
+'val'. The part before '[' names the folder (or tfds split); the slice selects
+by position in the sorted file list. File names are sorted numerically when
+every name is a number (ISBI's 0.png .. 29.png), otherwise lexically.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+SOURCES = ("folder", "tfds", "synthetic")
+
+_SPLIT_RE = re.compile(r"^(?P<name>[A-Za-z0-9_\-]+)(\[(?P<start>-?\d*):(?P<stop>-?\d*)\])?$")
+
+
+def parse_split(split: str) -> tuple[str, slice]:
+    """'train[25:30]' -> ('train', slice(25, 30)); 'val' -> ('val', slice(None))."""
+    match = _SPLIT_RE.match(split.strip())
+    if not match:
+        raise ValueError(f"split {split!r} is not of the form 'name' or 'name[start:stop]' "
+                         "(e.g. 'train', 'train[:25]', 'train[25:30]')")
+    start, stop = match.group("start"), match.group("stop")
+    return match.group("name"), slice(int(start) if start else None, int(stop) if stop else None)
+
+
+def sort_names(names: Sequence[str]) -> list[str]:
+    """Numerically when every stem is an integer (0, 1, .., 10), else lexically."""
+    stems = [Path(n).stem for n in names]
+    if names and all(s.isdigit() for s in stems):
+        return [n for _, n in sorted(zip((int(s) for s in stems), names))]
+    return sorted(names)
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """How raw pixels become an example: image channels and the raw-label -> class mapping."""
+
+    image_channels: int
+    label_values: tuple[int, ...] = ()
+    ignore_values: tuple[int, ...] = ()
+    ignore_index: int = 255
+
+    def decode_image(self, data: Any, where: str) -> np.ndarray:
+        """uint8 (H, W, C) from a path or encoded bytes; checks the channel count."""
+        image = np.asarray(_open(data, where))
+        if image.ndim == 2:
+            image = image[..., None]
+        if image.dtype != np.uint8:
+            raise ValueError(f"{where}: image dtype {image.dtype}, expected 8-bit (uint8) pixels")
+        if image.shape[-1] != self.image_channels:
+            raise ValueError(f"{where}: image has {image.shape[-1]} channel(s), expected "
+                             f"data.image_channels={self.image_channels}")
+        return image
+
+    def decode_label(self, data: Any, where: str) -> np.ndarray:
+        """int32 (H, W) class indices (ignore_index where the raw value is ignored)."""
+        raw = np.asarray(_open(data, where))
+        if raw.ndim != 2:
+            raise ValueError(f"{where}: label has shape {raw.shape}, expected a single-channel "
+                             "(H, W) image of class values")
+        if not np.issubdtype(raw.dtype, np.integer):
+            raise ValueError(f"{where}: label dtype {raw.dtype}, expected integer class values")
+        return self.map_label(raw, where)
+
+    def map_label(self, raw: np.ndarray, where: str) -> np.ndarray:
+        raw = raw.astype(np.int64)
+        if raw.size and raw.min() < 0:
+            raise ValueError(f"{where}: negative label value {int(raw.min())}")
+        present = np.flatnonzero(np.bincount(raw.ravel(), minlength=1))
+        table = np.arange(max(int(present.max(initial=0)), *self.label_values,
+                              *self.ignore_values, 0) + 1, dtype=np.int64)
+        if self.label_values:
+            allowed = set(self.label_values) | set(self.ignore_values)
+            unexpected = [int(v) for v in present if int(v) not in allowed]
+            if unexpected:
+                raise ValueError(
+                    f"{where}: label value(s) {unexpected} not in data.label_values="
+                    f"{tuple(self.label_values)} or data.ignore_values={tuple(self.ignore_values)}")
+            table[:] = self.ignore_index
+            for index, value in enumerate(self.label_values):
+                table[value] = index
+        for value in self.ignore_values:
+            table[value] = self.ignore_index
+        return table[raw].astype(np.int32)
+
+    def example(self, image: Any, label: Any, name: str, where: str) -> dict:
+        image_array = self.decode_image(image, f"{where} image {name}")
+        if label is None:
+            return {"image": image_array, "label": None, "name": name}
+        label_array = self.decode_label(label, f"{where} label {name}")
+        if label_array.shape != image_array.shape[:2]:
+            raise ValueError(f"{where} {name}: label size {label_array.shape} != image size "
+                             f"{image_array.shape[:2]}")
+        return {"image": image_array, "label": label_array, "name": name}
+
+
+def _open(data: Any, where: str) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+        image.load()
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{where}: cannot read image ({error})") from error
+    if image.mode == "P":
+        image = image.convert("RGB")
+    return image
+
+
+def spec_from_config(data_config) -> LabelSpec:
+    return LabelSpec(image_channels=int(data_config.image_channels),
+                     label_values=tuple(int(v) for v in data_config.label_values),
+                     ignore_values=tuple(int(v) for v in data_config.ignore_values),
+                     ignore_index=int(data_config.ignore_index))
+
+
+class FolderSource:
+    """`<root>/<split>/images/*` with labels of the same stem in `<root>/<split>/labels/`.
+
+    A split without a labels folder (ISBI's test/) yields `label=None`.
+    """
+
+    def __init__(self, root: str | Path, split: str, *, image_channels: int,
+                 label_values: Sequence[int] = (), ignore_values: Sequence[int] = (),
+                 ignore_index: int = 255):
+        self.spec = LabelSpec(int(image_channels), tuple(label_values), tuple(ignore_values),
+                              int(ignore_index))
+        self.root = Path(root)
+        self.split = split
+        folder, selection = parse_split(split)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"data.root {str(self.root)!r} does not exist or is not a "
+                                    "directory")
+        image_dir = self.root / folder / "images"
+        if not image_dir.is_dir():
+            raise FileNotFoundError(f"split {split!r}: no images folder {image_dir} (expected "
+                                    "<root>/<split>/images and <root>/<split>/labels)")
+        images = _image_files(image_dir)
+        if not images:
+            raise FileNotFoundError(f"split {split!r}: no {'/'.join(IMAGE_SUFFIXES)} files in "
+                                    f"{image_dir}")
+        label_dir = self.root / folder / "labels"
+        names = sort_names(list(images))
+        self.image_paths = [images[n] for n in names][selection]
+        if label_dir.is_dir():
+            labels = {Path(n).stem: p for n, p in _image_files(label_dir).items()}
+            self.label_paths = []
+            for path in self.image_paths:
+                if path.stem not in labels:
+                    raise FileNotFoundError(f"image {path} has no label: expected "
+                                            f"{label_dir / path.stem}.<png|tif|jpg>")
+                self.label_paths.append(labels[path.stem])
+        else:
+            self.label_paths = [None] * len(self.image_paths)
+        if not self.image_paths:
+            raise ValueError(f"split {split!r} selects no files from the {len(names)} in "
+                             f"{image_dir}")
+
+    @property
+    def has_labels(self) -> bool:
+        return self.label_paths[0] is not None
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def __getitem__(self, index: int) -> dict:
+        image_path, label_path = self.image_paths[index], self.label_paths[index]
+        return self.spec.example(image_path, label_path, image_path.name, str(self.root))
+
+    def __repr__(self) -> str:
+        return f"FolderSource({str(self.root)!r}, {self.split!r}, {len(self)} examples)"
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    return {p.name: p for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+class TfdsSource:
+    """A prepared tfds dataset read with `tfds.data_source` (array_record, no TensorFlow).
+
+    Records hold encoded image bytes ('image', 'label'; an empty label for
+    unlabelled splits) and 'name', as written by `segjax.data.builders`.
+    """
+
+    def __init__(self, name: str, split: str, *, data_dir: str | None = None,
+                 image_channels: int, label_values: Sequence[int] = (),
+                 ignore_values: Sequence[int] = (), ignore_index: int = 255):
+        import tensorflow_datasets as tfds  # heavy import; only this source needs it
+
+        from segjax.data import builders  # noqa: F401  (registers segjax's builders)
+
+        if not name:
+            raise ValueError("data.tfds_name is empty; name a prepared tfds dataset "
+                             "(e.g. 'isbi2012_em', 'camvid')")
+        parse_split(split)
+        self.name, self.split, self.data_dir = name, split, data_dir or None
+        self.spec = LabelSpec(int(image_channels), tuple(label_values), tuple(ignore_values),
+                              int(ignore_index))
+        builder = tfds.builder(name, data_dir=self.data_dir)
+        if not builder.is_prepared():
+            raise FileNotFoundError(
+                f"tfds dataset {name!r} (data.tfds_name) is not prepared in {builder.data_dir} "
+                f"(data.root={data_dir!r}); build it with `python -m segjax.data.builders "
+                f"--name {name} --local_dir DIR --data_dir {data_dir or 'DATA_DIR'}`")
+        self._records = builder.as_data_source(split=split)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self._records[index]
+        name = record["name"]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        label = record["label"] or None
+        return self.spec.example(record["image"], label, name, f"tfds {self.name}:{self.split}")
+
+    def __repr__(self) -> str:
+        return f"TfdsSource({self.name!r}, {self.split!r}, {len(self)} examples)"
+
+
+class SyntheticSource:
+    """Deterministic random discs and rectangles on a noisy background (unit tests only).
+
+    Class c > 0 shapes have mean intensity c / num_classes * 200 + 40 and the
+    background 20, so the label is a (learnable) function of the image.
+    """
+
+    def __init__(self, num_examples: int, height: int, width: int, channels: int,
+                 num_classes: int, seed: int = 0):
+        if num_classes < 2:
+            raise ValueError(f"SyntheticSource needs num_classes >= 2, got {num_classes}")
+        self.num_examples, self.height, self.width = int(num_examples), int(height), int(width)
+        self.channels, self.num_classes, self.seed = int(channels), int(num_classes), int(seed)
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.num_examples:
+            raise IndexError(f"SyntheticSource index {index} out of range [0, {self.num_examples})")
+        rng = np.random.default_rng([self.seed, index])
+        label = np.zeros((self.height, self.width), np.int32)
+        rows, cols = np.mgrid[:self.height, :self.width]
+        for _ in range(rng.integers(2, 6)):
+            cls = int(rng.integers(1, self.num_classes))
+            cy, cx = rng.uniform(0, self.height), rng.uniform(0, self.width)
+            size = rng.uniform(0.08, 0.25) * min(self.height, self.width)
+            if rng.random() < 0.5:
+                shape = (rows - cy) ** 2 + (cols - cx) ** 2 <= size ** 2
+            else:
+                shape = (np.abs(rows - cy) <= size) & (np.abs(cols - cx) <= size * 0.7)
+            label[shape] = cls
+        level = np.where(label > 0, 40 + 200 * label / self.num_classes, 20.0)
+        noise = rng.normal(0, 8, (self.height, self.width, self.channels))
+        image = np.clip(level[..., None] + noise, 0, 255).astype(np.uint8)
+        return {"image": image, "label": label, "name": f"synthetic_{index}"}
+
+
+def make_source(data_config, split: str):
+    """The source named by data_config.source for `split`."""
+    kind = data_config.source
+    spec = spec_from_config(data_config)
+    common = dict(image_channels=spec.image_channels, label_values=spec.label_values,
+                  ignore_values=spec.ignore_values, ignore_index=spec.ignore_index)
+    if kind == "folder":
+        if not data_config.root:
+            raise ValueError("data.root is empty; set it to the dataset folder for "
+                             "data.source='folder'")
+        return FolderSource(data_config.root, split, **common)
+    if kind == "tfds":
+        return TfdsSource(data_config.tfds_name, split, data_dir=data_config.root or None,
+                          **common)
+    if kind == "synthetic":
+        name, selection = parse_split(split)
+        synthetic = data_config.synthetic
+        full = SyntheticSource(synthetic.num_examples, synthetic.height, synthetic.width,
+                               spec.image_channels, synthetic.num_classes,
+                               seed=zlib.crc32(name.encode()))
+        return _Subset(full, range(len(full))[selection])
+    raise ValueError(f"unknown data.source {kind!r}; valid: {', '.join(SOURCES)}")
+
+
+class _Subset:
+    """Positions `indices` of another source (synthetic splits' slices)."""
+
+    def __init__(self, source, indices: range):
+        self.source, self.indices = source, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.source[self.indices[index]]

@@ -1,0 +1,61 @@
+"""tfds builders: built from a local folder, read back with TfdsSource, same pixels."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import common
+from segjax.data import sources
+
+
+def test_isbi_from_local_folder_matches_folder_source(isbi_root, tmp_path):
+    from segjax.data.builders import prepare
+
+    path = prepare("isbi2012_em", local_dir=isbi_root, data_dir=tmp_path)
+    assert path.is_dir() and list(path.glob("*.array_record*"))
+    kwargs = dict(image_channels=1, label_values=(0, 255))
+    for split in ("train[25:30]", "train[:2]"):
+        tfds_source = sources.TfdsSource("isbi2012_em", split, data_dir=str(tmp_path), **kwargs)
+        folder_source = sources.FolderSource(isbi_root, split, **kwargs)
+        assert len(tfds_source) == len(folder_source)
+        for index in range(len(folder_source)):
+            ours, theirs = tfds_source[index], folder_source[index]
+            assert ours["name"] == theirs["name"]
+            np.testing.assert_array_equal(ours["image"], theirs["image"])
+            np.testing.assert_array_equal(ours["label"], theirs["label"])
+    data = common.base_config().data
+    data.source, data.tfds_name, data.root = "tfds", "isbi2012_em", str(tmp_path)
+    data.image_channels, data.label_values = 1, (0, 255)
+    test = sources.make_source(data, "test")
+    assert len(test) == 30 and test[0]["label"] is None
+
+
+def test_camvid_builder_from_a_small_local_folder(tmp_path):
+    from segjax.data.builders import prepare
+
+    local = tmp_path / "camvid"
+    for split, count in (("train", 2), ("val", 1), ("test", 1)):
+        for index in range(count):
+            name = f"0001TP_{index:06d}.png"
+            for kind, array in (("images", np.full((6, 8, 3), index * 40 + 1, np.uint8)),
+                                ("labels", np.full((6, 8), 11 - index, np.uint8))):
+                (local / split / kind).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(local / split / kind / name)
+    prepare("camvid", local_dir=local, data_dir=tmp_path / "tfds")
+    train = sources.TfdsSource("camvid", "train", data_dir=str(tmp_path / "tfds"),
+                               image_channels=3, ignore_values=(11,))
+    assert len(train) == 2 and train[1]["name"] == "0001TP_000001.png"
+    np.testing.assert_array_equal(train[0]["label"], 255)
+    np.testing.assert_array_equal(train[1]["label"], 10)
+    np.testing.assert_array_equal(train[1]["image"], 41)
+
+
+def test_prepare_rejects_unknown_names_and_missing_folders(tmp_path):
+    from segjax.data.builders import prepare
+
+    with pytest.raises(ValueError, match="camvid, isbi2012_em"):
+        prepare("voc", local_dir=None, data_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="local_dir"):
+        prepare("camvid", local_dir=tmp_path / "missing", data_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="not prepared.*segjax.data.builders"):
+        sources.TfdsSource("camvid", "train", data_dir=str(tmp_path), image_channels=3)

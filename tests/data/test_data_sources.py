@@ -1,0 +1,126 @@
+"""Sources: ISBI read numerically sorted and mapped to class indices; clear errors on bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import common
+from segjax.data import sources
+from segjax.data.sources import FolderSource, SyntheticSource, make_source
+
+
+def _write(path: Path, array) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, np.uint8)).save(path)
+
+
+def _folder(tmp_path, images, labels=None, split="train"):
+    for name, array in images.items():
+        _write(tmp_path / split / "images" / name, array)
+    for name, array in (labels or {}).items():
+        _write(tmp_path / split / "labels" / name, array)
+    return tmp_path
+
+
+def test_isbi_split_order_and_label_mapping(isbi_root):
+    held_out = FolderSource(isbi_root, "train[25:30]", image_channels=1, label_values=(0, 255))
+    assert [held_out[i]["name"] for i in range(len(held_out))] == [f"{i}.png" for i in
+                                                                   range(25, 30)]
+    train = FolderSource(isbi_root, "train[:25]", image_channels=1, label_values=(0, 255))
+    assert len(train) == 25 and train[10]["name"] == "10.png"
+    example = held_out[0]
+    assert example["image"].shape == (512, 512, 1) and example["image"].dtype == np.uint8
+    assert example["label"].shape == (512, 512) and example["label"].dtype == np.int32
+    raw = np.asarray(Image.open(isbi_root / "train" / "labels" / "25.png"))
+    np.testing.assert_array_equal(example["label"], (raw == 255).astype(np.int32))
+    np.testing.assert_array_equal(example["image"][..., 0],
+                                  np.asarray(Image.open(isbi_root / "train" / "images" / "25.png")))
+
+
+def test_split_without_labels_reads_images_only(isbi_root):
+    test = FolderSource(isbi_root, "test[:2]", image_channels=1, label_values=(0, 255))
+    assert len(test) == 2 and not test.has_labels
+    assert test[1]["label"] is None and test[1]["image"].shape == (512, 512, 1)
+
+
+def test_lexical_order_ignore_values_and_identity_mapping(tmp_path):
+    label = np.array([[0, 1], [11, 2]])
+    root = _folder(tmp_path, {"b.png": np.zeros((2, 2)), "a.png": np.ones((2, 2)),
+                              "10.png": np.ones((2, 2))},
+                   {"b.png": label, "a.png": label, "10.png": label})
+    source = FolderSource(root, "train", image_channels=1, ignore_values=(11,), ignore_index=255)
+    assert [source[i]["name"] for i in range(3)] == ["10.png", "a.png", "b.png"]
+    np.testing.assert_array_equal(source[0]["label"], [[0, 1], [255, 2]])
+
+
+def test_label_values_and_ignore_values_map_raw_to_classes(tmp_path):
+    root = _folder(tmp_path, {"0.png": np.zeros((2, 3))}, {"0.png": [[0, 255, 128], [255, 0, 0]]})
+    source = FolderSource(root, "train", image_channels=1, label_values=(0, 255),
+                          ignore_values=(128,), ignore_index=7)
+    np.testing.assert_array_equal(source[0]["label"], [[0, 1, 7], [1, 0, 0]])
+
+
+@pytest.mark.parametrize("case, match", [
+    ("no_root", "data.root"),
+    ("no_images", "no images folder"),
+    ("no_label", "has no label"),
+    ("bad_value", r"3\.png.*\[128\].*\(0, 255\)"),
+    ("size", r"label size \(4, 4\) != image size \(4, 5\)"),
+    ("channels", "data.image_channels=1"),
+    ("split", "not of the form"),
+])
+def test_bad_input_errors_name_the_problem(tmp_path, case, match):
+    image, label = np.zeros((4, 5)), np.zeros((4, 5))
+    kwargs = dict(image_channels=1, label_values=(0, 255))
+    split = "train"
+    if case == "no_root":
+        root = tmp_path / "missing"
+    elif case == "no_images":
+        root = tmp_path
+        (root / "train").mkdir()
+    elif case == "no_label":
+        root = _folder(tmp_path, {"0.png": image, "1.png": image}, {"0.png": label})
+    elif case == "bad_value":
+        root = _folder(tmp_path, {"3.png": image}, {"3.png": np.full((4, 5), 128)})
+    elif case == "size":
+        root = _folder(tmp_path, {"0.png": image}, {"0.png": np.zeros((4, 4))})
+    elif case == "channels":
+        root = _folder(tmp_path, {"0.png": np.zeros((4, 5, 3))}, {"0.png": label})
+    else:
+        root, split = _folder(tmp_path, {"0.png": image}, {"0.png": label}), "train[1-2]"
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
+        source = FolderSource(root, split, **kwargs)
+        source[0]
+
+
+def test_parse_split():
+    assert sources.parse_split("train[25:30]") == ("train", slice(25, 30))
+    assert sources.parse_split("train[:25]") == ("train", slice(None, 25))
+    assert sources.parse_split("val") == ("val", slice(None, None))
+
+
+def test_synthetic_is_deterministic_and_label_follows_image():
+    source = SyntheticSource(4, 48, 40, channels=2, num_classes=3, seed=5)
+    first, again = source[2], SyntheticSource(4, 48, 40, 2, 3, seed=5)[2]
+    np.testing.assert_array_equal(first["image"], again["image"])
+    np.testing.assert_array_equal(first["label"], again["label"])
+    assert first["image"].shape == (48, 40, 2) and set(np.unique(first["label"])) <= {0, 1, 2}
+    means = {c: first["image"][first["label"] == c].mean() for c in np.unique(first["label"])}
+    assert abs(means[0] - 20) < 3 and all(abs(m - (40 + 200 * c / 3)) < 3 for c, m in
+                                          means.items() if c)
+    assert not np.array_equal(source[0]["label"], source[1]["label"])
+
+
+def test_make_source_by_config(isbi_root):
+    config = common.base_config().data
+    config.source, config.root, config.image_channels = "folder", str(isbi_root), 1
+    config.label_values = (0, 255)
+    assert len(make_source(config, "train[25:30]")) == 5
+    config.source = "synthetic"
+    config.synthetic.num_examples = 6
+    assert len(make_source(config, "train[:4]")) == 4
+    config.source = "csv"
+    with pytest.raises(ValueError, match="folder, tfds, synthetic"):
+        make_source(config, "train")
