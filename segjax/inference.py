@@ -1,18 +1,63 @@
-"""Inference: sliding-window prediction of whole images (overlap-tile for valid convs).
+"""Inference: sliding-window prediction, multi-scale and flip test-time augmentation.
 
-`sliding_window_predict(predict_fn, image, tile=...)` covers an image of any
-size with tiles, runs them through `predict_fn` in batches and stitches the
-class probabilities. A model whose logits are smaller than its input (the
-valid-convolution U-Net) is handled as the U-Net paper's overlap-tile
-strategy: the output of a tile is aligned with the tile's centre, and the
-image is mirrored at its borders so that every pixel gets full context.
+`sliding_window_predict(predict_fn, image, tile=...)` covers an image (H, W, C)
+or a volume (D, H, W, C) of any size with tiles, runs them through
+`predict_fn` in batches of a fixed shape (the last batch is padded, so the
+function is compiled once) and stitches the class probabilities on the host
+in float32, so the device only ever holds one batch of tiles. Overlapping
+tiles are blended by averaging or by a Gaussian weight that trusts tile
+centres more than tile borders (nnU-Net's choice, sigma = tile / 8).
+
+A model whose logits are smaller than its input (the valid-convolution U-Net)
+is handled as the U-Net paper's overlap-tile strategy: the output of a tile
+is aligned with the tile's centre, and the image is mirrored at its borders
+so that every pixel gets full context. Images smaller than a tile are
+mirror-padded and cropped back.
+
+`tta_predict` averages probabilities over scales (the image is resized, the
+probabilities resized back) and horizontal flips, as DeepLab's multi-scale
+inputs at test time. `make_predict_fn(model, variables)` turns any registered
+model into the `predict_fn` these functions take; `predict_image` runs the
+whole test-time recipe of `config.eval` (`EvalOptions`) on a raw image,
+including the dense CRF (`segjax.ops.crf`). Resizing here is a NumPy
+bilinear interpolation with half-pixel centres (PyTorch's
+`align_corners=False`, `segjax.models.layers.resize`), so whole images never
+travel to the device.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence
 
+import jax
 import numpy as np
+
+from segjax.ops import crf as crf_lib
+
+BLENDS = ("average", "gaussian")
+
+
+def make_predict_fn(model, variables) -> Callable[[np.ndarray], np.ndarray]:
+    """A compiled `predict_fn`: a batch (B, *spatial, C) -> float32 logits as NumPy.
+
+    The returned function carries `output_shape(input_shape)`, computed
+    abstractly (no device work), which `output_margin` uses.
+    """
+
+    @jax.jit
+    def logits_fn(batch):
+        return model.apply(variables, batch, train=False)["logits"].astype(np.float32)
+
+    def predict_fn(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(logits_fn(np.asarray(batch, np.float32)))
+
+    def output_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+        spec = jax.ShapeDtypeStruct(tuple(input_shape), np.float32)
+        return tuple(jax.eval_shape(logits_fn, spec).shape)
+
+    predict_fn.output_shape = output_shape
+    return predict_fn
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -24,59 +69,225 @@ def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
     return sorted(set(starts))
 
 
-def output_margin(predict_fn: Callable, tile: Sequence[int], channels: int) -> tuple[int, ...]:
-    """Per-axis context the model consumes: (input tile - output tile) / 2."""
-    probe = np.zeros((1, *tile, channels), np.float32)
-    out_shape = np.asarray(predict_fn(probe)).shape[1:-1]
+def output_margin(predict_fn: Callable, tile: Sequence[int], channels: int,
+                  batch_size: int = 1) -> tuple[int, ...]:
+    """Per-axis context the model consumes: (input tile - output tile) / 2.
+
+    Uses `predict_fn.output_shape` when it exists (see `make_predict_fn`);
+    otherwise probes `predict_fn` once with a batch of zeros of the shape the
+    sliding window will use, so no extra shape gets compiled.
+    """
+    input_shape = (batch_size, *tile, channels)
+    shape_fn = getattr(predict_fn, "output_shape", None)
+    if shape_fn is not None:
+        out_shape = tuple(shape_fn(input_shape))[1:-1]
+    else:
+        out_shape = np.shape(predict_fn(np.zeros(input_shape, np.float32)))[1:-1]
+    if len(out_shape) != len(tile):
+        raise ValueError(f"model output has spatial shape {out_shape} for tile {tuple(tile)}: "
+                         "expected one output axis per tile axis")
     margins = []
     for size_in, size_out in zip(tile, out_shape):
-        if (size_in - size_out) % 2:
+        if size_out > size_in or (size_in - size_out) % 2:
             raise ValueError(f"model output {out_shape} is not centred in its input {tuple(tile)}")
         margins.append((size_in - size_out) // 2)
     return tuple(margins)
 
 
+def blend_weights(out_tile: Sequence[int], blend: str) -> np.ndarray:
+    """Weight of each output-tile pixel when overlapping tiles are blended."""
+    if blend not in BLENDS:
+        raise ValueError(f"eval.blend must be one of {BLENDS}, got {blend!r}")
+    if blend == "average":
+        return np.ones(tuple(out_tile), np.float32)
+    weights = np.ones((), np.float32)
+    for size in out_tile:
+        centre, sigma = (size - 1) / 2, size / 8
+        axis = np.exp(-0.5 * ((np.arange(size) - centre) / sigma) ** 2)
+        weights = np.multiply.outer(weights, axis)
+    weights = weights / weights.max()
+    # Pixels covered only by a tile border must keep a usable weight.
+    return np.maximum(weights, 1e-3).astype(np.float32)
+
+
 def sliding_window_predict(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, *,
                            tile: Sequence[int] | None = None, overlap: float = 0.0,
-                           batch_size: int = 1, num_classes: int | None = None) -> np.ndarray:
-    """Class probabilities (H, W, K) for a normalised image (H, W, C).
+                           batch_size: int = 1, num_classes: int | None = None,
+                           blend: str = "average") -> np.ndarray:
+    """Class probabilities (*spatial, K), float32, for a normalised image (*spatial, C).
 
-    `predict_fn` maps a batch of tiles (B, *tile, C) to logits (B, *out, K); out
-    may be smaller than tile (valid convolutions), centred. `overlap` is the
-    fraction of the output tile shared by neighbouring tiles; overlapping
-    probabilities are averaged. `tile=None` predicts the whole image at once.
+    `predict_fn` maps a batch of tiles (batch_size, *tile, C) to logits
+    (batch_size, *out, K); out may be smaller than tile (valid convolutions),
+    centred. Every call gets exactly `batch_size` tiles. `overlap` is the
+    fraction of the output tile shared by neighbouring tiles. `tile=None` (or
+    empty) predicts the whole image at once.
     """
+    image = np.asarray(image, np.float32)
     spatial = image.shape[:-1]
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"eval.overlap must be in [0, 1), got {overlap}")
     if tile is None or len(tile) == 0:
-        logits = np.asarray(predict_fn(image[None]))[0]
-        return _softmax(logits)
+        logits = np.asarray(predict_fn(image[None]), np.float32)[0]
+        if logits.shape[:-1] != spatial:
+            raise ValueError(f"model output {logits.shape[:-1]} differs from its input {spatial} "
+                             "(valid convolutions?): set eval.tile to use overlap-tile")
+        return _check_classes(_softmax(logits), num_classes)
     tile = tuple(int(t) for t in tile)
-    margins = output_margin(predict_fn, tile, image.shape[-1])
+    if len(tile) != len(spatial):
+        raise ValueError(f"eval.tile {tile} has {len(tile)} axes; the image {image.shape} has "
+                         f"{len(spatial)} spatial axes")
+    margins = output_margin(predict_fn, tile, image.shape[-1], batch_size)
     out_tile = tuple(t - 2 * m for t, m in zip(tile, margins))
+    weights = blend_weights(out_tile, blend)
     # Mirror the image so that every output pixel has full context and the
     # image is at least one output tile large.
     pads = [(m, m + max(0, o - s)) for m, o, s in zip(margins, out_tile, spatial)]
-    padded = np.pad(image, pads + [(0, 0)], mode="reflect" if all(
-        p[1] < s for p, s in zip(pads, spatial)) else "symmetric")
+    padded = (np.pad(image, pads + [(0, 0)], mode="reflect") if any(map(any, pads))
+              else image)
     covered = tuple(max(s, o) for s, o in zip(spatial, out_tile))
     strides = [max(1, int(o * (1 - overlap))) for o in out_tile]
     grids = [_tile_starts(c, o, st) for c, o, st in zip(covered, out_tile, strides)]
-    starts = [tuple(s) for s in np.stack(np.meshgrid(*grids, indexing="ij"), -1).reshape(-1, len(tile))]
+    starts = [tuple(s) for s in
+              np.stack(np.meshgrid(*grids, indexing="ij"), -1).reshape(-1, len(tile))]
     total = None
-    counts = np.zeros(covered, np.float32)
+    weight_sum = np.zeros(covered, np.float32)
     for first in range(0, len(starts), batch_size):
         chunk = starts[first:first + batch_size]
-        tiles = np.stack([padded[tuple(slice(s, s + t) for s, t in zip(start, tile))]
-                          for start in chunk])
-        probs = _softmax(np.asarray(predict_fn(tiles), np.float32))
+        tiles = np.zeros((batch_size, *tile, image.shape[-1]), np.float32)
+        for index, start in enumerate(chunk):
+            tiles[index] = padded[tuple(slice(s, s + t) for s, t in zip(start, tile))]
+        probs = _softmax(np.asarray(predict_fn(tiles), np.float32)[:len(chunk)])
         if total is None:
             total = np.zeros(covered + (probs.shape[-1],), np.float32)
         for start, prob in zip(chunk, probs):
             region = tuple(slice(s, s + o) for s, o in zip(start, out_tile))
-            total[region] += prob
-            counts[region] += 1
-    result = total / counts[..., None]
-    return result[tuple(slice(0, s) for s in spatial)]
+            total[region] += prob * weights[..., None]
+            weight_sum[region] += weights
+    total /= weight_sum[..., None]
+    return _check_classes(total[tuple(slice(0, s) for s in spatial)], num_classes)
+
+
+def tta_predict(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, *,
+                scales: Sequence[float] = (1.0,), flip: bool = False,
+                **window) -> np.ndarray:
+    """Probabilities averaged over `scales` and (with `flip`) horizontal flips.
+
+    Each scaled (and flipped) image is predicted with `sliding_window_predict`
+    (`window`: tile, overlap, batch_size, num_classes, blend), its
+    probabilities un-flipped and resized back to the image size.
+    """
+    image = np.asarray(image, np.float32)
+    spatial = image.shape[:-1]
+    if not scales or any(s <= 0 for s in scales):
+        raise ValueError(f"eval.scales must be positive, got {tuple(scales)}")
+    total = None
+    for scale in scales:
+        size = tuple(max(1, int(round(s * scale))) for s in spatial)
+        scaled = resize_linear(image, size)
+        for flipped in ((False, True) if flip else (False,)):
+            view = np.flip(scaled, axis=-2) if flipped else scaled
+            probs = sliding_window_predict(predict_fn, view, **window)
+            if flipped:
+                probs = np.flip(probs, axis=-2)
+            probs = resize_linear(probs, spatial)
+            total = probs.copy() if total is None else total + probs
+    return total / (len(scales) * (2 if flip else 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """The test-time options of `config.eval`, with command-line overrides applied."""
+
+    tile: tuple[int, ...] = ()
+    overlap: float = 0.0
+    blend: str = "average"
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    batch_size: int = 4
+    crf: bool = False
+    crf_params: crf_lib.CRFParams = crf_lib.CRFParams()
+
+    @classmethod
+    def from_config(cls, eval_config=None, **overrides) -> "EvalOptions":
+        """Options from `config.eval` (a ConfigDict or mapping; missing keys keep defaults).
+
+        `overrides` whose value is None are ignored, so command-line flags that
+        were not given leave the config's value; keys of `config.eval` that
+        are not test-time options are ignored.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"eval option(s) {unknown} do not exist; valid: {sorted(known)}")
+        fields = dict(eval_config.to_dict() if hasattr(eval_config, "to_dict")
+                      else eval_config or {})
+        fields.update({key: value for key, value in overrides.items() if value is not None})
+        params = fields.pop("crf_params", None)
+        return cls(tile=tuple(int(t) for t in fields.get("tile", ())),
+                   overlap=float(fields.get("overlap", 0.0)),
+                   blend=str(fields.get("blend", "average")),
+                   scales=tuple(float(s) for s in fields.get("scales", (1.0,))),
+                   flip=bool(fields.get("flip", False)),
+                   batch_size=int(fields.get("batch_size", 4)),
+                   crf=bool(fields.get("crf", False)),
+                   crf_params=(params if isinstance(params, crf_lib.CRFParams)
+                               else crf_lib.params_from_config(params)))
+
+
+def predict_probs(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+                  eval_config, num_classes: int | None = None) -> np.ndarray:
+    """Probabilities for one normalised image with the sliding-window and TTA options.
+
+    `eval_config` is `config.eval` or an `EvalOptions`; the CRF (which needs
+    the raw image) is applied by `predict_image`.
+    """
+    options = (eval_config if isinstance(eval_config, EvalOptions)
+               else EvalOptions.from_config(eval_config))
+    return tta_predict(predict_fn, image, scales=options.scales, flip=options.flip,
+                       tile=options.tile or None, overlap=options.overlap,
+                       batch_size=options.batch_size, blend=options.blend,
+                       num_classes=num_classes)
+
+
+def predict_image(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+                  data_config, options: EvalOptions,
+                  num_classes: int | None = None) -> np.ndarray:
+    """Probabilities (*spatial, K) for a raw uint8 image: normalise, predict (TTA), CRF."""
+    from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
+    probs = predict_probs(predict_fn, pipeline.normalize(image, data_config), options,
+                          num_classes)
+    if options.crf:
+        if image.ndim != 3:
+            raise ValueError(f"eval.crf works on 2D images (H, W, C); got shape {image.shape}")
+        probs = crf_lib.dense_crf(image, probs, options.crf_params)
+    return probs
+
+
+def resize_linear(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """(Bi/tri)linear resize of the leading spatial axes of (*spatial, C), half-pixel centres."""
+    size = tuple(int(s) for s in size)
+    for axis, target in enumerate(size):
+        length = array.shape[axis]
+        if length == target:
+            continue
+        coords = (np.arange(target) + 0.5) * (length / target) - 0.5
+        coords = np.clip(coords, 0, length - 1)
+        low = np.floor(coords).astype(np.int64)
+        high = np.minimum(low + 1, length - 1)
+        frac = (coords - low).astype(np.float32)
+        shape = [1] * array.ndim
+        shape[axis] = target
+        frac = frac.reshape(shape)
+        array = (np.take(array, low, axis=axis) * (1 - frac)
+                 + np.take(array, high, axis=axis) * frac)
+    return np.asarray(array, np.float32)
+
+
+def _check_classes(probs: np.ndarray, num_classes: int | None) -> np.ndarray:
+    if num_classes is not None and probs.shape[-1] != num_classes:
+        raise ValueError(f"model gives {probs.shape[-1]} classes, expected "
+                         f"num_classes={num_classes}")
+    return probs
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

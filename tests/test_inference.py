@@ -1,0 +1,174 @@
+"""Sliding window, blending, overlap-tile exactness, bounded memory, 3D, TTA."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from segjax import inference
+from segjax.models import layers, registry
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _tiny_unet(random_variables, rank=2, depth=2, width=4, padding="valid", num_classes=3,
+               channels=1, size=92):
+    model = registry.build({"name": "unet", "num_classes": num_classes, "width": width,
+                            "depth": depth, "padding": padding})
+    x = jnp.zeros((1,) + (size,) * rank + (channels,))
+    return model, random_variables(model, x)
+
+
+def _pixelwise(weights):
+    """A 1x1-convolution 'model': logits = x @ weights, recording the shapes it is given."""
+    calls = []
+    matmul = jax.jit(lambda x: x @ weights)
+
+    def predict_fn(batch):
+        calls.append(batch.shape)
+        return np.asarray(matmul(batch))
+
+    return predict_fn, calls
+
+
+@pytest.mark.parametrize("height,width", [(104, 104), (100, 120)])
+def test_overlap_tile_valid_unet_equals_whole_image(height, width, random_variables):
+    model, variables = _tiny_unet(random_variables)
+    predict_fn = inference.make_predict_fn(model, variables)
+    image = np.random.default_rng(0).normal(size=(height, width, 1)).astype(np.float32)
+    tiled = inference.sliding_window_predict(predict_fn, image, tile=(92, 92), batch_size=2)
+    # Whole image at once: the same 20-pixel mirrored context, one forward pass.
+    padded = np.pad(image, [(20, 20), (20, 20), (0, 0)], mode="reflect")
+    whole = _softmax(predict_fn(padded[None])[0])
+    assert tiled.shape == (height, width, 3) and tiled.dtype == np.float32
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_overlap_tile_3d_valid_unet_equals_whole_volume(random_variables):
+    model, variables = _tiny_unet(random_variables, rank=3, depth=1, width=2, num_classes=2, size=28)
+    predict_fn = inference.make_predict_fn(model, variables)
+    assert inference.output_margin(predict_fn, (28, 28, 28), 1) == (8, 8, 8)
+    volume = np.random.default_rng(1).normal(size=(24, 24, 24, 1)).astype(np.float32)
+    tiled = inference.sliding_window_predict(predict_fn, volume, tile=(28, 28, 28), batch_size=4)
+    whole = _softmax(predict_fn(np.pad(volume, [(8, 8)] * 3 + [(0, 0)], mode="reflect")[None])[0])
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_same_padding_unet_small_image_is_padded_and_cropped_back(random_variables):
+    model, variables = _tiny_unet(random_variables, padding="same", size=32)
+    predict_fn = inference.make_predict_fn(model, variables)
+    image = np.random.default_rng(2).normal(size=(20, 27, 1)).astype(np.float32)
+    probs = inference.sliding_window_predict(predict_fn, image, tile=(32, 32))
+    padded = np.pad(image, [(0, 12), (0, 5), (0, 0)], mode="reflect")
+    expected = _softmax(predict_fn(padded[None])[0])[:20, :27]
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+def test_blending_by_hand():
+    """Two 1x8 tiles over a 1x12 image, each predicting its own constant distribution."""
+    dists = np.array([[0.8, 0.2], [0.3, 0.7]], np.float32)
+    counter = iter(range(10))
+
+    def predict_fn(batch):
+        index = next(counter) if batch.shape[0] == 1 else 0
+        return np.broadcast_to(np.log(dists[index % 2]), batch.shape[:-1] + (2,))
+
+    predict_fn.output_shape = lambda shape: tuple(shape[:-1]) + (2,)
+    image = np.zeros((1, 12, 1), np.float32)
+    average = inference.sliding_window_predict(predict_fn, image, tile=(1, 8), overlap=0.5)
+    np.testing.assert_allclose(average[0, :4], np.tile(dists[0], (4, 1)), rtol=1e-6)
+    np.testing.assert_allclose(average[0, 4:8], np.tile(dists.mean(0), (4, 1)), rtol=1e-6)
+    np.testing.assert_allclose(average[0, 8:], np.tile(dists[1], (4, 1)), rtol=1e-6)
+
+    gaussian = inference.sliding_window_predict(predict_fn, image, tile=(1, 8), overlap=0.5,
+                                                blend="gaussian")
+    axis = np.exp(-0.5 * ((np.arange(8) - 3.5) / 1.0) ** 2)
+    axis = axis / axis.max()
+    w0, w1 = axis[4:], axis[:4]        # tile 0 at its right half, tile 1 at its left half
+    expected = (w0[:, None] * dists[0] + w1[:, None] * dists[1]) / (w0 + w1)[:, None]
+    np.testing.assert_allclose(gaussian[0, 4:8], expected, rtol=1e-5)
+    np.testing.assert_allclose(gaussian[0, :4], np.tile(dists[0], (4, 1)), rtol=1e-6)
+
+
+def test_large_image_bounded_memory_fixed_batches():
+    """2048x4096: the device only ever sees (5, 512, 512, 3) batches; host sums in float32."""
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(3, 2)).astype(np.float32)
+    predict_fn, calls = _pixelwise(weights)
+    image = rng.normal(size=(2048, 4096, 3)).astype(np.float32)
+    probs = inference.sliding_window_predict(predict_fn, image, tile=(512, 512), batch_size=5,
+                                             overlap=0.25, blend="gaussian")
+    # 384-pixel stride: 5 x 11 = 55 tiles in 11 calls, after one probe of the output shape.
+    assert set(calls) == {(5, 512, 512, 3)}
+    assert len(calls) == 12
+    assert probs.shape == (2048, 4096, 2) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs[::7, ::7], _softmax(image[::7, ::7] @ weights), atol=1e-5)
+
+
+def test_pixelwise_3d_volume_with_gaussian_overlap():
+    rng = np.random.default_rng(4)
+    weights = rng.normal(size=(2, 4)).astype(np.float32)
+    predict_fn, calls = _pixelwise(weights)
+    volume = rng.normal(size=(9, 20, 13, 2)).astype(np.float32)
+    probs = inference.sliding_window_predict(predict_fn, volume, tile=(4, 8, 8), overlap=0.5,
+                                             batch_size=3, blend="gaussian", num_classes=4)
+    assert all(shape == (3, 4, 8, 8, 2) for shape in calls)
+    np.testing.assert_allclose(probs, _softmax(volume @ weights), atol=1e-5)
+
+
+def test_flip_tta_unflips():
+    """A 'model' that ignores its input and predicts a left-to-right ramp."""
+
+    def predict_fn(batch):
+        ramp = np.linspace(-2, 2, batch.shape[2], dtype=np.float32)
+        logits = np.zeros(batch.shape[:-1] + (2,), np.float32)
+        logits[..., 0] = ramp
+        return logits
+
+    image = np.zeros((6, 10, 1), np.float32)
+    plain = inference.tta_predict(predict_fn, image)
+    flipped = inference.tta_predict(predict_fn, image, flip=True)
+    assert not np.allclose(plain, plain[:, ::-1])
+    np.testing.assert_allclose(flipped, flipped[:, ::-1], atol=1e-6)
+    np.testing.assert_allclose(flipped, (plain + plain[:, ::-1]) / 2, atol=1e-6)
+
+
+def test_multiscale_tta_shapes_and_average():
+    rng = np.random.default_rng(5)
+    weights = rng.normal(size=(1, 3)).astype(np.float32)
+    predict_fn, calls = _pixelwise(weights)
+    image = np.full((40, 60, 1), 0.7, np.float32)
+    probs = inference.tta_predict(predict_fn, image, scales=(0.5, 1.0, 1.5), flip=True)
+    assert sorted(calls) == sorted([(1, 20, 30, 1)] * 2 + [(1, 40, 60, 1)] * 2
+                                   + [(1, 60, 90, 1)] * 2)
+    # A constant image gives the same probabilities at every scale.
+    np.testing.assert_allclose(probs, np.broadcast_to(_softmax(0.7 * weights[0]), probs.shape),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(13, 29), (64, 48)])
+def test_resize_linear_matches_layers_resize(size):
+    array = np.random.default_rng(6).normal(size=(32, 40, 3)).astype(np.float32)
+    ours = inference.resize_linear(array, size)
+    reference = np.asarray(layers.resize(jnp.asarray(array)[None], size))[0]
+    np.testing.assert_allclose(ours, reference, atol=3e-5)
+
+
+def test_bad_options_raise_clear_errors():
+    predict_fn, _ = _pixelwise(np.ones((1, 2), np.float32))
+    image = np.zeros((16, 16, 1), np.float32)
+    with pytest.raises(ValueError, match="eval.blend"):
+        inference.sliding_window_predict(predict_fn, image, tile=(8, 8), blend="median")
+    with pytest.raises(ValueError, match="eval.tile"):
+        inference.sliding_window_predict(predict_fn, image, tile=(8, 8, 8))
+    with pytest.raises(ValueError, match="eval.overlap"):
+        inference.sliding_window_predict(predict_fn, image, tile=(8, 8), overlap=1.0)
+    with pytest.raises(ValueError, match="num_classes=3"):
+        inference.sliding_window_predict(predict_fn, image, tile=(8, 8), num_classes=3)
+    with pytest.raises(ValueError, match="set eval.tile"):
+        inference.sliding_window_predict(lambda x: np.zeros((1, 8, 8, 2), np.float32), image)
+    with pytest.raises(ValueError, match="eval.scales"):
+        inference.tta_predict(predict_fn, image, scales=(0.0,))
