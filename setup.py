@@ -32,6 +32,7 @@ setup(
             "safetensors",
             "transformers",
             "huggingface_hub",
+            "pyyaml",  # timm (installed with --no-deps from requirements-dev-nodeps.txt)
         ],
     },
     entry_points={"console_scripts": ["segjax-train=segjax.main:run"]},

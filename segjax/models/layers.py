@@ -227,6 +227,7 @@ class ConvNormAct(nn.Module):
     norm_epsilon: float = 1e-5
     num_groups: int = 32
     kernel_init: Initializer = kaiming_normal_fan_out
+    norm_momentum: float = 0.9    # flax convention: PyTorch momentum m -> 1 - m
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
@@ -235,6 +236,7 @@ class ConvNormAct(nn.Module):
                  self.groups, use_bias=use_bias, dtype=self.dtype,
                  kernel_init=self.kernel_init, name="conv")(x)
         x = Norm(self.norm, num_groups=self.num_groups, epsilon=self.norm_epsilon,
+                 momentum=self.norm_momentum,
                  dtype=self.dtype, name="norm")(x, train=train)
         if self.act == "prelu":
             return PReLU(name="act")(x)

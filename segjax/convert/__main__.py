@@ -1,0 +1,183 @@
+"""`python -m segjax.convert`: a PyTorch checkpoint -> a segjax variables file.
+
+    python -m segjax.convert --checkpoint resnet50.pth \
+        --config configs/deeplabv3plus_camvid.py --output weights/
+    python -m segjax.convert --checkpoint model.safetensors --config configs/X.py:smoke \
+        --output weights/resnet18.msgpack --part encoder --mapping torchvision_resnet
+
+Builds the model that the config describes (`config.model`), initialises it
+at the config's crop size, fills it from the checkpoint through a registered
+mapping (`segjax.convert.core`) and writes the variables with
+`segjax.train.checkpoint.save_variables` (metadata: the model config, the
+checkpoint, the mapping, what was left unfilled). `config.model.init_from`
+then starts training from it.
+
+Which variables: a mapping registered for `config.model.name` converts the
+whole model; otherwise a mapping registered for the encoder
+(`config.model.encoder.name`) fills `params['encoder']` and the rest keeps
+its fresh initialisation (train with `init_from_part='encoder'`).
+`--part encoder` builds and writes the encoder alone. Several candidate
+mappings: the one with rules for most tensors wins (or name it: --mapping).
+By default a tensor without a destination, or a variable in scope left
+unfilled, is an error listing them by name; `--no-strict` writes anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from segjax.convert import core
+from segjax.convert.io import load_state_dict
+
+DEFAULT_FILE = "variables.msgpack"
+
+
+def load_config(spec: str):
+    """`path/to/config.py[:arg]` -> the ConfigDict its `get_config(arg)` returns."""
+    path, _, arg = spec.partition(":")
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--config: no config file at {file}")
+    root = str(file.resolve().parent.parent)  # so that `from configs import common` works
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    module_spec = importlib.util.spec_from_file_location(f"_segjax_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise AttributeError(f"--config: {file} defines no get_config(arg)")
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def _name(config) -> str | None:
+    return config.get("name") if config is not None and hasattr(config, "get") else None
+
+
+def choose_mapping(state_dict, model_config, part: str, mapping_name: str | None):
+    """(mapping function, its name, scope) for a model config and a state dict."""
+    model_name = _name(model_config)
+    encoder_name = _name(model_config.get("encoder"))
+    if mapping_name:
+        entry = core.get_mapping(mapping_name)
+        by_encoder = part == "encoder" or (model_name not in entry.models
+                                           and encoder_name in entry.encoders)
+        candidates = [entry]
+    else:
+        candidates = [] if part == "encoder" else core.mappings_for(model=model_name)
+        by_encoder = not candidates
+        if by_encoder:
+            candidates = core.mappings_for(encoder=encoder_name)
+        if not candidates:
+            raise KeyError(f"no conversion mapping registered for model {model_name!r} or "
+                           f"encoder {encoder_name!r}; registered: "
+                           f"{', '.join(core.mapping_names())} (name one with --mapping)")
+    scored = [(core.coverage(entry.factory(), state_dict), entry) for entry in candidates]
+    _, entry = max(scored, key=lambda pair: pair[0])
+    mapping = entry.factory()
+    if by_encoder:
+        return core.prefixed("", "encoder", mapping), entry.name, "encoder"
+    return mapping, entry.name, None
+
+
+def build_module(model_config, part: str):
+    from segjax.models import registry
+    if part == "encoder":
+        return registry.build_part("encoder", model_config["encoder"])
+    return registry.build(model_config)
+
+
+def _nest(variables, part: str) -> dict:
+    variables = dict(variables)
+    if part == "encoder":
+        return {collection: {"encoder": tree} for collection, tree in variables.items()}
+    return variables
+
+
+def convert_module(state_dict, module, part: str, mapping, scope, strict: bool, input_shape):
+    """Converts into `module`'s variables; initialises it only if something stays unfilled."""
+    x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
+    init = lambda v: module.init(jax.random.PRNGKey(0), v, train=False)
+    shapes = _nest(jax.eval_shape(init, x), part)
+    converted, report = core.convert(state_dict, shapes, mapping, scope=scope, strict=strict)
+    leaves = jax.tree_util.tree_leaves(converted)
+    if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves):
+        fresh = _nest(jax.jit(init)(jnp.zeros(input_shape, jnp.float32)), part)
+        converted = jax.tree_util.tree_map(
+            lambda new, initial: jax.device_get(initial)
+            if isinstance(new, jax.ShapeDtypeStruct) else new, converted, fresh)
+    return converted, report
+
+
+def output_file(output: str) -> Path:
+    path = Path(output)
+    if path.is_dir() or output.endswith("/") or not path.suffix:
+        return path / DEFAULT_FILE
+    return path
+
+
+def run(checkpoint: str, config_spec: str, output: str, *, part: str = "all",
+        mapping_name: str | None = None, strict: bool = True, input_size=None,
+        verbose: bool = True) -> Path:
+    from segjax.models import registry
+    from segjax.train.checkpoint import save_variables
+    if part not in ("all", "encoder"):
+        raise ValueError(f"--part must be 'all' or 'encoder', got {part!r}")
+    config = load_config(config_spec)
+    registry.import_modules(config.get("imports", ()))
+    state_dict = load_state_dict(checkpoint)
+    mapping, name, scope = choose_mapping(state_dict, config.model, part, mapping_name)
+    size = tuple(input_size or config.data.crop)
+    module = build_module(config.model, part)
+    converted, report = convert_module(state_dict, module, part, mapping, scope, strict,
+                                       (1, *size, int(config.data.image_channels)))
+    if verbose:
+        print(f"mapping {name!r} (scope: {scope or 'whole model'}): {report.summary(limit=20)}")
+    metadata = {
+        "model": config.model.to_dict(),
+        "imports": list(config.get("imports", ())),
+        "source": {"checkpoint": str(checkpoint), "config": config_spec, "mapping": name,
+                   "part": part, "scope": scope or "",
+                   "converted": len(report.converted),
+                   "unused": sorted(report.unused), "unmapped": report.unmapped},
+    }
+    path = save_variables(output_file(output), converted, json.loads(json.dumps(metadata,
+                                                                                default=str)))
+    if verbose:
+        print(f"wrote {path}")
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m segjax.convert", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help=".pth/.pt/.bin or .safetensors")
+    parser.add_argument("--config", required=True, help="configs/X.py[:arg]")
+    parser.add_argument("--output", required=True,
+                        help=f"a .msgpack file, or a directory (gets {DEFAULT_FILE})")
+    parser.add_argument("--part", default="all", choices=("all", "encoder"))
+    parser.add_argument("--mapping", default=None,
+                        help="a registered mapping (default: chosen by the config's model)")
+    parser.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                        help="refuse unused tensors / unfilled variables (default: on)")
+    parser.add_argument("--input_size", default=None,
+                        help="H,W to initialise the model at (default: config.data.crop)")
+    args = parser.parse_args(argv)
+    size = tuple(int(v) for v in args.input_size.split(",")) if args.input_size else None
+    try:
+        run(args.checkpoint, args.config, args.output, part=args.part,
+            mapping_name=args.mapping, strict=args.strict, input_size=size)
+    except (core.ConversionError, KeyError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

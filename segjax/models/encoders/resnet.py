@@ -1,0 +1,180 @@
+"""ResNet-18/34/50/101/152 (He et al. 2015, arXiv:1512.03385), torchvision layout.
+
+What is implemented, and why:
+- torchvision's ResNet ("v1.5": the stride of a bottleneck is in its 3x3 conv,
+  the projection shortcut is a strided 1x1 conv + BN), so torchvision and
+  Hugging Face `ResNetModel` weights convert one to one
+  (`segjax.convert.resnet`). Module names mirror torchvision's
+  (`conv1`, `bn1`, `layer3_5/conv2`, `layer3_5/bn2`, `layer3_0/downsample_conv`,
+  `layer3_0/downsample_bn`; the deep stem is `stem_0`..`stem_2`).
+- `deep_stem=True`: the "v1c" stem (mmsegmentation's ResNetV1c, timm's
+  `resnet50c`, PSPNet/DeepLab's ResNets): three 3x3 conv-BN-ReLU layers
+  (32, 32, 64 channels, the first with stride 2) instead of one 7x7 conv.
+- `output_stride` 16 or 8: the last one or two stages replace their stride by
+  dilation with torchvision's `replace_stride_with_dilation` semantics (the
+  first block of a dilated stage keeps the previous dilation in its strided
+  conv), so converted torchvision weights give torchvision's outputs.
+- `multi_grid` (DeepLabv3, arXiv:1706.05587, section 3.2): the blocks of the
+  last stage use dilation `stage_dilation * multi_grid[i]`, the first block
+  included, as in DeepLab's TF reference (at output stride 16 and multi-grid
+  (1, 2, 4), block 4's rates are (2, 4, 8)).
+- `zero_init_last_bn`: the last BN scale of each residual branch starts at
+  zero (Goyal et al. 2017), so every block starts as the identity.
+
+Features: {2: stem (after ReLU, before max pooling), 4: layer1, 8: layer2,
+16: layer3, 32: layer4}, keyed by nominal stride (see `segjax.models.encoders`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+
+from segjax.models import layers
+from segjax.models.encoders import atrous_schedule, check_output_stride
+from segjax.models.registry import register
+
+STAGE_WIDTHS = (64, 128, 256, 512)
+DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+
+
+def conv_bn(x, features: int, kernel_size: int, *, train: bool, name: str, strides: int = 1,
+            dilation: int = 1, zero_init: bool = False, dtype: Any = None):
+    """torchvision's conv (no bias, padding = dilation * (k // 2)) + BN, named
+    `conv{name}` / `bn{name}` in the calling module."""
+    x = layers.Conv(features, kernel_size, strides, padding=dilation * (kernel_size // 2),
+                    dilation=dilation, use_bias=False, dtype=dtype, name=f"conv{name}")(x)
+    scale_init = nn.initializers.zeros if zero_init else nn.initializers.ones
+    return layers.Norm("batch", dtype=dtype, scale_init=scale_init,
+                       name=f"bn{name}")(x, train=train)
+
+
+def projection(x, features: int, strides: int, *, train: bool, dtype: Any = None):
+    """The shortcut: identity, or a 1x1 conv with the block's stride + BN
+    (torchvision's `downsample.0` / `downsample.1`) when the shape changes."""
+    if strides == 1 and x.shape[-1] == features:
+        return x
+    x = layers.Conv(features, 1, strides, padding=0, use_bias=False, dtype=dtype,
+                    name="downsample_conv")(x)
+    return layers.Norm("batch", dtype=dtype, name="downsample_bn")(x, train=train)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs (ResNet-18/34). `dilation` applies to the first (strided)
+    conv, `stage_dilation` to the second, as timm's dilated BasicBlock."""
+
+    features: int
+    strides: int = 1
+    dilation: int = 1
+    stage_dilation: int = 1
+    zero_init_last_bn: bool = False
+    dtype: Any = None
+    expansion = 1
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        residual = projection(x, self.features, self.strides, train=train, dtype=self.dtype)
+        y = conv_bn(x, self.features, 3, strides=self.strides, dilation=self.dilation,
+                    train=train, name="1", dtype=self.dtype)
+        y = conv_bn(jax.nn.relu(y), self.features, 3, dilation=self.stage_dilation,
+                    zero_init=self.zero_init_last_bn, train=train, name="2", dtype=self.dtype)
+        return jax.nn.relu(y + residual)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (strided, dilated), 1x1 expand by 4 (ResNet-50/101/152, v1.5)."""
+
+    features: int
+    strides: int = 1
+    dilation: int = 1
+    stage_dilation: int = 1
+    zero_init_last_bn: bool = False
+    dtype: Any = None
+    expansion = 4
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        out = self.features * self.expansion
+        residual = projection(x, out, self.strides, train=train, dtype=self.dtype)
+        y = conv_bn(x, self.features, 1, train=train, name="1", dtype=self.dtype)
+        y = conv_bn(jax.nn.relu(y), self.features, 3, strides=self.strides,
+                    dilation=self.dilation, train=train, name="2", dtype=self.dtype)
+        y = conv_bn(jax.nn.relu(y), out, 1, zero_init=self.zero_init_last_bn, train=train,
+                    name="3", dtype=self.dtype)
+        return jax.nn.relu(y + residual)
+
+
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+def block_dilations(num_blocks: int, dilation_before: int, dilation: int,
+                    multi_grid: Sequence[int] | None) -> list[tuple[int, int]]:
+    """(dilation, stage_dilation) of each block of a stage."""
+    if multi_grid is None:
+        return [(dilation_before, dilation)] + [(dilation, dilation)] * (num_blocks - 1)
+    if len(multi_grid) != num_blocks:
+        raise ValueError(f"ResNet: multi_grid {tuple(multi_grid)} needs one rate per block of "
+                         f"the last stage ({num_blocks} blocks)")
+    return [(dilation * rate, dilation * rate) for rate in multi_grid]
+
+
+class ResNet(nn.Module):
+    """A torchvision-layout ResNet returning stride-keyed features."""
+
+    depth: int = 50
+    output_stride: int = 32
+    multi_grid: Sequence[int] | None = None
+    deep_stem: bool = False
+    zero_init_last_bn: bool = False
+    dtype: Any = None
+
+    def stem(self, x, *, train: bool):
+        if not self.deep_stem:
+            x = conv_bn(x, 64, 7, strides=2, train=train, name="1", dtype=self.dtype)
+            return jax.nn.relu(x)
+        for index, (width, strides) in enumerate(((32, 2), (32, 1), (64, 1))):
+            x = layers.ConvNormAct(width, 3, strides, padding=1, dtype=self.dtype,
+                                   name=f"stem_{index}")(x, train=train)
+        return x
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False) -> dict[int, jax.Array]:
+        if self.depth not in DEPTHS:
+            raise ValueError(f"ResNet: depth must be one of {sorted(DEPTHS)}, got {self.depth!r}")
+        check_output_stride("ResNet", self.output_stride)
+        kind, stage_sizes = DEPTHS[self.depth]
+        block = BLOCKS[kind]
+        x = self.stem(x, train=train)
+        features = {2: x}
+        x = layers.max_pool(x, 3, 2, padding=1)
+        schedule = atrous_schedule((1, 2, 2, 2), self.output_stride, start_stride=4)
+        for stage, (num_blocks, width, unit) in enumerate(zip(stage_sizes, STAGE_WIDTHS,
+                                                              schedule)):
+            last = stage == len(stage_sizes) - 1
+            dilations = block_dilations(num_blocks, unit.dilation_before, unit.dilation,
+                                        self.multi_grid if last else None)
+            for index, (dilation, stage_dilation) in enumerate(dilations):
+                x = block(width, unit.stride if index == 0 else 1, dilation, stage_dilation,
+                          self.zero_init_last_bn, self.dtype,
+                          name=f"layer{stage + 1}_{index}")(x, train=train)
+            features[4 * 2 ** stage] = x
+        return features
+
+
+def _register(depth: int, deep_stem: bool) -> None:
+    name = f"resnet{depth}" + ("_v1c" if deep_stem else "")
+    register("encoder", name, paper="He et al. 2015, ResNet, arXiv:1512.03385",
+             depth=depth, deep_stem=deep_stem)(ResNet)
+
+
+for _depth in DEPTHS:
+    _register(_depth, deep_stem=False)
+    _register(_depth, deep_stem=True)
