@@ -111,6 +111,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.flip = False
     config.eval.batch_size = 4               # tiles per device call
     config.eval.crf = False
+    # Dense CRF (segjax.ops.crf): DeepLab v2's parameters; normalization "after" | "symmetric".
+    config.eval.crf_params = ml_collections.ConfigDict(dict(
+        iterations=10, bi_w=4.0, bi_xy_std=67.0, bi_rgb_std=3.0, pos_w=3.0, pos_xy_std=1.0,
+        normalization="after"))
 
     config.mesh = ml_collections.ConfigDict()
     config.mesh.data = -1                    # -1: all devices on the batch axis

@@ -1,7 +1,7 @@
 """Export a trained model's inference function with `jax.export`.
 
     python -m segjax.export --workdir runs/unet_isbi --output unet.jaxexport
-    python -m segjax.export --checkpoint variables.msgpack --output m.jaxexport \\
+    python -m segjax.export --checkpoint runs/x/checkpoints_best/variables --output m.jaxexport \\
         --input_shape 388,388,1 --batch 8 --platforms cpu,cuda
 
 The artifact is the serialized StableHLO of `x -> model.apply(variables, x)["logits"]`

@@ -1,7 +1,7 @@
 """Predict a folder (or glob) of images with a trained model.
 
     python -m segjax.predict --workdir runs/deeplab_camvid --input 'photos/*.png' --output out/
-    python -m segjax.predict --checkpoint runs/x/checkpoints_best/variables.msgpack \\
+    python -m segjax.predict --checkpoint runs/x/checkpoints_best/variables \\
         --input photos/ --output out/ --flip --scales 0.75,1,1.25 --crf --probabilities
 
 Writes, per input image `<stem>`:

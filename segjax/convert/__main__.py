@@ -1,9 +1,9 @@
-"""`python -m segjax.convert`: a PyTorch checkpoint -> a segjax variables file.
+"""`python -m segjax.convert`: a PyTorch checkpoint -> a segjax (Orbax) variables checkpoint.
 
     python -m segjax.convert --checkpoint resnet50.pth \
-        --config configs/deeplabv3plus_camvid.py --output weights/
+        --config configs/deeplabv3plus_camvid.py --output weights/deeplabv3plus
     python -m segjax.convert --checkpoint model.safetensors --config configs/X.py:smoke \
-        --output weights/resnet18.msgpack --part encoder --mapping torchvision_resnet
+        --output weights/resnet18 --part encoder --mapping torchvision_resnet
 
 Builds the model that the config describes (`config.model`), initialises it
 at the config's crop size, fills it from the checkpoint through a registered
@@ -35,9 +35,6 @@ import jax.numpy as jnp
 
 from segjax.convert import core
 from segjax.convert.io import load_state_dict
-
-DEFAULT_FILE = "variables.msgpack"
-
 
 def load_config(spec: str):
     """`path/to/config.py[:arg]` -> the ConfigDict its `get_config(arg)` returns."""
@@ -116,10 +113,8 @@ def convert_module(state_dict, module, part: str, mapping, scope, strict: bool, 
 
 
 def output_file(output: str) -> Path:
-    path = Path(output)
-    if path.is_dir() or output.endswith("/") or not path.suffix:
-        return path / DEFAULT_FILE
-    return path
+    """The variables checkpoint directory the converted weights are written to."""
+    return Path(output)
 
 
 def run(checkpoint: str, config_spec: str, output: str, *, part: str = "all",
@@ -160,7 +155,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", required=True, help=".pth/.pt/.bin or .safetensors")
     parser.add_argument("--config", required=True, help="configs/X.py[:arg]")
     parser.add_argument("--output", required=True,
-                        help=f"a .msgpack file, or a directory (gets {DEFAULT_FILE})")
+                        help="the Orbax variables checkpoint directory to write")
     parser.add_argument("--part", default="all", choices=("all", "encoder"))
     parser.add_argument("--mapping", default=None,
                         help="a registered mapping (default: chosen by the config's model)")

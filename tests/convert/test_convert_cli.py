@@ -50,7 +50,7 @@ def test_safetensors_round_trip_gives_torchvision_features(resnet18_checkpoint, 
     assert main(["--checkpoint", str(checkpoint), "--config", f"{config}:os16",
                  "--output", str(output), "--part", "encoder"]) == 0
     assert "mapping 'torchvision_resnet'" in capsys.readouterr().out
-    variables, metadata = load_variables(output / "variables.msgpack")
+    variables, metadata = load_variables(output)
     assert metadata["source"]["mapping"] == "torchvision_resnet"
     assert metadata["model"]["encoder"]["name"] == "resnet18"
     encoder_variables = {c: tree["encoder"] for c, tree in variables.items()}

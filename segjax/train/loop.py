@@ -1,0 +1,385 @@
+"""`train_and_evaluate(config, workdir)`: the training loop.
+
+What a run writes under `workdir`:
+
+    config.json                   the full config (restore_for_inference reads it)
+    checkpoints/<step>/           Orbax: state/ (params, batch_stats, opt_state, step),
+                                  data/ (each process's grain iterator state), meta/
+    checkpoints_best/variables   best validation mIoU so far (save_variables format)
+    tensorboard/                  event files (loss, lr, steps/s, validation metrics, images)
+    metrics.jsonl                 one JSON line per log / eval step
+    eval_metrics.json             the last evaluation (mIoU, per-class IoU, pixel accuracy, ...)
+    predictions/<name>.png        image | prediction overlay | errors vs label (last evaluation)
+
+Restarting with the same workdir resumes from the latest checkpoint, data
+iterator included, so the run continues as if never stopped. A non-finite
+loss stops the run with `TrainingDiverged` naming the step and the last good
+checkpoint; a non-finite state is never saved. `config.train.max_minutes`
+bounds the training time (evaluation excluded); the decision is taken at log
+steps and shared by all processes. With several processes only process 0
+writes files; all of them run the same steps and evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+import tqdm
+
+from segjax import inference, metrics as metrics_lib
+from segjax.models.segmenter import count_params
+from segjax.ops import conv
+from segjax.train import checkpoint as ckpt
+from segjax.train import sharding, state as state_lib, step as step_lib
+from segjax.train.logging import METRICS_FILE, TENSORBOARD_DIR, MetricWriter, ProgressBar
+
+EVAL_FILE = "eval_metrics.json"
+PREDICTIONS_DIR = "predictions"
+
+Hook = Callable[[int, state_lib.TrainState], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def write_config(config, workdir: Path) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / ckpt.CONFIG_FILE).write_text(config.to_json_best_effort(indent=2) + "\n")
+
+
+def _is_main() -> bool:
+    return jax.process_index() == 0
+
+
+def _log(message: str) -> None:
+    if _is_main():
+        print(message, flush=True)
+
+
+def _agree(flag: bool) -> bool:
+    """Process 0's value of `flag` on every process (decisions must not diverge)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+    return bool(multihost_utils.broadcast_one_to_all(np.bool_(flag)))
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation.
+
+def make_predict_fn(eval_fn, variables, mesh):
+    """A numpy predict_fn for segjax.inference whose batches are split over 'data'."""
+    data_size = mesh.shape["data"]
+    batch_sharding = sharding.batch_sharding(mesh)
+
+    def to_global(tiles: np.ndarray) -> jax.Array:
+        count = -(-tiles.shape[0] // data_size) * data_size
+        padded = np.zeros((count, *tiles.shape[1:]), np.float32)
+        padded[:tiles.shape[0]] = tiles
+        return jax.make_array_from_callback(padded.shape, batch_sharding,
+                                            lambda index: padded[index])
+
+    def predict_fn(tiles: np.ndarray) -> np.ndarray:
+        logits = eval_fn(variables, to_global(np.asarray(tiles, np.float32)))
+        return sharding.local_value(logits)[:tiles.shape[0]].astype(np.float32)
+
+    def output_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+        spec = jax.ShapeDtypeStruct(tuple(input_shape), np.float32)
+        return tuple(jax.eval_shape(eval_fn, variables, spec).shape)
+
+    predict_fn.output_shape = output_shape
+    return predict_fn
+
+
+def evaluate(config, predict_fn, examples) -> tuple[dict, list[np.ndarray]]:
+    """Metrics over the labelled `examples` and the predicted class maps of all of them."""
+    from segjax import data as data_lib
+    num_classes = int(config.model.num_classes)
+    ignore_index = int(config.data.ignore_index)
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    predictions = []
+    for example in examples:
+        image = data_lib.normalize(example["image"], config.data)
+        probs = inference.predict_probs(predict_fn, image, config.eval, num_classes)
+        prediction = np.argmax(probs, axis=-1).astype(np.int32)
+        predictions.append(prediction)
+        if example.get("label") is not None:
+            label = np.asarray(example["label"])
+            metrics_lib.validate_labels(label, num_classes, ignore_index,
+                                        where=f"validation label {example.get('name', '?')}")
+            confusion += np.asarray(metrics_lib.confusion_matrix(
+                prediction[None], label[None], num_classes=num_classes,
+                ignore_index=ignore_index), np.int64)
+    class_names = tuple(config.data.class_names) or None
+    result = metrics_lib.metrics_from_confusion(confusion, class_names)
+    result["confusion_matrix"] = confusion.tolist()
+    return result, predictions
+
+
+def palette(num_classes: int) -> np.ndarray:
+    """A fixed, distinguishable RGB colour per class (uint8, (K, 3))."""
+    base = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
+                     [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230],
+                     [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255],
+                     [170, 110, 40], [255, 250, 200], [128, 0, 0], [170, 255, 195],
+                     [128, 128, 0], [255, 215, 180], [0, 0, 128], [128, 128, 128]], np.uint8)
+    reps = -(-num_classes // len(base))
+    return np.tile(base, (reps, 1))[:num_classes]
+
+
+def overlay_panel(image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None, *,
+                  num_classes: int, ignore_index: int) -> np.ndarray:
+    """[image | prediction colours over the image | errors in red] as one uint8 RGB array."""
+    rgb = np.asarray(image, np.uint8)
+    rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb[..., :3]
+    colours = palette(num_classes)[np.clip(prediction, 0, num_classes - 1)]
+    blended = (0.5 * rgb + 0.5 * colours).astype(np.uint8)
+    panels = [rgb, blended]
+    if label is not None:
+        errors = (rgb * 0.4).astype(np.uint8)
+        valid = label != ignore_index
+        wrong = valid & (prediction != label)
+        errors[wrong] = (255, 0, 0)
+        errors[valid & ~wrong] = (0.4 * rgb[valid & ~wrong] + 0.6 * 200).astype(np.uint8)
+        panels.append(errors)
+    return np.concatenate(panels, axis=1)
+
+
+def write_overlays(config, examples, predictions, directory: Path) -> list[Path]:
+    from PIL import Image
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for example, prediction in list(zip(examples, predictions))[:int(config.train.num_overlays)]:
+        panel = overlay_panel(example["image"], prediction, example.get("label"),
+                              num_classes=int(config.model.num_classes),
+                              ignore_index=int(config.data.ignore_index))
+        path = directory / f"{Path(str(example.get('name', len(paths)))).stem}.png"
+        Image.fromarray(panel).save(path)
+        paths.append(path)
+    return paths
+
+
+# --------------------------------------------------------------------------------------
+# The loop.
+
+class _Run:
+    """The pieces of one training run, built from the config."""
+
+    def __init__(self, config, workdir: Path):
+        from segjax import data as data_lib
+        from segjax.models import registry
+
+        self.config, self.workdir = config, workdir
+        registry.import_modules(config.imports)
+        conv.set_default_implementation(config.model.conv_impl)
+        self.model = registry.build(config.model)
+        self.mesh = sharding.make_mesh(config.mesh)
+        sharding.check_batch_size(int(config.data.batch_size), self.mesh)
+        self.num_classes = int(config.model.num_classes)
+        self.ignore_index = int(config.data.ignore_index)
+
+        self.loader = data_lib.make_train_loader(
+            config.data, seed=int(config.train.seed), process_index=jax.process_index(),
+            process_count=jax.process_count())
+        seed = int(config.train.seed)
+        self.dropout_rng = jax.random.fold_in(jax.random.key(seed), 1)
+        input_shape = (1, *config.data.crop, int(config.data.image_channels))
+        state, self.schedule = state_lib.create_train_state(
+            config, self.model, state_lib.init_key(seed), input_shape)
+        self.state = sharding.replicate(sharding.same_on_all_processes(state), self.mesh)
+        self.checkpoints = ckpt.TrainingCheckpoints(workdir, config)
+        self.state, self.start_step = self.checkpoints.restore(self.state, self.loader)
+        self.train_fn = step_lib.compile_train_step(
+            self.mesh, model=self.model, loss_config=config.loss, num_classes=self.num_classes,
+            ignore_index=self.ignore_index)
+        self.eval_fn = step_lib.compile_eval_step(self.mesh, model=self.model)
+        self.val_examples = data_lib.load_split(config.data, config.data.val_split) \
+            if config.data.val_split else []
+        best = ckpt.best_record(workdir)
+        self.best_miou = float(best["miou"]) if best else -1.0
+        self.last_saved = self.start_step if self.start_step else None
+
+    def variables(self) -> dict:
+        return {"params": self.state.params, "batch_stats": self.state.batch_stats}
+
+    def next_batch(self, step: int) -> dict:
+        batch = next(self.loader)
+        metrics_lib.validate_labels(batch["label"], self.num_classes, self.ignore_index,
+                                    where=f"training batch of step {step}")
+        return sharding.global_batch(batch, self.mesh)
+
+
+def _diverged(run: _Run, bad_step: int) -> TrainingDiverged:
+    where = (f"step {run.last_saved} in {run.checkpoints.directory}" if run.last_saved
+             else "none (no checkpoint was saved)")
+    return TrainingDiverged(
+        f"loss is not finite (NaN or inf) at step {bad_step}; stopped without saving. "
+        f"Last good checkpoint: {where}. Lower config.optim.learning_rate, enable "
+        "config.optim.grad_clip_norm, or check the data of that step.")
+
+
+def _check_finite(run: _Run, accumulator) -> None:
+    first = int(sharding.local_value(accumulator["first_nonfinite_step"]))
+    if first != step_lib.NO_STEP:
+        raise _diverged(run, first)
+    if not step_lib.tree_is_finite(run.variables()):
+        raise _diverged(run, int(sharding.local_value(run.state.step)))
+
+
+def _run_evaluation(run: _Run, step: int, writer: MetricWriter, *, final: bool) -> dict:
+    config = run.config
+    start = time.perf_counter()
+    predict_fn = make_predict_fn(run.eval_fn, run.variables(), run.mesh)
+    result, predictions = evaluate(config, predict_fn, run.val_examples)
+    seconds = time.perf_counter() - start
+    class_names = tuple(config.data.class_names) or None
+    scalars = metrics_lib.scalar_metrics(result, prefix="val/")
+    scalars["val/seconds"] = seconds
+    writer.write_scalars(step, scalars)
+    _log(f"evaluation at step {step} on {config.data.val_split} ({len(run.val_examples)} "
+         f"images, {seconds:.1f}s): mIoU {100 * result['miou']:.2f}, pixel accuracy "
+         f"{100 * result['pixel_accuracy']:.2f}\n"
+         + metrics_lib.format_metrics_table(result, class_names))
+    if _is_main():
+        record = {"step": step, "split": config.data.val_split, **result}
+        (run.workdir / EVAL_FILE).write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+        panels = {f"val/{Path(str(e.get('name', i))).stem}": overlay_panel(
+            e["image"], p, e.get("label"), num_classes=run.num_classes,
+            ignore_index=run.ignore_index)
+            for i, (e, p) in enumerate(list(zip(run.val_examples, predictions))
+                                       [:int(config.train.num_overlays)])}
+        writer.write_images(step, panels)
+        if final:
+            write_overlays(config, run.val_examples, predictions, run.workdir / PREDICTIONS_DIR)
+    miou = float(result["miou"])
+    if np.isfinite(miou) and miou > run.best_miou:
+        run.best_miou = miou
+        variables = jax.tree_util.tree_map(sharding.local_value, run.variables())
+        if _is_main():
+            ckpt.save_best(run.workdir, variables, config, step=step, miou=miou)
+    return result
+
+
+def _summary(run: _Run) -> str:
+    workdir = run.workdir
+    lines = [f"finished; outputs in {workdir}:",
+             f"  checkpoints:   {run.checkpoints.directory} (steps {run.checkpoints.manager.all_steps()})",
+             f"  best:          {workdir / ckpt.BEST_DIR / ckpt.BEST_FILE} (mIoU "
+             f"{100 * max(run.best_miou, 0):.2f})",
+             f"  tensorboard:   tensorboard --logdir {workdir / TENSORBOARD_DIR}",
+             f"  metrics:       {workdir / METRICS_FILE}",
+             f"  evaluation:    {workdir / EVAL_FILE}",
+             f"  overlays:      {workdir / PREDICTIONS_DIR}/"]
+    return "\n".join(lines)
+
+
+class _Rate:
+    """Steps per second between consecutive log steps."""
+
+    def __init__(self, step: int):
+        self.step, self.time = step, time.perf_counter()
+
+    def __call__(self, step: int) -> float:
+        now = time.perf_counter()
+        rate = (step - self.step) / max(now - self.time, 1e-9)
+        self.step, self.time = step, now
+        return rate
+
+
+def _log_train_metrics(run: _Run, writer: MetricWriter, bar: ProgressBar, accumulator,
+                       step: int, rate: float) -> None:
+    config = run.config
+    means = step_lib.summarize(accumulator)
+    scalars = {f"train/{name}": value for name, value in means.items()}
+    scalars["train/learning_rate"] = state_lib.learning_rate_at(run.schedule, config.optim,
+                                                                step - 1)
+    scalars["train/steps_per_second"] = rate
+    writer.write_scalars(step, scalars)
+    bar.update(step, means["loss"])
+    line = (f"step {step}/{config.train.steps}: loss {means['loss']:.4f}, lr "
+            f"{scalars['train/learning_rate']:.3g}, {rate:.2f} steps/s")
+    if bar.enabled:
+        tqdm.tqdm.write(line)  # above the bar, not through it
+    else:
+        _log(line)
+
+
+def _train(run: _Run, writer: MetricWriter, bar: ProgressBar, hooks: Sequence[Hook]) -> dict:
+    """Steps from run.start_step to config.train.steps (or the time budget); the last eval."""
+    config, train = run.config, run.config.train
+    total, step, result = int(train.steps), run.start_step, None
+    budget, train_seconds, rate = float(train.max_minutes) * 60.0, 0.0, _Rate(step)
+    names = accumulator = None
+    while step < total:
+        started = time.perf_counter()
+        batch = run.next_batch(step + 1)
+        if accumulator is None:
+            names = step_lib.metric_names(run.state, batch, run.model, config.loss,
+                                          run.num_classes, run.ignore_index)
+            accumulator = sharding.replicate(step_lib.empty_accumulator(names), run.mesh)
+        run.state, accumulator = run.train_fn(run.state, accumulator, batch, run.dropout_rng)
+        step += 1
+        if jax.process_count() > 1 or jax.local_device_count() > 1:
+            jax.block_until_ready(accumulator)  # an unbounded dispatch queue can hang
+        train_seconds += time.perf_counter() - started
+
+        last = step == total
+        if step % int(train.log_every) == 0 or last:
+            _check_finite(run, accumulator)
+            _log_train_metrics(run, writer, bar, accumulator, step, rate(step))
+            accumulator = sharding.replicate(step_lib.empty_accumulator(names), run.mesh)
+            if budget and _agree(train_seconds > budget):
+                _log(f"stopping at step {step}: config.train.max_minutes={train.max_minutes} "
+                     "reached")
+                last = True
+        else:
+            bar.update(step)
+        if step % int(train.checkpoint_every) == 0 or last:
+            _check_finite(run, accumulator)
+            run.checkpoints.save(step, run.state, run.loader)
+            run.last_saved = step
+        if config.data.val_split and (step % int(train.eval_every) == 0 or last):
+            result = _run_evaluation(run, step, writer, final=last)
+        for hook in hooks:
+            hook(step, run.state)
+        if last:
+            break
+    if result is None and config.data.val_split:
+        result = _run_evaluation(run, step, writer, final=True)
+    return result or {}
+
+
+def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
+    """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the last eval.
+
+    `hooks` are called as hook(step, state) after every step, once the
+    step's logging, checkpoint and evaluation are done.
+    """
+    workdir = Path(workdir).resolve()
+    if _is_main():
+        write_config(config, workdir)
+    run = _Run(config, workdir)
+    _log(f"model {config.model.name}: {count_params(run.variables()):,} parameters; mesh "
+         f"{dict(run.mesh.shape)} over {jax.device_count()} devices, {jax.process_count()} "
+         f"process(es); " + (f"resumed at step {run.start_step}" if run.start_step
+                             else "starting from step 0"))
+
+    writer = MetricWriter(workdir, console=False, enabled=_is_main())
+    bar = ProgressBar(int(config.train.steps), run.start_step,
+                      enabled=bool(config.train.progress_bar) and _is_main())
+    try:
+        result = _train(run, writer, bar, hooks)
+    finally:
+        bar.close()
+        writer.close()
+        run.checkpoints.close()
+        if hasattr(run.loader, "close"):
+            run.loader.close()  # stops grain worker processes
+    _log(_summary(run))
+    return result

@@ -1,0 +1,136 @@
+"""The train and eval steps, and their sharded compilation.
+
+`train_step` and `eval_step` are pure functions of arrays; `compile_train_step`
+and `compile_eval_step` jit them over a mesh (batch split over 'data', state
+replicated, the state donated). Models return dicts: the steps read
+outputs['logits'] (and the loss reads 'aux_logits'), never positions.
+
+Metrics stay on the device: the compiled train step also folds the step's
+metrics into an accumulator (sums, a count, and the first step whose loss was
+not finite), which the loop fetches only at log and checkpoint steps.
+
+Steps are numbered by the number of updates done: train step k turns the
+state with `state.step == k - 1` into the state with `state.step == k`.
+Dropout randomness is `fold_in(rng, state.step)`, so a resumed run draws the
+same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from segjax import losses
+from segjax.train import sharding as sharding_lib
+from segjax.train.state import TrainState
+
+NO_STEP = -1
+
+
+def _variables(params, batch_stats) -> dict:
+    variables = {"params": params}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+    return variables
+
+
+def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array, *,
+               model: nn.Module, loss_config, num_classes: int, ignore_index: int
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimiser step on `batch`; returns the new state and scalar metrics."""
+    dropout_rng = jax.random.fold_in(rng, state.step)
+
+    def loss_fn(params):
+        outputs, updates = model.apply(_variables(params, state.batch_stats), batch["image"],
+                                       train=True, mutable=["batch_stats"],
+                                       rngs={"dropout": dropout_rng})
+        loss, components = losses.segmentation_loss(outputs, batch, loss_config,
+                                                    num_classes=num_classes,
+                                                    ignore_index=ignore_index)
+        return loss, (components, updates.get("batch_stats", state.batch_stats))
+
+    (_, (components, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    metrics = {name: jnp.asarray(value, jnp.float32) for name, value in components.items()}
+    metrics["grad_norm"] = optax.global_norm(grads)
+    return new_state, metrics
+
+
+def eval_step(variables: Mapping[str, Any], images: jax.Array, *, model: nn.Module) -> jax.Array:
+    """Logits of `images` in inference mode (batch statistics frozen)."""
+    return model.apply(_variables(variables["params"], variables.get("batch_stats")), images,
+                       train=False)["logits"]
+
+
+def empty_accumulator(metric_names) -> dict[str, Any]:
+    return {"sums": {name: jnp.zeros((), jnp.float32) for name in metric_names},
+            "count": jnp.zeros((), jnp.int32),
+            "first_nonfinite_step": jnp.full((), NO_STEP, jnp.int32)}
+
+
+def accumulate(accumulator: dict, metrics: Mapping[str, jax.Array], step: jax.Array) -> dict:
+    """Adds one step's metrics; remembers the first step (1-based) with a non-finite loss."""
+    first = accumulator["first_nonfinite_step"]
+    bad = ~jnp.isfinite(metrics["loss"]) & (first == NO_STEP)
+    return {"sums": {k: accumulator["sums"][k] + metrics[k] for k in accumulator["sums"]},
+            "count": accumulator["count"] + 1,
+            "first_nonfinite_step": jnp.where(bad, step.astype(jnp.int32), first)}
+
+
+def summarize(accumulator: dict) -> dict[str, float]:
+    """Host-side means of an accumulator fetched from the device."""
+    values = jax.device_get(accumulator)
+    count = max(1, int(values["count"]))
+    return {name: float(total) / count for name, total in values["sums"].items()}
+
+
+def metric_names(state: TrainState, batch, model, loss_config, num_classes, ignore_index):
+    """The names train_step reports (traced abstractly, nothing runs)."""
+    step = functools.partial(train_step, model=model, loss_config=loss_config,
+                             num_classes=num_classes, ignore_index=ignore_index)
+    _, metrics = jax.eval_shape(step, state, batch, jax.random.key(0))
+    return sorted(metrics)
+
+
+def compile_train_step(mesh: Mesh, *, model, loss_config, num_classes: int, ignore_index: int):
+    """jit of (state, accumulator, batch, rng) -> (state, accumulator) over `mesh`.
+
+    The state and accumulator are donated; the batch is split over 'data'.
+    """
+    replicated = sharding_lib.replicated_sharding(mesh)
+    batch_sharding = sharding_lib.batch_sharding(mesh)
+
+    def step(state, accumulator, batch, rng):
+        new_state, metrics = train_step(state, batch, rng, model=model, loss_config=loss_config,
+                                        num_classes=num_classes, ignore_index=ignore_index)
+        return new_state, accumulate(accumulator, metrics, new_state.step)
+
+    return jax.jit(step, in_shardings=(replicated, replicated, batch_sharding, replicated),
+                   out_shardings=(replicated, replicated), donate_argnums=(0, 1))
+
+
+def compile_eval_step(mesh: Mesh, *, model):
+    """jit of (variables, images) -> logits: images split over 'data', logits gathered."""
+    replicated = sharding_lib.replicated_sharding(mesh)
+    return jax.jit(functools.partial(eval_step, model=model),
+                   in_shardings=(replicated, sharding_lib.batch_sharding(mesh)),
+                   out_shardings=replicated)
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])) if leaves \
+        else jnp.bool_(True)
+
+
+def tree_is_finite(tree) -> bool:
+    return bool(sharding_lib.local_value(_all_finite(tree)))
+

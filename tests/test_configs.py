@@ -1,0 +1,64 @@
+"""Every experiment config: loads, follows the schema, is locked, and names a buildable model."""
+
+from pathlib import Path
+
+import pytest
+
+from configs import common
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+EXPERIMENTS = sorted(p.stem for p in CONFIG_DIR.glob("*.py")
+                     if p.stem != "__init__" and not p.stem.startswith("common"))
+
+
+def load(name: str, arg: str = ""):
+    import importlib
+    module = importlib.import_module(f"configs.{name}")
+    return module.get_config(arg)
+
+
+def _keys(config, prefix=""):
+    keys = set()
+    for key, value in config.items():
+        keys.add(prefix + key)
+        if hasattr(value, "items"):
+            keys |= _keys(value, f"{prefix}{key}.")
+    return keys
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_config_follows_the_schema_and_builds(name):
+    from segjax.models import registry
+    config = load(name)
+    missing = _keys(common.base_config()) - _keys(config)
+    assert not missing, f"configs/{name}.py lacks schema keys {sorted(missing)}"
+    with pytest.raises(AttributeError, match="stpes"):
+        config.train.stpes = 1
+    registry.import_modules(config.imports)
+    registry.build(config.model)
+
+
+@pytest.mark.parametrize("arg", ["smoke", "padded", "padded,smoke"])
+def test_unet_isbi_variants_have_consistent_sizes(arg):
+    from segjax.models.unet import valid_output_size
+    config = load("unet_isbi", arg)
+    if config.model.padding == "valid":
+        out = valid_output_size(config.data.crop[0], config.model.depth)
+        assert (config.data.crop[0] - out) // 2 == config.data.pad_margin
+        assert tuple(config.eval.tile) == tuple(config.data.crop)
+    else:
+        assert all(s % 2 ** config.model.depth == 0 for s in config.data.crop)
+    assert config.data.batch_size % 1 == 0 and config.train.steps > 0
+
+
+def test_paper_config_matches_the_paper():
+    config = load("unet_isbi")
+    assert tuple(config.data.crop) == (572, 572) and config.data.pad_margin == 92
+    assert config.model.depth == 4 and config.model.width == 64
+    assert config.data.weight_map.w0 == 10.0 and config.data.weight_map.sigma == 5.0
+
+
+def test_unknown_config_argument_is_named():
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['smok'\]; valid: smoke, "
+                                         r"padded"):
+        load("unet_isbi", "smok")

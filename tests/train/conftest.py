@@ -1,0 +1,95 @@
+"""Helpers for the training tests: a tiny config and a guarded subprocess runner.
+
+Compilation dominates these tests on small CPUs, so every test process (and
+every subprocess) shares one persistent XLA compilation cache directory (a
+temporary one, removed at exit, unless SEGJAX_TEST_COMPILE_CACHE names one).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import jax
+import pytest
+
+from configs import common
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPILE_CACHE = os.environ.get("SEGJAX_TEST_COMPILE_CACHE")
+if not COMPILE_CACHE:
+    COMPILE_CACHE = tempfile.mkdtemp(prefix="segjax-test-xla-cache-")
+    atexit.register(shutil.rmtree, COMPILE_CACHE, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", COMPILE_CACHE)
+
+
+def tiny_config(**overrides):
+    """A same-padded, batch-normed depth-1 U-Net on 16x16 synthetic crops (seconds to compile)."""
+    config = common.base_config()
+    config.model.name = "unet"
+    config.model.num_classes = 3
+    config.model.padding = "same"
+    config.model.norm = "batch"
+    config.model.width = 4
+    config.model.depth = 1
+    config.data.source = "synthetic"
+    config.data.train_split = "train[:12]"
+    config.data.val_split = "train[12:14]"
+    config.data.image_channels = 1
+    config.data.class_names = ("background", "a", "b")
+    config.data.crop = (16, 16)
+    config.data.batch_size = 4
+    config.data.num_workers = 0
+    config.data.augment.hflip = True
+    config.data.synthetic.num_examples = 14
+    config.data.synthetic.height = 24
+    config.data.synthetic.width = 24
+    config.data.synthetic.num_classes = 3
+    config.train.steps = 4
+    config.train.log_every = 2
+    config.train.checkpoint_every = 2
+    config.train.eval_every = 4
+    config.train.progress_bar = False
+    config.train.num_overlays = 1
+    for key, value in overrides.items():
+        target = config
+        *sections, name = key.split("__")
+        for section in sections:
+            target = target[section]
+        target[name] = value
+    config.lock()
+    return config
+
+
+def run_python(code: str, *, timeout: float, env: dict | None = None,
+               cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh interpreter; SIGKILLs it (JAX catches SIGTERM) past `timeout`."""
+    full_env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": COMPILE_CACHE,
+                "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
+                               env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"subprocess timed out after {timeout}s; output:\n{output[-4000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, output, None)
+
+
+def read_params(workdir, step: int | None = None):
+    """Params of a workdir's checkpoint (`step`, or the latest) as numpy arrays."""
+    from segjax.train import checkpoint
+    path = Path(workdir) / checkpoint.CHECKPOINTS_DIR
+    if step is not None:
+        path = path / str(step)
+    variables, _ = checkpoint.read_checkpoint(path)
+    return variables
