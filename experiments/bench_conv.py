@@ -1,0 +1,422 @@
+"""Benchmark: segjax's convolution formulations against XLA's, and train steps against PyTorch.
+
+    python experiments/bench_conv.py                 # full: ~15-25 min on a quiet 2-core CPU
+    python experiments/bench_conv.py --quick         # the key rows only, a few minutes
+    python experiments/bench_conv.py --out bench.json --skip-models
+
+Part 1, convolutions: GFLOP/s of the forward, input gradient and weight
+gradient of a 3x3 convolution (batch 1) with `impl="native"` (XLA's
+convolution and JAX's autodiff) and `impl="cpu"` (segjax.ops.conv_cpu), each
+measured alternately (native, cpu, native, cpu, ...) in this process; medians.
+
+Part 2, models: the paper's U-Net (valid convs, 572x572, batch 1, Adam) and
+U-Net-ResNet34 (256x256, batch 8, Adam; PyTorch peer:
+segmentation_models_pytorch.Unet("resnet34")), train step and forward, segjax
+(native and cpu formulations) against PyTorch (2 threads). Every measurement
+runs in its own subprocess so that its peak resident memory (ru_maxrss) is its
+own; runs alternate between frameworks round by round; step times are medians.
+
+Prints Markdown tables and the command line that produced them; `--out`
+writes everything as JSON. Numbers from a loaded machine are noisy: compare
+ratios from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+CONV_CASES = [  # (spatial size, channels, padding)
+    (284, 128, "VALID"), (284, 128, "SAME"),
+    (572, 64, "VALID"), (572, 64, "SAME"),
+    (68, 512, "VALID"), (68, 512, "SAME"),
+]
+QUICK_CONV_CASES = [(284, 128, "VALID"), (572, 64, "VALID"), (68, 512, "VALID")]
+PATHS = ("forward", "input_grad", "weight_grad")
+
+
+# ----------------------------------------------------------------------------- part 1
+
+def conv_functions(impl: str, padding: str):
+    """jitted forward / input-gradient / weight-gradient functions of one formulation."""
+    import jax
+
+    from segjax.ops import conv as conv_ops
+
+    def forward(x, w):
+        return conv_ops.conv(x, w, padding=padding, impl=impl)
+
+    def input_grad(x, w, dy):
+        return jax.vjp(lambda a: forward(a, w), x)[1](dy)[0]
+
+    def weight_grad(x, w, dy):
+        return jax.vjp(lambda b: forward(x, b), w)[1](dy)[0]
+
+    return {"forward": jax.jit(forward), "input_grad": jax.jit(input_grad),
+            "weight_grad": jax.jit(weight_grad)}
+
+
+def _time_once(fn, *args) -> float:
+    import jax
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - start
+
+
+def bench_conv_case(size: int, channels: int, padding: str, dtype: str, repeats: int):
+    import jax
+
+    key = jax.random.PRNGKey(0)
+    x = jax.random.normal(key, (1, size, size, channels)).astype(dtype)
+    w = (jax.random.normal(key, (3, 3, channels, channels)) * 0.05).astype(dtype)
+    out = size - 2 if padding == "VALID" else size
+    dy = jax.random.normal(key, (1, out, out, channels)).astype(dtype)
+    flops = 2.0 * out * out * 9 * channels * channels
+    impls = ("native", "cpu")
+    fns = {impl: conv_functions(impl, padding) for impl in impls}
+    args = {"forward": (x, w), "input_grad": (x, w, dy), "weight_grad": (x, w, dy)}
+    times = {(impl, path): [] for impl in impls for path in PATHS}
+    for impl in impls:  # compile and warm up
+        for path in PATHS:
+            _time_once(fns[impl][path], *args[path])
+    for _ in range(repeats):
+        for path in PATHS:
+            for impl in impls:
+                times[impl, path].append(_time_once(fns[impl][path], *args[path]))
+    row = {"size": size, "channels": channels, "padding": padding, "dtype": dtype}
+    for (impl, path), values in times.items():
+        row[f"{path}_{impl}_gflops"] = flops / float(np.median(values)) / 1e9
+    return row
+
+
+def conv_table(rows) -> str:
+    lines = ["| input, channels | padding | dtype | forward native / cpu | "
+             "input grad native / cpu | weight grad native / cpu |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        cells = []
+        for path in PATHS:
+            a, b = r[f"{path}_native_gflops"], r[f"{path}_cpu_gflops"]
+            cells.append(f"{a:.1f} / {b:.1f} ({b / a:.2f}x)")
+        lines.append(f"| {r['size']}x{r['size']}, {r['channels']}->{r['channels']} | "
+                     f"{r['padding']} | {r['dtype']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- part 2 models
+
+def torch_paper_unet(num_classes: int = 2, width: int = 64, depth: int = 4):
+    """The paper's U-Net in plain PyTorch: the layout of segjax's 'unet' (valid convs)."""
+    import torch
+    from torch import nn
+
+    def double_conv(cin, cout):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3), nn.ReLU(inplace=True),
+                             nn.Conv2d(cout, cout, 3), nn.ReLU(inplace=True))
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            widths = [width * 2 ** level for level in range(depth + 1)]
+            self.down = nn.ModuleList([double_conv(1 if i == 0 else widths[i - 1], widths[i])
+                                       for i in range(depth)])
+            self.bottom = double_conv(widths[depth - 1], widths[depth])
+            self.up = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, 2)
+                                     for i in range(depth)])
+            self.up_conv = nn.ModuleList([double_conv(2 * widths[i], widths[i])
+                                          for i in range(depth)])
+            self.classifier = nn.Conv2d(width, num_classes, 1)
+
+        def forward(self, x):
+            skips = []
+            for block in self.down:
+                x = block(x)
+                skips.append(x)
+                x = torch.max_pool2d(x, 2)
+            x = self.bottom(x)
+            for level in reversed(range(depth)):
+                x = self.up[level](x)
+                skip = skips[level]
+                dh, dw = skip.shape[2] - x.shape[2], skip.shape[3] - x.shape[3]
+                skip = skip[:, :, dh // 2: dh // 2 + x.shape[2], dw // 2: dw // 2 + x.shape[3]]
+                x = self.up_conv[level](torch.cat([skip, x], dim=1))
+            return self.classifier(x)
+
+    return UNet()
+
+
+MODELS = {
+    # name: (input shape NHWC, number of classes)
+    "unet": ((1, 572, 572, 1), 2),
+    "unet_resnet34": ((8, 256, 256, 3), 11),
+}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_torch(model_name: str, mode: str, steps: int) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    shape, classes = MODELS[model_name]
+    if model_name == "unet":
+        model = torch_paper_unet(classes)
+    else:
+        sys.path.insert(0, str(REPO_ROOT))
+        from tests import torch_refs  # pylint: disable=import-outside-toplevel
+        torch_refs.define_torchvision_schemas()
+        import segmentation_models_pytorch as smp  # pylint: disable=import-outside-toplevel
+        model = smp.Unet("resnet34", encoder_weights=None, classes=classes)
+    n, h, w, c = shape
+    x = torch.randn(n, c, h, w)
+    params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        out_shape = model.eval()(x).shape
+    labels = torch.randint(0, classes, (n, out_shape[2], out_shape[3]))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def train_step():
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), labels)
+        loss.backward()
+        optimizer.step()
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            model(x)
+
+    step = train_step if mode == "train" else forward
+    baseline = _rss_mb()
+    step()  # warm-up
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {"times": times, "params": params, "baseline_mb": baseline}
+
+
+def run_jax(model_name: str, mode: str, steps: int, impl: str, dtype: str) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from segjax.models import registry
+    from segjax.models.segmenter import count_params
+    from segjax.ops import conv as conv_ops
+
+    conv_ops.set_default_implementation(impl)
+    shape, classes = MODELS[model_name]
+    config = {"name": model_name, "num_classes": classes,
+              "dtype": None if dtype == "float32" else dtype}
+    model = registry.build(config)
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    variables = model.init(jax.random.PRNGKey(1), x[:1])
+    params = variables["params"]
+    extra = {k: v for k, v in variables.items() if k != "params"}
+    out_shape = jax.eval_shape(lambda v: model.apply(v, x), variables)["logits"].shape
+    labels = jax.random.randint(jax.random.PRNGKey(2), out_shape[:-1], 0, classes)
+    optimizer = optax.adam(1e-4)
+    opt_state = optimizer.init(params)
+
+    def loss_fn(params, extra):
+        outputs, updates = model.apply({"params": params, **extra}, x, train=True,
+                                       mutable=list(extra))
+        logits = outputs["logits"].astype(jnp.float32)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, updates
+
+    def train_step(params, opt_state, extra):
+        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, extra)
+        changes, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, changes), opt_state, {**extra, **updates}, loss
+
+    train_step = jax.jit(train_step, donate_argnums=(0, 1, 2))
+    forward = jax.jit(lambda variables: model.apply(variables, x)["logits"])
+    state = {"params": params, "opt_state": opt_state, "extra": extra}
+
+    def step():
+        if mode == "train":
+            state["params"], state["opt_state"], state["extra"], loss = train_step(
+                state["params"], state["opt_state"], state["extra"])
+            jax.block_until_ready(loss)
+        else:
+            jax.block_until_ready(forward({"params": state["params"], **state["extra"]}))
+
+    baseline = _rss_mb()
+    step()  # compile + warm-up
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {"times": times, "params": count_params(variables), "baseline_mb": baseline}
+
+
+def worker(spec: dict) -> None:
+    """One measurement in this (fresh) process; prints one JSON line."""
+    if spec["framework"] == "torch":
+        result = run_torch(spec["model"], spec["mode"], spec["steps"])
+    else:
+        result = run_jax(spec["model"], spec["mode"], spec["steps"], spec["impl"], spec["dtype"])
+    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_worker(spec: dict) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
+                          capture_output=True, text=True, env=env, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    return {"error": (proc.stderr or proc.stdout)[-2000:]}
+
+
+def label(spec: dict) -> str:
+    if spec["framework"] == "torch":
+        return "PyTorch 2 threads"
+    return f"segjax {spec['impl']} {spec['dtype']}"
+
+
+def model_specs(quick: bool) -> list[dict]:
+    specs = []
+    for model in MODELS:
+        for mode in ("train", "forward"):
+            if quick and model == "unet_resnet34" and mode == "forward":
+                continue
+            variants = [("torch", "", "float32"), ("jax", "native", "float32"),
+                        ("jax", "cpu", "float32")]
+            if not quick:
+                variants.append(("jax", "cpu", "bfloat16"))
+            for framework, impl, dtype in variants:
+                specs.append({"model": model, "mode": mode, "framework": framework,
+                              "impl": impl, "dtype": dtype})
+    return specs
+
+
+def spec_name(spec: dict) -> str:
+    return f"{spec['model']}/{spec['mode']}/{label(spec)}"
+
+
+def bench_models(quick: bool, rounds: int, steps: int, log, only=None) -> list[dict]:
+    specs = [s for s in model_specs(quick)
+             if not only or any(part in spec_name(s) for part in only)]
+    results = {i: [] for i in range(len(specs))}
+    for round_index in range(rounds):
+        for i, spec in enumerate(specs):
+            result = run_worker({**spec, "steps": steps})
+            log(f"round {round_index} {spec['model']} {spec['mode']} {label(spec)}: "
+                + (f"median {np.median(result['times']):.3f} s, peak {result['peak_mb']:.0f} MB"
+                   if "times" in result else "ERROR " + result["error"][-300:]))
+            results[i].append(result)
+    rows = []
+    for i, spec in enumerate(specs):
+        ok = [r for r in results[i] if "times" in r]
+        row = dict(spec)
+        if ok:
+            row.update(seconds=float(np.median([t for r in ok for t in r["times"]])),
+                       peak_mb=float(max(r["peak_mb"] for r in ok)),
+                       baseline_mb=float(np.median([r["baseline_mb"] for r in ok])),
+                       params=ok[0]["params"])
+        else:
+            row["error"] = results[i][0]["error"] if results[i] else "not run"
+        rows.append(row)
+    return rows
+
+
+def models_table(rows) -> str:
+    lines = ["| model | step | implementation | s/step | vs PyTorch (time ratio) | "
+             "peak RSS MB | vs PyTorch | params |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    reference = {(r["model"], r["mode"]): r for r in rows
+                 if r["framework"] == "torch" and "seconds" in r}
+    for r in rows:
+        if "seconds" not in r:
+            lines.append(f"| {r['model']} | {r['mode']} | {label(r)} | error | | | | |")
+            continue
+        ref = reference.get((r["model"], r["mode"]))
+        time_ratio = f"{r['seconds'] / ref['seconds']:.2f}x" if ref else "n/a"
+        mem_ratio = f"{r['peak_mb'] / ref['peak_mb']:.2f}x" if ref else "n/a"
+        lines.append(f"| {r['model']} | {r['mode']} | {label(r)} | {r['seconds']:.3f} | "
+                     f"{time_ratio} | {r['peak_mb']:.0f} | {mem_ratio} | {r['params']:,} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="key rows only, fewer repeats")
+    parser.add_argument("--out", help="write all results as JSON to this file")
+    parser.add_argument("--skip-convs", action="store_true", help="skip part 1")
+    parser.add_argument("--skip-models", action="store_true", help="skip part 2")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per conv path")
+    parser.add_argument("--rounds", type=int, default=None, help="subprocess rounds per model")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per subprocess")
+    parser.add_argument("--only", help="comma-separated substrings of 'model/mode/label' "
+                        "selecting model rows, e.g. 'unet/train/PyTorch,unet/train/segjax cpu'")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return 0
+    sys.path.insert(0, str(REPO_ROOT))
+    command = "python experiments/bench_conv.py " + " ".join(argv if argv is not None
+                                                              else sys.argv[1:])
+    log = lambda message: print(message, file=sys.stderr, flush=True)
+    report = {"command": command.strip(), "cpu_count": os.cpu_count(),
+              "load_average_start": os.getloadavg()}
+    tables = []
+    if not args.skip_convs:
+        repeats = args.repeats or (3 if args.quick else 5)
+        cases = [c + ("float32",) for c in (QUICK_CONV_CASES if args.quick else CONV_CASES)]
+        if not args.quick:
+            cases.append((284, 128, "VALID", "bfloat16"))
+        rows = []
+        for size, channels, padding, dtype in cases:
+            rows.append(bench_conv_case(size, channels, padding, dtype, repeats))
+            log(conv_table(rows[-1:]).splitlines()[-1])
+        report["convolutions"] = rows
+        tables.append("GFLOP/s of a 3x3 convolution, batch 1, native = XLA's convolution, "
+                      "cpu = segjax.ops.conv_cpu (ratio cpu/native)\n\n" + conv_table(rows))
+    if not args.skip_models:
+        rounds = args.rounds or (1 if args.quick else 2)
+        steps = args.steps or (2 if args.quick else 3)
+        only = [part for part in (args.only or "").split(",") if part]
+        rows = bench_models(args.quick, rounds, steps, log, only)
+        report["models"] = rows
+        tables.append("Train step (Adam) and forward, median seconds; peak RSS of the "
+                      "measuring process\n\n" + models_table(rows))
+    report["load_average_end"] = os.getloadavg()
+    print(f"Command: `{report['command']}` (load average at start "
+          f"{report['load_average_start'][0]:.1f}, end {report['load_average_end'][0]:.1f}, "
+          f"{report['cpu_count']} CPUs)\n")
+    print("\n\n".join(tables))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The "cpu" convolution formulation: each direction written the way XLA:CPU runs it fastest.
+
+Measured on 2-core AVX-512 CPUs with jax 0.10.2 (numbers in docs/conv.md,
+reproduced by experiments/bench_conv.py):
+
+- forward: XLA:CPU's convolution with no padding at all (VALID, or an explicit
+  (0, 0) everywhere) runs 3-4x slower than the same convolution with padding,
+  so an unpadded convolution gets `stride` extra rows of high padding per axis
+  and its one extra output row is cropped (~1/H more arithmetic);
+- 1x1 convolutions (no padding) are matmuls over the channel axis;
+- input gradient: the convolution of the output gradient with the spatially
+  flipped, in/out-swapped kernel (stride-dilated when the forward is strided),
+  through the same padded forward, so it never hits the unpadded path either;
+- weight gradient: for each kernel offset, the input window at that offset
+  (a strided slice of the padded input) reshaped to (pixels, C_in), transposed
+  and multiplied by the output gradient (pixels, C_out). XLA:CPU's own
+  weight-gradient convolution (the input as the kernel's "image") runs at a
+  fifth to a third of that;
+- transposed convolutions whose kernel equals their stride: one matmul and a
+  depth-to-space reshape (`patch_transpose`), differentiated by JAX.
+
+The residuals saved for the backward pass are the input and the kernel, as
+for XLA's native convolution, so memory is unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+
+class ConvSpec(NamedTuple):
+    """Everything about a convolution but its operands (hashable: a custom_vjp static)."""
+
+    strides: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    lhs_dilation: tuple[int, ...]
+    rhs_dilation: tuple[int, ...]
+    groups: int = 1
+    precision: Any = None
+
+
+def _dimension_numbers(rank: int):
+    spatial = "DHW"[-rank:]
+    return (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+
+
+def _accumulation_dtype(dtype):
+    return jnp.float32 if jnp.dtype(dtype).itemsize < 4 else None
+
+
+def native(x, kernel, spec: ConvSpec):
+    """XLA's convolution with exactly `spec`."""
+    return lax.conv_general_dilated(
+        x, kernel, window_strides=spec.strides, padding=spec.padding,
+        lhs_dilation=spec.lhs_dilation, rhs_dilation=spec.rhs_dilation,
+        dimension_numbers=_dimension_numbers(x.ndim - 2),
+        feature_group_count=spec.groups, precision=spec.precision)
+
+
+def padded_forward(x, kernel, spec: ConvSpec):
+    """XLA's convolution, steered off its slow unpadded path (pad high, crop)."""
+    unpadded = all(p == (0, 0) for p in spec.padding) and set(spec.lhs_dilation) == {1}
+    if not unpadded:
+        return native(x, kernel, spec)
+    grown = spec._replace(padding=tuple((0, s) for s in spec.strides))
+    y = native(x, kernel, grown)
+    return y[(slice(None),) + tuple(slice(0, n - 1) for n in y.shape[1:-1])]
+
+
+def _is_pointwise(kernel, spec: ConvSpec) -> bool:
+    rank = kernel.ndim - 2
+    return (kernel.shape[:rank] == (1,) * rank and spec.groups == 1
+            and all(p == (0, 0) for p in spec.padding) and set(spec.lhs_dilation) == {1})
+
+
+def pointwise(x, kernel, spec: ConvSpec):
+    """A 1x1 (1x1x1) convolution as a matmul over channels (strides subsample first)."""
+    if set(spec.strides) != {1}:
+        x = x[(slice(None),) + tuple(slice(None, None, s) for s in spec.strides)]
+    y = jnp.dot(x, kernel.reshape(kernel.shape[-2:]), precision=spec.precision,
+                preferred_element_type=_accumulation_dtype(x.dtype))
+    return y.astype(x.dtype)
+
+
+def conv(x, kernel, spec: ConvSpec):
+    """The convolution `spec` of `x` with `kernel`, by the fastest CPU formulation."""
+    if _is_pointwise(kernel, spec):
+        return pointwise(x, kernel, spec)
+    return _conv(x, kernel, spec)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv(x, kernel, spec: ConvSpec):
+    return padded_forward(x, kernel, spec)
+
+
+def _conv_fwd(x, kernel, spec: ConvSpec):
+    return padded_forward(x, kernel, spec), (x, kernel)
+
+
+def _conv_bwd(spec: ConvSpec, residuals, dy):
+    x, kernel = residuals
+    return input_gradient(dy, kernel, x.shape, spec), weight_gradient(x, dy, kernel.shape, spec)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def transposed_kernel(kernel, groups: int):
+    """The kernel of the input gradient: spatially flipped, C_in and C_out swapped per group."""
+    rank = kernel.ndim - 2
+    *window, c_in_group, c_out = kernel.shape
+    flipped = jnp.flip(kernel, axis=tuple(range(rank)))
+    grouped = flipped.reshape(*window, c_in_group, groups, c_out // groups)
+    swapped = jnp.transpose(grouped, tuple(range(rank)) + (rank + 2, rank + 1, rank))
+    return swapped.reshape(*window, c_out // groups, groups * c_in_group)
+
+
+def input_gradient(dy, kernel, x_shape, spec: ConvSpec):
+    """d(loss)/dx: the output gradient convolved with the transposed kernel."""
+    rank = dy.ndim - 2
+    if set(spec.lhs_dilation) != {1}:
+        _, vjp = jax.vjp(lambda x: native(x, kernel, spec), jnp.zeros(x_shape, dy.dtype))
+        return vjp(dy)[0]
+    pads = []
+    for n, o, k, s, d, (lo, hi) in zip(x_shape[1:-1], dy.shape[1:-1], kernel.shape[:rank],
+                                       spec.strides, spec.rhs_dilation, spec.padding):
+        extent = d * (k - 1) + 1
+        remainder = n + lo + hi - extent - (o - 1) * s
+        pads.append((extent - 1 - lo, extent - 1 - hi + remainder))
+    backward = ConvSpec((1,) * rank, tuple(pads), spec.strides, spec.rhs_dilation,
+                        spec.groups, spec.precision)
+    return padded_forward(dy, transposed_kernel(kernel, spec.groups), backward)
+
+
+def _padded_input(x, spec: ConvSpec):
+    """The input with the forward's padding (and input dilation) applied."""
+    config = [(0, 0, 0)] + [(lo, hi, ld - 1) for (lo, hi), ld in
+                            zip(spec.padding, spec.lhs_dilation)] + [(0, 0, 0)]
+    return lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
+def _window(xp, offset, out_shape, spec: ConvSpec):
+    """The (N, *out, C) window of the padded input that kernel offset `offset` multiplies."""
+    start = [0] + [t * d for t, d in zip(offset, spec.rhs_dilation)] + [0]
+    extent = [xp.shape[0]] + [(o - 1) * s + 1 for o, s in zip(out_shape, spec.strides)] \
+        + [xp.shape[-1]]
+    window = lax.dynamic_slice(xp, start, extent)
+    if set(spec.strides) == {1}:
+        return window
+    return window[(slice(None),) + tuple(slice(None, None, s) for s in spec.strides)]
+
+
+def weight_gradient(x, dy, kernel_shape, spec: ConvSpec):
+    """d(loss)/dkernel: per kernel offset, window^T @ dy contracted over all pixels.
+
+    The offsets run in a loop (`lax.map`), so only one window is alive at a
+    time: unrolled, XLA:CPU kept all of them and tripled the U-Net's
+    training memory.
+    """
+    rank = x.ndim - 2
+    window_shape = kernel_shape[:rank]
+    c_out = dy.shape[-1]
+    pixels = int(np.prod(dy.shape[:-1]))
+    groups = spec.groups
+    c_in_group = x.shape[-1] // groups
+    accumulate = jnp.float32
+    dy_flat = dy.reshape(pixels, groups, c_out // groups)
+    xp = _padded_input(x, spec)
+    offsets = jnp.asarray(list(itertools.product(*(range(k) for k in window_shape))),
+                          jnp.int32)
+
+    def one_offset(offset):
+        xs = _window(xp, [offset[i] for i in range(rank)], dy.shape[1:-1], spec)
+        xs = xs.reshape(pixels, groups, c_in_group)
+        if groups == 1:
+            return lax.dot_general(xs[:, 0], dy_flat[:, 0], (((0,), (0,)), ((), ())),
+                                   precision=spec.precision, preferred_element_type=accumulate)
+        if c_in_group == 1:  # depthwise: a multiply-reduce per channel
+            g = jnp.sum(xs.astype(accumulate) * dy_flat.astype(accumulate), axis=0)
+            return g.reshape(1, c_out)
+        g = lax.dot_general(xs, dy_flat, (((0,), (0,)), ((1,), (1,))),
+                            precision=spec.precision, preferred_element_type=accumulate)
+        return jnp.swapaxes(g, 0, 1).reshape(c_in_group, c_out)  # (c_in/g, groups * c_out/g)
+
+    per_offset = lax.map(one_offset, offsets)
+    return per_offset.reshape(kernel_shape).astype(x.dtype)
+
+
+def patch_transpose(x, kernel):
+    """A transposed convolution whose kernel equals its stride, as matmul + depth-to-space.
+
+    Output pixel (s*i + a) receives x[i] @ kernel[a] (PyTorch's ConvTranspose
+    with padding 0, `kernel` laid out (*k, C_in, C_out)).
+    """
+    rank = x.ndim - 2
+    window = kernel.shape[:rank]
+    c_out = kernel.shape[-1]
+    y = lax.dot_general(x, kernel, (((x.ndim - 1,), (rank,)), ((), ())),
+                        preferred_element_type=_accumulation_dtype(x.dtype))
+    # (N, *S, *k, O) -> (N, S1, k1, S2, k2, ..., O)
+    order = [0] + [i for axis in range(rank) for i in (1 + axis, 1 + rank + axis)] + [2 * rank + 1]
+    y = jnp.transpose(y, order)
+    shape = (x.shape[0],) + tuple(n * k for n, k in zip(x.shape[1:-1], window)) + (c_out,)
+    return y.reshape(shape).astype(x.dtype)

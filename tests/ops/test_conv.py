@@ -1,0 +1,224 @@
+"""segjax.ops.conv: every formulation equals XLA's convolution, forward and both gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from segjax.ops import conv as conv_ops
+from segjax.ops import conv_cpu
+
+
+def _dimension_numbers(rank):
+    return conv_ops.dimension_numbers(rank)
+
+
+def _reference(x, kernel, **kw):
+    """jax.lax.conv_general_dilated in float32 at highest precision."""
+    rank = x.ndim - 2
+    pads = conv_ops.explicit_padding(kw.get("padding", "SAME"), x.shape[1:-1],
+                                     kernel.shape[:rank], _tuple(kw.get("strides", 1), rank),
+                                     _tuple(kw.get("lhs_dilation", 1), rank),
+                                     _tuple(kw.get("rhs_dilation", 1), rank))
+    return jax.lax.conv_general_dilated(
+        x.astype(jnp.float32), kernel.astype(jnp.float32), _tuple(kw.get("strides", 1), rank),
+        pads, _tuple(kw.get("lhs_dilation", 1), rank), _tuple(kw.get("rhs_dilation", 1), rank),
+        dimension_numbers=_dimension_numbers(rank),
+        feature_group_count=kw.get("feature_group_count", 1),
+        precision=jax.lax.Precision.HIGHEST)
+
+
+def _tuple(v, rank):
+    return (v,) * rank if isinstance(v, int) else tuple(v)
+
+
+def _value_and_grads(fn, x, kernel, dy):
+    """Output, input gradient and kernel gradient for cotangent `dy`, in one compilation."""
+
+    @jax.jit
+    def run(x, kernel, dy):
+        y, vjp = jax.vjp(fn, x, kernel)
+        return (y, *vjp(dy.astype(y.dtype)))
+
+    return [np.asarray(a, np.float32) for a in run(x, kernel, dy)]
+
+
+def _check(x_shape, kernel_shape, dtype=jnp.float32, impl="cpu", **kw):
+    kx, kk, ky = jax.random.split(jax.random.PRNGKey(sum(x_shape) + sum(kernel_shape)), 3)
+    x = jax.random.normal(kx, x_shape, jnp.float32).astype(dtype)
+    kernel = (jax.random.normal(kk, kernel_shape, jnp.float32) * 0.3).astype(dtype)
+    y_ref = _reference(x, kernel, **kw)
+    dy = jax.random.normal(ky, y_ref.shape, jnp.float32)
+    ours = lambda a, b: conv_ops.conv(a, b, impl=impl, **kw)
+    ref = lambda a, b: _reference(a, b, **kw)
+    got = _value_and_grads(ours, x, kernel, dy.astype(dtype))
+    want = _value_and_grads(ref, x.astype(jnp.float32), kernel.astype(jnp.float32),
+                            dy.astype(dtype).astype(jnp.float32))
+    assert got[0].shape == want[0].shape
+    # float32: rounding of sums of <= a few hundred terms; bfloat16: one output rounding
+    # (8 bits of mantissa) on top of float32 accumulation.
+    rel = 1e-5 if dtype == jnp.float32 else 1.5e-2
+    for name, g, w in zip(("output", "input gradient", "kernel gradient"), got, want):
+        scale = max(float(np.abs(w).max()), 1.0)
+        np.testing.assert_allclose(g, w, rtol=0, atol=rel * scale * 4, err_msg=name)
+
+
+CASES_2D = [
+    # (x_shape, kernel_shape, kwargs)
+    ((2, 9, 9, 4), (3, 3, 4, 6), dict(padding="VALID")),
+    ((2, 9, 9, 4), (3, 3, 4, 6), dict(padding="SAME")),
+    ((2, 10, 9, 4), (3, 3, 4, 6), dict(padding=[(1, 2), (0, 1)], strides=(2, 1))),
+    ((2, 9, 9, 4), (3, 3, 4, 6), dict(padding=1, strides=2)),
+    ((2, 9, 9, 4), (3, 3, 4, 6), dict(padding="VALID", strides=2)),
+    ((2, 9, 9, 4), (3, 3, 4, 6), dict(padding=2, rhs_dilation=2)),
+    ((2, 9, 9, 4), (3, 3, 4, 6), dict(padding="VALID", rhs_dilation=2)),
+    ((1, 30, 27, 2), (3, 3, 2, 3), dict(padding=12, rhs_dilation=12)),
+    ((1, 30, 27, 2), (3, 3, 2, 3), dict(padding="VALID", rhs_dilation=12)),
+    ((2, 9, 9, 4), (3, 3, 2, 6), dict(padding=1, feature_group_count=2)),
+    ((2, 9, 9, 4), (3, 3, 1, 8), dict(padding=1, feature_group_count=4)),      # depthwise x2
+    ((2, 9, 9, 4), (3, 3, 1, 4), dict(padding=2, strides=2, rhs_dilation=2,
+                                      feature_group_count=4)),               # depthwise
+    ((2, 9, 9, 4), (1, 1, 4, 6), dict(padding=0)),                           # pointwise
+    ((2, 9, 9, 4), (1, 1, 4, 6), dict(padding=0, strides=2)),
+    ((2, 9, 9, 4), (7, 7, 4, 6), dict(padding=3, strides=2)),                # resnet stem
+    ((2, 8, 8, 4), (2, 2, 4, 6), dict(padding="VALID", strides=2)),          # patchify
+    ((2, 5, 5, 4), (3, 3, 4, 6), dict(padding=[(2, 2), (1, 2)], lhs_dilation=2)),
+    ((2, 5, 5, 4), (3, 3, 4, 6), dict(padding=[(1, 1), (1, 1)], lhs_dilation=(2, 1),
+                                      rhs_dilation=2)),
+    ((2, 9, 9, 4), (3, 3, 4, 6), dict(padding=4)),                           # negative ig pad
+]
+
+
+@pytest.mark.parametrize("x_shape,kernel_shape,kw", CASES_2D)
+def test_cpu_formulation_matches_xla_2d(x_shape, kernel_shape, kw):
+    _check(x_shape, kernel_shape, **kw)
+
+
+CASES_3D = [
+    ((1, 6, 7, 8, 3), (3, 3, 3, 3, 4), dict(padding="VALID")),
+    ((1, 6, 7, 8, 3), (3, 3, 3, 3, 4), dict(padding="SAME", strides=(1, 2, 2))),
+    ((1, 6, 7, 8, 3), (3, 3, 3, 1, 6), dict(padding=2, rhs_dilation=2, feature_group_count=3)),
+    ((1, 4, 4, 4, 3), (3, 3, 3, 3, 2), dict(padding=2, lhs_dilation=2)),
+]
+
+
+@pytest.mark.parametrize("x_shape,kernel_shape,kw", CASES_3D)
+def test_cpu_formulation_matches_xla_3d(x_shape, kernel_shape, kw):
+    _check(x_shape, kernel_shape, **kw)
+
+
+@pytest.mark.parametrize("x_shape,kernel_shape,kw", [
+    ((2, 9, 9, 4), (3, 3, 4, 6), dict(padding="VALID")),
+    ((2, 9, 9, 4), (3, 3, 4, 6), dict(padding=1, strides=2)),
+    ((2, 9, 9, 4), (3, 3, 1, 4), dict(padding=1, feature_group_count=4)),
+    ((2, 9, 9, 4), (1, 1, 4, 6), dict(padding=0)),
+])
+def test_bfloat16_matches_float32_reference(x_shape, kernel_shape, kw):
+    _check(x_shape, kernel_shape, dtype=jnp.bfloat16, **kw)
+
+
+def test_bfloat16_in_bfloat16_out():
+    x = jnp.ones((1, 6, 6, 2), jnp.bfloat16)
+    kernel = jnp.ones((3, 3, 2, 3), jnp.bfloat16)
+    y, vjp = jax.vjp(lambda a, b: conv_ops.conv(a, b, padding="VALID", impl="cpu"), x, kernel)
+    dx, dk = vjp(jnp.ones_like(y))
+    assert y.dtype == dx.dtype == dk.dtype == jnp.bfloat16
+    # Hand-computed: every output sums 3*3*2 ones; every kernel tap sees 4*4 output pixels.
+    np.testing.assert_array_equal(np.asarray(y, np.float32), np.full((1, 4, 4, 3), 18.0))
+    np.testing.assert_array_equal(np.asarray(dk, np.float32), np.full((3, 3, 2, 3), 16.0))
+    # The corner input pixel feeds one output pixel through 3 output channels.
+    assert float(dx[0, 0, 0, 0]) == 3.0 and float(dx[0, 2, 2, 0]) == 27.0
+
+
+@pytest.mark.parametrize("kernel_size,strides,padding,output_padding", [
+    (2, 2, 0, 0),          # U-Net's up-convolution: the matmul + depth-to-space path
+    ((2, 3), (2, 3), 0, 0),
+    (3, 2, 1, 1),          # overlapping: a stride-dilated convolution
+])
+def test_conv_transpose_matches_native(kernel_size, strides, padding, output_padding):
+    kx, kk, ky = jax.random.split(jax.random.PRNGKey(1), 3)
+    ks = _tuple(kernel_size, 2)
+    x = jax.random.normal(kx, (2, 5, 4, 3))
+    kernel = jax.random.normal(kk, ks + (3, 4))
+    fn = lambda impl: (lambda a, b: conv_ops.conv_transpose(
+        a, b, strides=strides, padding=padding, output_padding=output_padding, impl=impl))
+    y_native = fn("native")(x, kernel)
+    dy = jax.random.normal(ky, y_native.shape)
+    got = _value_and_grads(fn("cpu"), x, kernel, dy)
+    want = _value_and_grads(fn("native"), x, kernel, dy)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-4)
+
+
+def test_patch_transpose_is_pytorch_conv_transpose():
+    # out[s*i + a, s*j + b, o] = sum_c x[i, j, c] * k[a, b, c, o], checked by hand on 1 channel.
+    x = jnp.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 2, 1)
+    kernel = jnp.array([[1.0, 10.0], [100.0, 1000.0]]).reshape(2, 2, 1, 1)
+    y = conv_cpu.patch_transpose(x, kernel)[0, :, :, 0]
+    np.testing.assert_array_equal(np.asarray(y), [[1, 10, 2, 20], [100, 1000, 200, 2000],
+                                                  [3, 30, 4, 40], [300, 3000, 400, 4000]])
+
+
+def test_unpadded_forward_is_rewritten_padded():
+    """The CPU forward of a VALID conv runs XLA's convolution with non-zero padding."""
+    x = jnp.zeros((1, 9, 9, 2))
+    kernel = jnp.zeros((3, 3, 2, 2))
+    hlo = jax.jit(lambda a, b: conv_ops.conv(a, b, padding="VALID", impl="cpu")) \
+        .lower(x, kernel).as_text()
+    assert "padding = [[0, 1], [0, 1]]" in hlo or "pad = [[0, 1], [0, 1]]" in hlo, hlo
+
+
+def test_implementation_selection_and_errors():
+    assert conv_ops.resolve_implementation("native") == "native"
+    expected = "cpu" if jax.default_backend() == "cpu" else "native"
+    assert conv_ops.resolve_implementation("auto") == expected
+    previous = conv_ops.implementation()
+    try:
+        conv_ops.set_default_implementation("native")
+        assert conv_ops.resolve_implementation(None) == "native"
+    finally:
+        conv_ops.set_default_implementation(previous)
+    with pytest.raises(ValueError, match=r"'fast' is not one of .*config.model.conv_impl"):
+        conv_ops.set_default_implementation("fast")
+    x, kernel = jnp.zeros((1, 5, 5, 4)), jnp.zeros((3, 3, 3, 2))
+    with pytest.raises(ValueError, match="conv implementation 'gpu'"):
+        conv_ops.conv(x, jnp.zeros((3, 3, 4, 2)), impl="gpu")
+    with pytest.raises(ValueError, match="input has 4 channels.*expects 3"):
+        conv_ops.conv(x, kernel)
+    with pytest.raises(ValueError, match="padding 'FULL'"):
+        conv_ops.conv(x, jnp.zeros((3, 3, 4, 2)), padding="FULL")
+    with pytest.raises(ValueError, match=r"strides=\(1, 2, 3\) needs 2 entries"):
+        conv_ops.conv(x, jnp.zeros((3, 3, 4, 2)), strides=(1, 2, 3))
+
+
+def test_unet_loss_and_gradients_match_native():
+    """The paper's U-Net (valid convs, small width) trains identically on both formulations."""
+    from segjax.models import registry  # pylint: disable=import-outside-toplevel
+
+    model = registry.build({"name": "unet", "num_classes": 2, "width": 4, "depth": 1,
+                            "padding": "valid"})
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 20, 20, 1))  # depth 1: 20 -> 4
+    variables = model.init(jax.random.PRNGKey(1), x)
+    labels = jax.random.randint(jax.random.PRNGKey(2), (2, 4, 4), 0, 2)
+
+    def loss(params, impl):
+        previous = conv_ops.implementation()
+        conv_ops.set_default_implementation(impl)
+        try:
+            logits = model.apply({"params": params}, x)["logits"]
+        finally:
+            conv_ops.set_default_implementation(previous)
+        logp = jax.nn.log_softmax(logits)
+        return -jnp.mean(jnp.take_along_axis(logp, labels[..., None], axis=-1))
+
+    results = {impl: jax.jit(jax.value_and_grad(lambda p, i=impl: loss(p, i)))(
+        variables["params"]) for impl in ("cpu", "native")}
+    (loss_cpu, grads_cpu), (loss_native, grads_native) = results["cpu"], results["native"]
+    np.testing.assert_allclose(loss_cpu, loss_native, rtol=1e-5)
+    flat_cpu = jax.tree_util.tree_leaves_with_path(grads_cpu)
+    flat_native = dict(jax.tree_util.tree_leaves_with_path(grads_native))
+    assert len(flat_cpu) == 16  # kernel and bias of 6 convs, 1 up-conv, the classifier
+    for path, g in flat_cpu:
+        w = flat_native[path]
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(jnp.abs(w).max()) + 1e-7,
+                                   err_msg=jax.tree_util.keystr(path))
