@@ -11,7 +11,7 @@ locked, so a misspelt key fails naming it. Running again with the same
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -24,6 +24,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    # Orbax and grain log every checkpoint step at INFO through absl; segjax
+    # prints its own progress, so keep absl to warnings unless asked otherwise.
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
     from segjax.train.loop import train_and_evaluate
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

@@ -8,3 +8,10 @@ segjax/models; user code outside segjax registers through config.imports.
 from segjax.models import segmenter  # noqa: F401  (heads, the generic segmenter)
 from segjax.models import composite  # noqa: F401
 from segjax.models import unet  # noqa: F401
+from segjax.models.encoders import vgg  # noqa: F401
+from segjax.models.decoders import fcn, deeplab  # noqa: F401
+from segjax.models import torchvision_models  # noqa: F401
+from segjax.models.encoders import resnet  # noqa: F401
+from segjax.models.encoders import mobilenet  # noqa: F401
+from segjax.models.encoders import xception  # noqa: F401
+from segjax.models.decoders import unet as unet_decoder  # noqa: F401

@@ -62,6 +62,21 @@ class FCNHead(nn.Module):
                            name="classifier")(x)
 
 
+@register("head", "identity")
+class IdentityHead(nn.Module):
+    """No head: for decoders that already output class scores (FCN, DeepLab v2's ASPP)."""
+
+    num_classes: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        if x.shape[-1] != self.num_classes:
+            raise ValueError(f"identity head: the decoder gives {x.shape[-1]} channels, "
+                             f"expected num_classes={self.num_classes} class scores")
+        return x
+
+
 class Segmenter(nn.Module):
     """Encoder -> decoder -> head, logits resized to the input's spatial size."""
 
