@@ -31,7 +31,7 @@ demo: install
 	$(PY) -m segjax.main --config configs/unet_isbi.py --workdir $(WORKDIR)
 
 test: install-dev
-	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -q -n 2 $(PYTEST_ARGS)
 
 test-slow: install-dev
 	$(PY) -m pytest -m slow -q $(PYTEST_ARGS)

@@ -74,9 +74,9 @@ class UNetDecoder(nn.Module):
 @registry.register("model", "unet_resnet34",
                    paper="smp Unet('resnet34'); Ronneberger et al. 2015 + He et al. 2015",
                    input_shape=(1, 256, 256, 3))
-def unet_resnet34(num_classes: int, decoder_channels: Sequence[int] = SMP_DECODER_CHANNELS,
+def unet_resnet34(num_classes: int = 1, decoder_channels: Sequence[int] = SMP_DECODER_CHANNELS,
                   dtype: Any = None):
-    """U-Net with a ResNet-34 encoder in smp's layout."""
+    """U-Net with a ResNet-34 encoder in smp's layout (smp's default: 1 class)."""
     encoder = registry.build_part("encoder", {"name": "resnet34", "dtype": dtype})
     decoder = UNetDecoder(tuple(decoder_channels), dtype=dtype)
     head = SegmentationHead(num_classes, kernel_size=3, dtype=dtype)
