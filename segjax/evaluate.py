@@ -126,9 +126,7 @@ def write_reports(result: dict, config, options: inference.EvalOptions, split: s
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m segjax.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workdir", help="a training run directory (its latest checkpoint)")
-    source.add_argument("--checkpoint", help="a checkpoint directory or a variables file")
+    predict.add_checkpoint_flags(parser)
     parser.add_argument("--split", default="val",
                         help="'val'/'train' (the config's splits) or a split expression")
     parser.add_argument("--output", help="report directory (default <run>/eval_<split>)")

@@ -83,9 +83,8 @@ def _default_input_shape(config) -> tuple[int, ...]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m segjax.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workdir", help="a training run directory (its latest checkpoint)")
-    source.add_argument("--checkpoint", help="a checkpoint directory or a variables file")
+    from segjax import predict  # the exporter's CLI only; artifacts load without segjax
+    predict.add_checkpoint_flags(parser)
     parser.add_argument("--output", required=True, help="artifact path (metadata at <path>.json)")
     parser.add_argument("--input_shape", help="spatial size and channels, e.g. 572,572,1")
     parser.add_argument("--batch", type=int, help="fixed batch size (default: symbolic)")

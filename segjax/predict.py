@@ -47,6 +47,13 @@ def load_model(workdir: str | None = None, checkpoint: str | None = None):
     return inference.make_predict_fn(model, variables), config
 
 
+def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
+    """--workdir RUN or --checkpoint PATH: where the model comes from (exactly one)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="a training run directory (its latest checkpoint)")
+    source.add_argument("--checkpoint", help="a checkpoint directory or a variables checkpoint")
+
+
 def add_eval_flags(parser: argparse.ArgumentParser) -> None:
     """Flags overriding config.eval (unset flags keep the run's values)."""
     ints = lambda text: tuple(int(v) for v in text.split(",") if v)
@@ -204,9 +211,7 @@ def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m segjax.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workdir", help="a training run directory (its latest checkpoint)")
-    source.add_argument("--checkpoint", help="a checkpoint directory or a variables file")
+    add_checkpoint_flags(parser)
     parser.add_argument("--input", required=True, help="a directory, an image file or a glob")
     parser.add_argument("--output", required=True, help="output directory")
     parser.add_argument("--probabilities", action="store_true",
