@@ -53,3 +53,13 @@ def random_variables():
         return jax.tree_util.tree_map_with_path(draw, shapes)
 
     return make
+
+
+@pytest.fixture
+def native_conv():
+    """Trace convolutions as XLA convolutions (not the CPU matmul formulation)."""
+    from segjax.ops import conv as conv_ops
+    previous = conv_ops.implementation()
+    conv_ops.set_default_implementation("native")
+    yield
+    conv_ops.set_default_implementation(previous)

@@ -11,7 +11,6 @@ from segjax import convert
 from segjax.models import registry
 from segjax.models.decoders import deeplab
 from segjax.models.segmenter import count_params
-from segjax.ops import conv as conv_ops
 from tests import torch_refs
 
 # torchvision resnet50 / resnet101 without the ImageNet fc (2048 x 1000 + 1000 = 2,049,000):
@@ -104,15 +103,6 @@ def test_aspp_rates_follow_the_output_stride():
     assert deeplab.rates_for(8) == (12, 24, 36)
     with pytest.raises(ValueError, match="output_stride must be 8, 16 or 32, got 4"):
         deeplab.rates_for(4)
-
-
-@pytest.fixture
-def native_conv():
-    """Trace convolutions as XLA convolutions (not the CPU matmul formulation)."""
-    previous = conv_ops.implementation()
-    conv_ops.set_default_implementation("native")
-    yield
-    conv_ops.set_default_implementation(previous)
 
 
 def conv_dilations(fn, *args):

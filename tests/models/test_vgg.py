@@ -8,7 +8,6 @@ import pytest
 from segjax.models import registry
 from segjax.models.encoders import vgg
 from segjax.models.segmenter import count_params
-from segjax.ops import conv as conv_ops
 
 # VGG-16 conv1_1..conv5_3 (3x3 kernels + biases), layer by layer:
 # 1,792 + 36,928 + 73,856 + 147,584 + 295,168 + 2 x 590,080 + 1,180,160
@@ -74,15 +73,6 @@ def test_feature_strides_and_deeplab_variant():
     # FCN: conv1_1 padded by 100, unpadded 7x7 fc6: (64 + 198) / 32 -> 9 -> 3.
     shapes = feature_shapes(vgg.VGG16(fc="fcn", input_padding=100), (1, 64, 64, 3))
     assert shapes[8] == (1, 33, 33, 256) and shapes[32] == (1, 3, 3, 4096)
-
-
-@pytest.fixture
-def native_conv():
-    """Trace convolutions as XLA convolutions (not the CPU matmul formulation)."""
-    previous = conv_ops.implementation()
-    conv_ops.set_default_implementation("native")
-    yield
-    conv_ops.set_default_implementation(previous)
 
 
 def conv_dilations(module, shape):
