@@ -1,0 +1,58 @@
+"""Winograd F(2x2, 3x3) equals XLA's 3x3 convolution, alone and inside the CPU formulation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from segjax.ops import conv as conv_ops
+from segjax.ops import conv_cpu, winograd
+
+
+def _reference(x, kernel, padding):
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        precision=jax.lax.Precision.HIGHEST)
+
+
+@pytest.mark.parametrize("shape, padding", [
+    ((2, 9, 9, 4), ((0, 0), (0, 0))),      # VALID, odd output (7x7): one discarded tile row
+    ((1, 10, 7, 3), ((1, 1), (1, 1))),     # SAME
+    ((1, 8, 8, 5), ((2, 0), (1, 3))),      # asymmetric explicit padding
+    ((1, 3, 3, 2), ((0, 0), (0, 0))),      # a single output pixel
+])
+def test_winograd_equals_direct_convolution(shape, padding):
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    kernel = jax.random.normal(jax.random.PRNGKey(1), (3, 3, shape[-1], 6))
+    want = _reference(x, kernel, padding)
+    got = winograd.conv3x3(x, kernel, padding)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(np.abs(want).max()))
+
+
+def test_kernel_transform_by_hand():
+    # G g G^T for g = e_(1,1) (only the centre tap): G's middle column outer itself.
+    kernel = jnp.zeros((3, 3, 1, 1)).at[1, 1].set(1.0)
+    centre = np.array([0.0, 0.5, -0.5, 0.0])
+    np.testing.assert_array_equal(winograd.transform_kernel(kernel).reshape(4, 4),
+                                  np.outer(centre, centre))
+
+
+def test_wide_3x3_layers_use_winograd_and_match_native_with_gradients():
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, 7, 6, 256))
+    kernel = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 256, 256)) * 0.05
+    spec = conv_cpu.ConvSpec((1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1))
+    assert conv_cpu._is_winograd(x, kernel, spec)
+    assert not conv_cpu._is_winograd(x[..., :128], kernel[:, :, :128], spec)
+    assert not conv_cpu._is_winograd(x, kernel, spec._replace(strides=(2, 2)))
+    hlo = jax.jit(lambda a, b: conv_ops.conv(a, b, padding=1, impl="cpu")).lower(x, kernel) \
+        .as_text()
+    assert "convolution" not in hlo  # the forward is Winograd's matmuls, not XLA's conv
+
+    def value_and_grads(impl):
+        fn = lambda a, b: conv_ops.conv(a, b, padding=1, impl=impl)
+        y, vjp = jax.vjp(fn, x, kernel)
+        return (y, *vjp(jnp.cos(y)))
+
+    for got, want in zip(value_and_grads("cpu"), value_and_grads("native")):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * float(np.abs(want).max()))
