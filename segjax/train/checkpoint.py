@@ -281,7 +281,7 @@ def read_checkpoint(path) -> tuple[dict, dict]:
     A workdir or checkpoints dir gives its latest training checkpoint.
     Metadata holds 'model' (config.model as a dict) and 'step' where known.
     """
-    path = Path(path)
+    path = Path(path).absolute()  # Orbax reads no tree metadata through a relative path
     if is_variables_checkpoint(path):
         return load_variables(path)
     if not path.is_dir():

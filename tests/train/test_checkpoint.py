@@ -89,6 +89,17 @@ def test_restoring_a_checkpoint_of_another_model_names_both(tmp_path):
     np.testing.assert_array_equal(next(fresh_iterator), [0, 1])  # nothing consumed before save
 
 
+def test_read_checkpoint_through_a_relative_workdir(tmp_path, monkeypatch):
+    """`python -m segjax.evaluate --workdir runs/x` passes a relative path to Orbax."""
+    iterator = iter(grain.MapDataset.range(10).batch(2).to_iter_dataset())
+    saved = checkpoint.TrainingCheckpoints(tmp_path / "run", tiny_config())
+    saved.save(3, make_state(4), iterator)
+    saved.close()
+    monkeypatch.chdir(tmp_path)
+    variables, metadata = checkpoint.read_checkpoint("run")
+    np.testing.assert_array_equal(variables["params"]["conv"]["kernel"], np.ones((3, 3, 1, 4)))
+
+
 def test_restore_for_inference_from_a_variables_file(tmp_path):
     config = tiny_config()
     from segjax.models import registry
