@@ -17,7 +17,11 @@ reproduced by experiments/bench_conv.py):
   weight-gradient convolution (the input as the kernel's "image") runs at a
   fifth to a third of that;
 - transposed convolutions whose kernel equals their stride: one matmul and a
-  depth-to-space reshape (`patch_transpose`), differentiated by JAX.
+  depth-to-space reshape (`patch_transpose`), differentiated by JAX;
+- 3x3 stride-1 layers with >= 256 input and output channels: Winograd
+  F(2x2, 3x3) (`segjax.ops.winograd`) for the forward and the input gradient;
+- stride-1 weight gradients take each offset's window as a contiguous row
+  range of the flattened padded input (`_flat_windows`).
 
 The residuals saved for the backward pass are the input and the kernel, as
 for XLA's native convolution, so memory is unchanged.
