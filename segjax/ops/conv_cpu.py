@@ -19,9 +19,7 @@ reproduced by experiments/bench_conv.py):
 - transposed convolutions whose kernel equals their stride: one matmul and a
   depth-to-space reshape (`patch_transpose`), differentiated by JAX;
 - 3x3 stride-1 layers with >= 256 input and output channels: Winograd
-  F(2x2, 3x3) (`segjax.ops.winograd`) for the forward and the input gradient;
-- stride-1 weight gradients take each offset's window as a contiguous row
-  range of the flattened padded input (`_flat_windows`).
+  F(2x2, 3x3) (`segjax.ops.winograd`) for the forward and the input gradient.
 
 The residuals saved for the backward pass are the input and the kernel, as
 for XLA's native convolution, so memory is unchanged.
@@ -185,42 +183,28 @@ def _window(xp, offset, out_shape, spec: ConvSpec):
     return window[(slice(None),) + tuple(slice(None, None, s) for s in spec.strides)]
 
 
-# The flat formulation multiplies padded-output rows that are zero; beyond this
-# fraction of extra rows (small images with wide padding) the strided windows win.
-FLAT_WINDOW_MAX_EXTRA_ROWS = 0.15
-
-
-def weight_gradient(x, dy, kernel_shape, spec: ConvSpec, *,
-                    flat_max_extra_rows: float = FLAT_WINDOW_MAX_EXTRA_ROWS):
+def weight_gradient(x, dy, kernel_shape, spec: ConvSpec):
     """d(loss)/dkernel: per kernel offset, window^T @ dy contracted over all pixels.
 
     The offsets run in a loop (`lax.map`), so only one window is alive at a
     time: unrolled, XLA:CPU kept all of them and tripled the U-Net's
-    training memory. Stride-1 convolutions take each window as one contiguous
-    run of rows of the flattened padded input (`_flat_windows`), a plain copy
-    instead of a strided 4-D gather.
+    training memory.
     """
     rank = x.ndim - 2
     window_shape = kernel_shape[:rank]
     c_out = dy.shape[-1]
+    pixels = int(np.prod(dy.shape[:-1]))
     groups = spec.groups
     c_in_group = x.shape[-1] // groups
+    accumulate = jnp.float32
+    dy_flat = dy.reshape(pixels, groups, c_out // groups)
     xp = _padded_input(x, spec)
     offsets = jnp.asarray(list(itertools.product(*(range(k) for k in window_shape))),
                           jnp.int32)
-    padded_pixels = int(np.prod(xp.shape[:-1]))
-    flat = (set(spec.strides) == {1}
-            and padded_pixels <= (1 + flat_max_extra_rows) * int(np.prod(dy.shape[:-1])))
-    if flat:
-        windows, dy_rows = _flat_windows(xp, dy, spec)
-    else:
-        windows, dy_rows = _strided_windows(xp, dy, spec)
-    pixels = dy_rows.shape[0]
-    dy_flat = dy_rows.reshape(pixels, groups, c_out // groups)
-    accumulate = jnp.float32
 
     def one_offset(offset):
-        xs = windows(offset).reshape(pixels, groups, c_in_group)
+        xs = _window(xp, [offset[i] for i in range(rank)], dy.shape[1:-1], spec)
+        xs = xs.reshape(pixels, groups, c_in_group)
         if groups == 1:
             return lax.dot_general(xs[:, 0], dy_flat[:, 0], (((0,), (0,)), ((), ())),
                                    precision=spec.precision, preferred_element_type=accumulate)
@@ -233,44 +217,6 @@ def weight_gradient(x, dy, kernel_shape, spec: ConvSpec, *,
 
     per_offset = lax.map(one_offset, offsets)
     return per_offset.reshape(kernel_shape).astype(x.dtype)
-
-
-def _strided_windows(xp, dy, spec: ConvSpec):
-    """offset -> the (N, *out, C) window of the padded input; dy as (pixels, C_out) rows."""
-    rank = xp.ndim - 2
-
-    def windows(offset):
-        return _window(xp, [offset[i] for i in range(rank)], dy.shape[1:-1], spec)
-
-    return windows, dy.reshape(-1, dy.shape[-1])
-
-
-def _flat_windows(xp, dy, spec: ConvSpec):
-    """Stride 1: windows as contiguous row ranges of the flattened padded input.
-
-    dy is zero-padded at the high end of each spatial axis to the padded
-    input's shape, so output pixel p and input pixel p + offset sit the same
-    distance apart in both flattened arrays: the window of a kernel offset
-    (t_1, ..., t_r) is rows [s, s + rows) of the input, s = sum_a t_a d_a
-    stride_a (row-major strides of the padded spatial shape). Rows of dy that
-    are padding are zero, so whatever they meet adds nothing.
-    """
-    rank = xp.ndim - 2
-    spatial = xp.shape[1:-1]
-    dy_full = jnp.pad(dy, [(0, 0)] + [(0, n - o) for n, o in zip(spatial, dy.shape[1:-1])]
-                      + [(0, 0)])
-    rows = int(np.prod(xp.shape[:-1]))
-    row_strides = [int(np.prod(spatial[a + 1:])) for a in range(rank)]
-    extents = [n - o for n, o in zip(spatial, dy.shape[1:-1])]  # = d * (k - 1) per axis
-    tail = sum(e * s for e, s in zip(extents, row_strides))
-    x_rows = jnp.pad(xp.reshape(rows, xp.shape[-1]), [(0, tail), (0, 0)])
-    steps = jnp.asarray([d * s for d, s in zip(spec.rhs_dilation, row_strides)], jnp.int32)
-
-    def windows(offset):
-        start = jnp.sum(offset * steps)
-        return lax.dynamic_slice(x_rows, (start, 0), (rows, xp.shape[-1]))
-
-    return windows, dy_full.reshape(rows, dy.shape[-1])
 
 
 def patch_transpose(x, kernel):

@@ -130,30 +130,6 @@ def test_bfloat16_in_bfloat16_out():
     assert float(dx[0, 0, 0, 0]) == 3.0 and float(dx[0, 2, 2, 0]) == 27.0
 
 
-@pytest.mark.parametrize("x_shape,kernel_shape,spec", [
-    ((2, 9, 9, 4), (3, 3, 4, 6), conv_cpu.ConvSpec((1, 1), ((0, 0), (0, 0)), (1, 1), (1, 1))),
-    ((2, 9, 8, 4), (3, 3, 4, 6), conv_cpu.ConvSpec((1, 1), ((1, 1), (2, 0)), (1, 1), (1, 1))),
-    ((1, 30, 27, 2), (3, 3, 2, 3),
-     conv_cpu.ConvSpec((1, 1), ((12, 12), (12, 12)), (1, 1), (12, 12))),
-    ((2, 9, 9, 4), (3, 3, 2, 6), conv_cpu.ConvSpec((1, 1), ((1, 1), (1, 1)), (1, 1), (2, 2), 2)),
-    ((2, 9, 9, 4), (3, 3, 1, 8), conv_cpu.ConvSpec((1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1), 4)),
-    ((2, 5, 5, 4), (3, 3, 4, 6), conv_cpu.ConvSpec((1, 1), ((2, 2), (1, 2)), (2, 2), (1, 1))),
-    ((1, 6, 7, 8, 3), (3, 3, 3, 3, 4),
-     conv_cpu.ConvSpec((1, 1, 1), ((0, 0), (1, 1), (2, 0)), (1, 1, 1), (1, 2, 1))),
-])
-def test_flat_window_weight_gradient_equals_xla(x_shape, kernel_shape, spec):
-    """The contiguous-row weight gradient (forced on: small images have many padded rows)."""
-    kx, kk, ky = jax.random.split(jax.random.PRNGKey(3), 3)
-    x = jax.random.normal(kx, x_shape)
-    kernel = jax.random.normal(kk, kernel_shape)
-    y, vjp = jax.vjp(lambda k: conv_cpu.native(x, k, spec), kernel)
-    dy = jax.random.normal(ky, y.shape)
-    (want,) = vjp(dy)
-    for extra in (np.inf, -1.0):  # flat windows, then strided windows
-        got = conv_cpu.weight_gradient(x, dy, kernel_shape, spec, flat_max_extra_rows=extra)
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(np.abs(want).max()))
-
-
 @pytest.mark.parametrize("kernel_size,strides,padding,output_padding", [
     (2, 2, 0, 0),          # U-Net's up-convolution: the matmul + depth-to-space path
     ((2, 3), (2, 3), 0, 0),
