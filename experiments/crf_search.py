@@ -41,13 +41,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--bi_w", type=floats, default=(3.0, 5.0))
     parser.add_argument("--bi_xy_std", type=floats, default=(20.0, 50.0, 80.0))
     parser.add_argument("--bi_rgb_std", type=floats, default=(3.0, 5.0, 10.0))
+    parser.add_argument("--pos_w", type=floats, default=(3.0,))
     parser.add_argument("--iterations", type=int, default=10)
     return parser.parse_args(argv)
 
 
 def grid(args) -> list[crf_lib.CRFParams]:
-    return [crf_lib.CRFParams(iterations=args.iterations, bi_w=w, bi_xy_std=xy, bi_rgb_std=rgb)
-            for w, xy, rgb in itertools.product(args.bi_w, args.bi_xy_std, args.bi_rgb_std)]
+    return [crf_lib.CRFParams(iterations=args.iterations, bi_w=w, bi_xy_std=xy, bi_rgb_std=rgb,
+                              pos_w=pos)
+            for w, xy, rgb, pos in itertools.product(args.bi_w, args.bi_xy_std, args.bi_rgb_std,
+                                                     args.pos_w)]
 
 
 def miou(predictions, labels, num_classes: int, ignore_index: int) -> float:
@@ -78,7 +81,8 @@ def main(argv=None) -> int:
         refined = [crf_lib.dense_crf(image, p, params).argmax(-1)
                    for image, p in zip(images, probs)]
         seconds = (time.perf_counter() - start) / len(images)
-        name = f"bi_w={params.bi_w:g},bi_xy_std={params.bi_xy_std:g},bi_rgb_std={params.bi_rgb_std:g}"
+        name = (f"bi_w={params.bi_w:g},bi_xy_std={params.bi_xy_std:g},"
+                f"bi_rgb_std={params.bi_rgb_std:g},pos_w={params.pos_w:g}")
         rows.append((name, miou(refined, labels, num_classes, ignore_index), seconds))
         print(f"{name}: mIoU {100 * rows[-1][1]:.2f} ({seconds:.2f} s/image)", flush=True)
     print(f"\n`python {shlex.join(sys.argv)}` on {split} ({len(images)} images, "
