@@ -30,18 +30,14 @@ from segjax import evaluate, inference, metrics as metrics_lib, predict  # noqa:
 from segjax.ops import crf as crf_lib  # noqa: E402
 
 
-def floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(","))
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     predict.add_checkpoint_flags(parser)
     parser.add_argument("--split", default="train[:24]", help="split expression to search on")
-    parser.add_argument("--bi_w", type=floats, default=(3.0, 5.0))
-    parser.add_argument("--bi_xy_std", type=floats, default=(20.0, 50.0, 80.0))
-    parser.add_argument("--bi_rgb_std", type=floats, default=(3.0, 5.0, 10.0))
-    parser.add_argument("--pos_w", type=floats, default=(3.0,))
+    parser.add_argument("--bi_w", type=predict.comma_floats, default=(3.0, 5.0))
+    parser.add_argument("--bi_xy_std", type=predict.comma_floats, default=(20.0, 50.0, 80.0))
+    parser.add_argument("--bi_rgb_std", type=predict.comma_floats, default=(3.0, 5.0, 10.0))
+    parser.add_argument("--pos_w", type=predict.comma_floats, default=(3.0,))
     parser.add_argument("--iterations", type=int, default=10)
     return parser.parse_args(argv)
 

@@ -54,14 +54,23 @@ def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--checkpoint", help="a checkpoint directory or a variables checkpoint")
 
 
+def comma_ints(text: str) -> tuple[int, ...]:
+    """'512,512' -> (512, 512); '' -> ()."""
+    return tuple(int(v) for v in text.split(",") if v)
+
+
+def comma_floats(text: str) -> tuple[float, ...]:
+    """'0.5,1,1.5' -> (0.5, 1.0, 1.5); '' -> ()."""
+    return tuple(float(v) for v in text.split(",") if v)
+
+
 def add_eval_flags(parser: argparse.ArgumentParser) -> None:
     """Flags overriding config.eval (unset flags keep the run's values)."""
-    ints = lambda text: tuple(int(v) for v in text.split(",") if v)
-    floats = lambda text: tuple(float(v) for v in text.split(",") if v)
-    parser.add_argument("--tile", type=ints, help="sliding-window tile, e.g. 512,512 ('' = whole)")
+    parser.add_argument("--tile", type=comma_ints,
+                        help="sliding-window tile, e.g. 512,512 ('' = whole)")
     parser.add_argument("--overlap", type=float, help="overlap fraction of the output tile")
     parser.add_argument("--blend", choices=inference.BLENDS)
-    parser.add_argument("--scales", type=floats, help="e.g. 0.5,0.75,1,1.25,1.5,1.75")
+    parser.add_argument("--scales", type=comma_floats, help="e.g. 0.5,0.75,1,1.25,1.5,1.75")
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--crf", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--batch_size", type=int, help="tiles per device call")

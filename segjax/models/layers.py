@@ -347,7 +347,7 @@ def max_pool(x: jax.Array, window: int = 2, strides: int | None = None, padding=
     is a reshape and a max: its gradient is an elementwise compare, where
     `reduce_window`'s is an argmax window reduction that materialises three
     int32 index arrays of the input's size (on CPU, ~10% of the paper U-Net's
-    train step and 500 MB of its temporaries). Ties share the gradient equally.
+    train step and 90 MB of its peak temporaries). Ties share the gradient equally.
     """
     rank = x.ndim - 2
     window, strides = _as_tuple(window, rank), _as_tuple(window if strides is None else strides,

@@ -80,7 +80,7 @@ def padded_forward(x, kernel, spec: ConvSpec):
 
 # Winograd F(2x2, 3x3) beats XLA:CPU's convolution from about this many input
 # and output channels up (1.15x at 256, 1.5x at 512; 0.5-0.7x at 64-128, where
-# its transforms' memory traffic dominates): experiments/bench_conv.py.
+# its transforms' memory traffic dominates): docs/conv.md, decision 8.
 WINOGRAD_MIN_CHANNELS = 256
 
 

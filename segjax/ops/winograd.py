@@ -14,7 +14,7 @@ On CPU the matmuls are where the time goes once channels are wide, so this
 wins for wide layers (the U-Net's 256..1024-channel levels and most decoders)
 and loses for narrow ones, where the transforms' memory traffic (the
 transformed input is 4x the input) dominates: `segjax.ops.conv_cpu` uses it
-above a channel threshold measured in `experiments/bench_conv.py`. In float32
+above a channel threshold (measurements in docs/conv.md, decision 8). In float32
 the result differs from the direct convolution by rounding only (the
 transforms' coefficients are 0, +-1 and +-1/2).
 """
