@@ -224,6 +224,7 @@ def run_jax(model_name: str, mode: str, steps: int, impl: str, dtype: str) -> di
     from segjax.models import registry
     from segjax.models.segmenter import count_params
     from segjax.ops import conv as conv_ops
+    from segjax.train import state as state_lib
 
     conv_ops.set_default_implementation(impl)
     shape, classes = MODELS[model_name]
@@ -231,7 +232,9 @@ def run_jax(model_name: str, mode: str, steps: int, impl: str, dtype: str) -> di
               "dtype": None if dtype == "float32" else dtype}
     model = registry.build(config)
     x = jax.random.normal(jax.random.PRNGKey(0), shape)
-    variables = model.init(jax.random.PRNGKey(1), x[:1])
+    # As segjax's train loop initialises: one compiled program (eager
+    # initialisation at 572x572 left ~1 GB of freed-but-resident heap).
+    variables = state_lib.init_variables(model, jax.random.PRNGKey(1), (1,) + shape[1:])
     params = variables["params"]
     extra = {k: v for k, v in variables.items() if k != "params"}
     out_shape = jax.eval_shape(lambda v: model.apply(v, x), variables)["logits"].shape
@@ -239,29 +242,30 @@ def run_jax(model_name: str, mode: str, steps: int, impl: str, dtype: str) -> di
     optimizer = optax.adam(1e-4)
     opt_state = optimizer.init(params)
 
-    def loss_fn(params, extra):
+    def loss_fn(params, extra, x, labels):
         outputs, updates = model.apply({"params": params, **extra}, x, train=True,
                                        mutable=list(extra))
         logits = outputs["logits"].astype(jnp.float32)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         return loss, updates
 
-    def train_step(params, opt_state, extra):
-        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, extra)
+    def train_step(params, opt_state, extra, x, labels):
+        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, extra, x,
+                                                                           labels)
         changes, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, changes), opt_state, {**extra, **updates}, loss
 
     train_step = jax.jit(train_step, donate_argnums=(0, 1, 2))
-    forward = jax.jit(lambda variables: model.apply(variables, x)["logits"])
+    forward = jax.jit(lambda variables, x: model.apply(variables, x)["logits"])
     state = {"params": params, "opt_state": opt_state, "extra": extra}
 
     def step():
         if mode == "train":
             state["params"], state["opt_state"], state["extra"], loss = train_step(
-                state["params"], state["opt_state"], state["extra"])
+                state["params"], state["opt_state"], state["extra"], x, labels)
             jax.block_until_ready(loss)
         else:
-            jax.block_until_ready(forward({"params": state["params"], **state["extra"]}))
+            jax.block_until_ready(forward({"params": state["params"], **state["extra"]}, x))
 
     baseline = _rss_mb()
     step()  # compile + warm-up

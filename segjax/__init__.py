@@ -14,6 +14,10 @@ compiles the default threefry generator very slowly on CPU: a jitted
 rbg on the 2-core machines here; rbg is also the generator big_vision and t5x
 use on TPUs. Keys made with `jax.random.PRNGKey` after importing segjax are rbg
 keys (shape (4,)).
+
+Host memory: on glibc systems, importing segjax makes every XLA compile
+return the heap its compiler freed to the operating system before the
+compiled program runs (`segjax.host_memory`).
 """
 
 import os as _os
@@ -22,5 +26,9 @@ import jax as _jax
 
 if "JAX_DEFAULT_PRNG_IMPL" not in _os.environ:
     _jax.config.update("jax_default_prng_impl", "rbg")
+
+from segjax import host_memory as _host_memory
+
+_host_memory.trim_after_each_compile()
 
 __version__ = "0.1.0"

@@ -37,3 +37,28 @@ def test_overlapping_and_padded_max_pool_still_use_reduce_window():
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 9, 9, 2))
     expected = nn.max_pool(x, (3, 3), (2, 2), [(1, 1), (1, 1)])
     np.testing.assert_array_equal(layers.max_pool(x, 3, 2, padding=1), expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 6, 2), (1, 4, 4, 4, 1)])
+def test_max_pool_ties_send_the_gradient_to_the_first_maximum_as_pytorch(shape):
+    # Every window is all ties: PyTorch's max pool routes each window's gradient
+    # to its first element (row-major); sharing it (JAX's rule) would give 1/4, 1/8.
+    x = jnp.zeros(shape)
+    cotangent = jnp.arange(1.0, 1.0 + np.prod(layers.max_pool(x, 2).shape)).reshape(
+        layers.max_pool(x, 2).shape)
+    grad = jax.grad(lambda v: jnp.sum(layers.max_pool(v, 2) * cotangent))(x)
+    rank = len(shape) - 2
+    first = (slice(None),) + (slice(0, None, 2),) * rank
+    np.testing.assert_array_equal(grad[first], cotangent)
+    assert float(grad.sum()) == float(cotangent.sum())
+
+
+def test_max_pool_gradient_with_ties_equals_torch():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).integers(0, 3, size=(2, 8, 6, 3)).astype(np.float32)
+    cotangent = np.random.default_rng(1).normal(size=(2, 4, 3, 3)).astype(np.float32)
+    grad = jax.grad(lambda v: jnp.sum(layers.max_pool(v, 2) * cotangent))(jnp.asarray(x))
+    xt = torch.tensor(np.moveaxis(x, -1, 1), requires_grad=True)
+    torch.nn.functional.max_pool2d(xt, 2).backward(torch.tensor(np.moveaxis(cotangent, -1, 1)))
+    np.testing.assert_array_equal(grad, np.moveaxis(xt.grad.numpy(), 1, -1))
+

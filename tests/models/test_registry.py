@@ -26,7 +26,10 @@ def forward_backward(model, x):
     def loss_fn(params):
         outputs, _ = model.apply({**variables, "params": params}, x, train=True,
                                  mutable=["batch_stats"], rngs={"dropout": jax.random.PRNGKey(2)})
-        return jnp.mean(jax.nn.log_softmax(outputs["logits"])[..., 0]), outputs
+        logits = outputs["logits"]
+        if logits.shape[-1] == 1:  # one class (binary): log_softmax would be constant
+            return jnp.mean(jax.nn.log_sigmoid(logits)), outputs
+        return jnp.mean(jax.nn.log_softmax(logits)[..., 0]), outputs
 
     (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
     return variables, loss, outputs, grads
