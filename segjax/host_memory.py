@@ -16,7 +16,6 @@ Without glibc (macOS, musl) it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 import jax
@@ -26,12 +25,12 @@ COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 @functools.cache
 def _glibc():
-    name = ctypes.util.find_library("c")
+    """The C library already loaded in this process, when it has malloc_trim (glibc)."""
     try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
+        libc = ctypes.CDLL(None)
+    except (OSError, TypeError):  # no handle to the running process (Windows)
         return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 def release_freed_memory() -> bool:

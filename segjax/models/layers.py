@@ -401,16 +401,15 @@ def _window_max_backward(residuals, d_pooled):
         is_max = split[tuple(index)] == pooled
         pieces[offset] = jnp.where(is_max & ~taken, d_pooled, jnp.zeros_like(d_pooled))
         taken = taken | is_max
-    return (_assemble_windows(pieces, axes, ()),)
+    return (_assemble_windows(pieces, tuple(split.shape[a] for a in axes)),)
 
 
-def _assemble_windows(pieces: dict, axes: tuple[int, ...], prefix: tuple[int, ...]):
+def _assemble_windows(pieces: dict, window: tuple[int, ...], prefix: tuple[int, ...] = ()):
     """Stacks per-offset (N, n1, n2, ..., C) gradients back into the split layout."""
-    if len(prefix) == len(axes):
-        return pieces[prefix]
     depth = len(prefix)
-    size = 1 + max(offset[depth] for offset in pieces)
-    parts = [_assemble_windows(pieces, axes, prefix + (k,)) for k in range(size)]
+    if depth == len(window):
+        return pieces[prefix]
+    parts = [_assemble_windows(pieces, window, prefix + (k,)) for k in range(window[depth])]
     return jnp.stack(parts, axis=2 + depth)
 
 

@@ -61,4 +61,3 @@ def test_max_pool_gradient_with_ties_equals_torch():
     xt = torch.tensor(np.moveaxis(x, -1, 1), requires_grad=True)
     torch.nn.functional.max_pool2d(xt, 2).backward(torch.tensor(np.moveaxis(cotangent, -1, 1)))
     np.testing.assert_array_equal(grad, np.moveaxis(xt.grad.numpy(), 1, -1))
-
