@@ -162,6 +162,9 @@ def input_gradient(dy, kernel, x_shape, spec: ConvSpec):
         pads.append((extent - 1 - lo, extent - 1 - hi + remainder))
     backward = ConvSpec((1,) * rank, tuple(pads), spec.strides, spec.rhs_dilation,
                         spec.groups, spec.precision)
+    if _is_winograd(dy, kernel, backward):
+        return winograd.conv3x3(dy, kernel, backward.padding, spec.precision,
+                                kernel_transposed=True)
     return forward(dy, transposed_kernel(kernel, spec.groups), backward)
 
 

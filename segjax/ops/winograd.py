@@ -17,6 +17,19 @@ transformed input is 4x the input) dominates: `segjax.ops.conv_cpu` uses it
 above a channel threshold (measurements in docs/conv.md, decision 8). In float32
 the result differs from the direct convolution by rounding only (the
 transforms' coefficients are 0, +-1 and +-1/2).
+
+The 16 tile positions stay 16 separate arrays end to end (16 matmuls, not one
+batched matmul over a stacked array): XLA:CPU runs a fused transform that
+concatenates its results 3-4x slower than the same arithmetic written to
+separate outputs (a 1024x1024 kernel's transform: 72 vs 23 ms).
+
+The input gradient of a convolution is a convolution with the kernel flipped
+and its channels swapped. `kernel_transposed=True` computes that without
+building the swapped kernel: flipping a 3x3 kernel swaps transformed
+positions 0 and 3 along each axis (G's first and last rows), and the swap of
+channels is the matmul's contraction over the kernel's last axis instead of
+its first (a transposed-operand matmul, no copy). Transposing a 1024x1024
+kernel inside the transform had cost 240 ms per layer.
 """
 
 from __future__ import annotations
@@ -41,42 +54,75 @@ def _output_transform_1d(m: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
     return m[0] + m[1] + m[2], m[1] - m[2] - m[3]
 
 
-def _kernel_transform_1d(g: jax.Array, axis: int) -> jax.Array:
-    """G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] applied along `axis`."""
-    g0, g1, g2 = (lax.index_in_dim(g, i, axis) for i in range(3))
-    return jnp.concatenate([g0, (g0 + g1 + g2) * 0.5, (g0 - g1 + g2) * 0.5, g2], axis=axis)
+def _kernel_transform_1d(g: list[jax.Array]) -> list[jax.Array]:
+    """G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] applied to 3 taps."""
+    return [g[0], (g[0] + g[1] + g[2]) * 0.5, (g[0] - g[1] + g[2]) * 0.5, g[2]]
+
+
+def kernel_positions(kernel: jax.Array) -> list[jax.Array]:
+    """G g G^T for a (3, 3, C_in, C_out) kernel: 16 (C_in, C_out) arrays, row-major positions."""
+    by_column = [_kernel_transform_1d([kernel[i, j] for i in range(3)]) for j in range(3)]
+    return [position
+            for a in range(4)
+            for position in _kernel_transform_1d([by_column[j][a] for j in range(3)])]
 
 
 def transform_kernel(kernel: jax.Array) -> jax.Array:
-    """G g G^T for a (3, 3, C_in, C_out) kernel: (16, C_in, C_out), position-major."""
-    transformed = _kernel_transform_1d(_kernel_transform_1d(kernel, 0), 1)
-    return transformed.reshape((16,) + kernel.shape[2:])
+    """G g G^T stacked: (16, C_in, C_out), position-major."""
+    return jnp.stack(kernel_positions(kernel))
 
 
-def conv3x3(x: jax.Array, kernel: jax.Array, padding, precision=None) -> jax.Array:
+def _flipped_positions(positions: list[jax.Array]) -> list[jax.Array]:
+    """The transform of the spatially flipped kernel: positions 0 and 3 swap along each axis."""
+    flip = (3, 1, 2, 0)
+    return [positions[4 * flip[a] + flip[b]] for a in range(4) for b in range(4)]
+
+
+def _input_positions(x: jax.Array, tiles_h: int, tiles_w: int) -> list[jax.Array]:
+    """B^T d B for every 4x4 tile of the (tile-padded) input: 16 (N, tiles_h, tiles_w, C)."""
+    return [position
+            for row in _input_transform_1d(x, 1, tiles_h)
+            for position in _input_transform_1d(row, 2, tiles_w)]
+
+
+def _assemble_output(products: list[jax.Array]) -> jax.Array:
+    """A^T m A per tile from the 16 (N, tiles_h, tiles_w, C) products: (N, 2 th, 2 tw, C)."""
+    n, tiles_h, tiles_w, c = products[0].shape
+    by_column = [_output_transform_1d([products[4 * a + b] for a in range(4)])
+                 for b in range(4)]
+    # outputs[i][j]: (n, tiles_h, tiles_w, c) = y[2t + i, 2u + j]
+    outputs = [_output_transform_1d([by_column[b][i] for b in range(4)]) for i in range(2)]
+    y = jnp.stack([jnp.stack(outputs[0], axis=3), jnp.stack(outputs[1], axis=3)], axis=2)
+    return y.reshape(n, 2 * tiles_h, 2 * tiles_w, c)
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array, padding, precision=None, *,
+            kernel_transposed: bool = False) -> jax.Array:
     """The stride-1, undilated 3x3 convolution of NHWC `x` with HWIO `kernel`.
 
     `padding` is ((top, bottom), (left, right)), non-negative; the result
-    equals `lax.conv_general_dilated(x, kernel, (1, 1), padding, ...)`.
+    equals `lax.conv_general_dilated(x, kernel, (1, 1), padding, ...)`. With
+    `kernel_transposed`, the kernel used is `kernel` flipped spatially with
+    its two channel axes swapped (`x` then has `kernel.shape[3]` channels):
+    the convolution that computes an input gradient.
     """
-    n, h, w, c_in = x.shape
-    c_out = kernel.shape[-1]
+    n, h, w, _ = x.shape
     (top, bottom), (left, right) = padding
     out_h, out_w = h + top + bottom - 2, w + left + right - 2
     tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
     # Pad to whole tiles: an odd output size gets one extra (discarded) row.
     xp = jnp.pad(x, ((0, 0), (top, 2 * tiles_h + 2 - h - top),
                      (left, 2 * tiles_w + 2 - w - left), (0, 0)))
-    by_rows = _input_transform_1d(xp, 1, tiles_h)
-    transformed = jnp.stack([col for row in by_rows
-                             for col in _input_transform_1d(row, 2, tiles_w)])
-    transformed = transformed.reshape(16, n * tiles_h * tiles_w, c_in)
-    products = lax.dot_general(transformed, transform_kernel(kernel),
-                               (((2,), (1,)), ((0,), (0,))), precision=precision)
-    products = products.reshape(4, 4, n, tiles_h, tiles_w, c_out)
-    top_row, bottom_row = _output_transform_1d([products[a] for a in range(4)])
-    outputs = [_output_transform_1d([row[b] for b in range(4)]) for row in (top_row, bottom_row)]
-    # outputs[i][j]: (n, tiles_h, tiles_w, c_out) = y[2t + i, 2u + j]
-    y = jnp.stack([jnp.stack(outputs[0], axis=3), jnp.stack(outputs[1], axis=3)], axis=2)
-    y = y.reshape(n, 2 * tiles_h, 2 * tiles_w, c_out)
-    return y[:, :out_h, :out_w]
+    weights = kernel_positions(kernel)
+    if kernel_transposed:
+        weights = _flipped_positions(weights)
+        contraction = (((1,), (1,)), ((), ()))
+        c_out = kernel.shape[2]
+    else:
+        contraction = (((1,), (0,)), ((), ()))
+        c_out = kernel.shape[3]
+    products = [
+        lax.dot_general(position.reshape(n * tiles_h * tiles_w, -1), weight, contraction,
+                        precision=precision).reshape(n, tiles_h, tiles_w, c_out)
+        for position, weight in zip(_input_positions(xp, tiles_h, tiles_w), weights)]
+    return _assemble_output(products)[:, :out_h, :out_w]

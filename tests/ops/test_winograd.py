@@ -30,6 +30,17 @@ def test_winograd_equals_direct_convolution(shape, padding):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(np.abs(want).max()))
 
 
+@pytest.mark.parametrize("padding", [((2, 2), (2, 2)), ((1, 1), (1, 1)), ((2, 1), (0, 3))])
+def test_transposed_kernel_mode_convolves_with_the_flipped_swapped_kernel(padding):
+    # The input-gradient convolution: `kernel` is (3, 3, C_in=5, C_out=7), x has C_out channels.
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 9, 7))
+    kernel = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 5, 7))
+    want = _reference(x, conv_cpu.transposed_kernel(kernel, 1), padding)
+    got = winograd.conv3x3(x, kernel, padding, kernel_transposed=True)
+    assert got.shape == want.shape == (2, 6 + sum(padding[0]), 7 + sum(padding[1]), 5)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(np.abs(want).max()))
+
+
 def test_kernel_transform_by_hand():
     # G g G^T for g = e_(1,1) (only the centre tap): G's middle column outer itself.
     kernel = jnp.zeros((3, 3, 1, 1)).at[1, 1].set(1.0)
