@@ -186,7 +186,67 @@ def _window(xp, offset, out_shape, spec: ConvSpec):
     return window[(slice(None),) + tuple(slice(None, None, s) for s in spec.strides)]
 
 
+# Layers with at most this many input or output channels take their weight
+# gradient from blocks of im2col rows (`_column_block_weight_gradient`); wider
+# layers from per-offset matmuls (docs/conv.md, decision 15).
+COLUMN_BLOCK_MAX_CHANNELS = 128
+# Elements of one im2col block (2 MB in float32): small enough to stay in cache.
+COLUMN_BLOCK_ELEMENTS = 2 ** 19
+
+
 def weight_gradient(x, dy, kernel_shape, spec: ConvSpec):
+    """d(loss)/dkernel, by the formulation that is fastest for the layer's width."""
+    if spec.groups == 1 and min(kernel_shape[-2:]) <= COLUMN_BLOCK_MAX_CHANNELS:
+        return _column_block_weight_gradient(x, dy, kernel_shape, spec)
+    return _per_offset_weight_gradient(x, dy, kernel_shape, spec)
+
+
+def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec):
+    """d(loss)/dkernel as sum over row blocks of cols (C_in * taps, pixels) @ dy (pixels, C_out).
+
+    Narrow layers make the per-offset product (pixels, C_in)^T (pixels,
+    C_out) a 64x64 result with a contraction over 10^5 pixels, which XLA:CPU's
+    matmul runs at a quarter of its peak. With the channels and kernel taps
+    as the rows of a transposed im2col block, the matmul is tall (576 rows for
+    64 channels) and runs near peak; the blocks (a few output rows each) stay
+    in cache, and a `lax.scan` keeps only one alive.
+    """
+    rank = x.ndim - 2
+    window_shape = kernel_shape[:rank]
+    taps = int(np.prod(window_shape))
+    n, c_in, c_out = x.shape[0], x.shape[-1], dy.shape[-1]
+    out_shape = dy.shape[1:-1]
+    strides, dilation = spec.strides, spec.rhs_dilation
+    row_elements = n * c_in * taps * int(np.prod(out_shape[1:]))
+    rows = int(np.clip(COLUMN_BLOCK_ELEMENTS // row_elements, 1, out_shape[0]))
+    blocks = -(-out_shape[0] // rows)
+    slab_rows = (rows - 1) * strides[0] + dilation[0] * (window_shape[0] - 1) + 1
+    xp = _padded_input(x, spec)
+    needed = (blocks * rows - 1) * strides[0] + dilation[0] * (window_shape[0] - 1) + 1
+    xp = jnp.pad(xp, [(0, 0), (0, max(0, needed - xp.shape[1]))] + [(0, 0)] * rank)
+    dy = jnp.pad(dy, [(0, 0), (0, blocks * rows - out_shape[0])] + [(0, 0)] * rank)
+    block_out = (rows,) + out_shape[1:]
+
+    def add_block(total, block):
+        slab = lax.dynamic_slice_in_dim(xp, block * rows * strides[0], slab_rows, axis=1)
+        slab = jnp.moveaxis(slab, -1, 0)  # (C_in, N, rows, ...)
+        windows = [slab[(slice(None), slice(None)) + tuple(
+            slice(t * d, t * d + (o - 1) * s + 1, s)
+            for t, d, o, s in zip(offset, dilation, block_out, strides))]
+            for offset in itertools.product(*(range(k) for k in window_shape))]
+        cols = jnp.stack(windows, axis=1).reshape(c_in * taps, -1)
+        dy_block = lax.dynamic_slice_in_dim(dy, block * rows, rows, axis=1).reshape(-1, c_out)
+        return total + lax.dot_general(cols, dy_block, (((1,), (0,)), ((), ())),
+                                       precision=spec.precision,
+                                       preferred_element_type=jnp.float32), None
+
+    total, _ = lax.scan(add_block, jnp.zeros((c_in * taps, c_out), jnp.float32),
+                        jnp.arange(blocks))
+    per_tap = jnp.swapaxes(total.reshape(c_in, taps, c_out), 0, 1)
+    return per_tap.reshape(kernel_shape).astype(x.dtype)
+
+
+def _per_offset_weight_gradient(x, dy, kernel_shape, spec: ConvSpec):
     """d(loss)/dkernel: per kernel offset, window^T @ dy contracted over all pixels.
 
     The offsets run in a loop (`lax.map`), so only one window is alive at a
