@@ -11,15 +11,18 @@ reproduced by experiments/bench_conv.py):
 - input gradient: the convolution of the output gradient with the spatially
   flipped, in/out-swapped kernel (stride-dilated when the forward is strided),
   through the same padded forward, so it never hits the unpadded path either;
-- weight gradient: for each kernel offset, the input window at that offset
-  (a strided slice of the padded input) reshaped to (pixels, C_in), transposed
-  and multiplied by the output gradient (pixels, C_out). XLA:CPU's own
-  weight-gradient convolution (the input as the kernel's "image") runs at a
-  fifth to a third of that;
+- weight gradient: for layers with at most 128 input or output channels, a
+  scan over blocks of output rows, each the transposed im2col block
+  (C_in x taps, pixels) times the output gradient (pixels, C_out); for wider
+  layers, per kernel offset, the input window at that offset reshaped to
+  (pixels, C_in), transposed and multiplied by the output gradient. XLA:CPU's
+  own weight-gradient convolution (the input as the kernel's "image") runs at
+  a fifth to a third of these;
 - transposed convolutions whose kernel equals their stride: one matmul and a
   depth-to-space reshape (`patch_transpose`), differentiated by JAX;
 - 3x3 stride-1 layers with >= 256 input and output channels: Winograd
-  F(2x2, 3x3) (`segjax.ops.winograd`) for the forward and the input gradient.
+  F(2x2, 3x3) (`segjax.ops.winograd`) for the forward and the input gradient
+  (the latter from the untransposed kernel's transform).
 
 The residuals saved for the backward pass are the input and the kernel, as
 for XLA's native convolution, so memory is unchanged.

@@ -94,6 +94,59 @@ def test_cpu_formulation_matches_xla_2d(x_shape, kernel_shape, kw):
     _check(x_shape, kernel_shape, **kw)
 
 
+def _spec_and_operands(x_shape, kernel_shape, kw):
+    rank = len(x_shape) - 2
+    strides, lhs, rhs = (_tuple(kw.get(k, 1), rank) for k in
+                         ("strides", "lhs_dilation", "rhs_dilation"))
+    pads = conv_ops.explicit_padding(kw.get("padding", "SAME"), x_shape[1:-1],
+                                     kernel_shape[:rank], strides, lhs, rhs)
+    spec = conv_cpu.ConvSpec(strides, pads, lhs, rhs, kw.get("feature_group_count", 1))
+    kx, kk, ky = jax.random.split(jax.random.PRNGKey(len(x_shape) + sum(kernel_shape)), 3)
+    x = jax.random.normal(kx, x_shape)
+    kernel = jax.random.normal(kk, kernel_shape)
+    y = _reference(x, kernel, **kw)
+    return spec, x, kernel, jax.random.normal(ky, y.shape)
+
+
+@pytest.mark.parametrize("x_shape,kernel_shape,kw", [
+    ((2, 11, 9, 4), (3, 3, 4, 6), dict(padding="VALID")),                 # 9 rows: 2+2+2+2+1
+    ((2, 10, 9, 4), (3, 3, 4, 6), dict(padding=[(1, 2), (0, 1)], strides=(2, 1))),
+    ((1, 30, 27, 2), (3, 3, 2, 3), dict(padding=12, rhs_dilation=12)),
+    ((2, 5, 5, 4), (3, 3, 4, 6), dict(padding=[(2, 2), (1, 2)], lhs_dilation=2)),
+    ((2, 9, 9, 4), (7, 7, 4, 6), dict(padding=3, strides=2)),
+    ((1, 7, 7, 8, 3), (3, 3, 3, 3, 4), dict(padding="SAME", strides=(2, 1, 2))),
+])
+@pytest.mark.parametrize("rows_per_block", [1, 2])
+def test_both_weight_gradient_formulations_match_xla(x_shape, kernel_shape, kw, rows_per_block,
+                                                     monkeypatch):
+    """The column-block formulation split into blocks of 1-2 output rows (the last one
+    padded), and the per-offset one, both equal XLA's kernel gradient."""
+    spec, x, kernel, dy = _spec_and_operands(x_shape, kernel_shape, kw)
+    _, vjp = jax.vjp(lambda k: _reference(x, k, **kw), kernel)
+    want = np.asarray(vjp(dy)[0])
+    row_elements = x.shape[0] * x.shape[-1] * int(np.prod(kernel_shape[:-2])) \
+        * int(np.prod(dy.shape[2:-1]))
+    monkeypatch.setattr(conv_cpu, "COLUMN_BLOCK_ELEMENTS", rows_per_block * row_elements)
+    scale = float(np.abs(want).max())
+    for formulation in (conv_cpu._column_block_weight_gradient,
+                        conv_cpu._per_offset_weight_gradient):
+        got = formulation(x, dy, kernel.shape, spec)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale,
+                                   err_msg=formulation.__name__)
+
+
+def test_weight_gradient_formulation_follows_layer_width(monkeypatch):
+    monkeypatch.setattr(conv_cpu, "_column_block_weight_gradient", lambda *a: "column")
+    monkeypatch.setattr(conv_cpu, "_per_offset_weight_gradient", lambda *a: "per-offset")
+    spec = conv_cpu.ConvSpec((1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1))
+    limit = conv_cpu.COLUMN_BLOCK_MAX_CHANNELS
+    assert conv_cpu.weight_gradient(None, None, (3, 3, 64, limit), spec) == "column"
+    assert conv_cpu.weight_gradient(None, None, (3, 3, 1024, 64), spec) == "column"
+    assert conv_cpu.weight_gradient(None, None, (3, 3, limit + 1, 256), spec) == "per-offset"
+    assert conv_cpu.weight_gradient(None, None, (3, 3, 1, 64), spec._replace(groups=64)) \
+        == "per-offset"
+
+
 CASES_3D = [
     ((1, 6, 7, 8, 3), (3, 3, 3, 3, 4), dict(padding="VALID")),
     ((1, 6, 7, 8, 3), (3, 3, 3, 3, 4), dict(padding="SAME", strides=(1, 2, 2))),
