@@ -262,7 +262,8 @@ class ConvNormAct(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
-        use_bias = self.use_bias if self.use_bias is not None else self.norm in (None, "none")
+        unnormalized = self.norm in (None, "none")
+        use_bias = self.use_bias if self.use_bias is not None else unnormalized
         x = Conv(self.features, self.kernel_size, self.strides, self.padding, self.dilation,
                  self.groups, use_bias=use_bias, dtype=self.dtype,
                  kernel_init=self.kernel_init, name="conv")(x)
@@ -271,7 +272,7 @@ class ConvNormAct(nn.Module):
                  dtype=self.dtype, name="norm")(x, train=train)
         if self.act == "prelu":
             return PReLU(name="act")(x)
-        if self.act == "relu" and self.norm in (None, "none"):
+        if self.act == "relu" and unnormalized:
             return stored_relu(x)
         return activation(self.act)(x)
 

@@ -223,9 +223,10 @@ def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec):
     row_elements = n * c_in * taps * int(np.prod(out_shape[1:]))
     rows = int(np.clip(COLUMN_BLOCK_ELEMENTS // row_elements, 1, out_shape[0]))
     blocks = -(-out_shape[0] // rows)
-    slab_rows = (rows - 1) * strides[0] + dilation[0] * (window_shape[0] - 1) + 1
+    window_rows = dilation[0] * (window_shape[0] - 1) + 1
+    slab_rows = (rows - 1) * strides[0] + window_rows
     xp = _padded_input(x, spec)
-    needed = (blocks * rows - 1) * strides[0] + dilation[0] * (window_shape[0] - 1) + 1
+    needed = (blocks * rows - 1) * strides[0] + window_rows
     xp = jnp.pad(xp, [(0, 0), (0, max(0, needed - xp.shape[1]))] + [(0, 0)] * rank)
     dy = jnp.pad(dy, [(0, 0), (0, blocks * rows - out_shape[0])] + [(0, 0)] * rank)
     block_out = (rows,) + out_shape[1:]

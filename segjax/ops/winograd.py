@@ -67,11 +67,6 @@ def kernel_positions(kernel: jax.Array) -> list[jax.Array]:
             for position in _kernel_transform_1d([by_column[j][a] for j in range(3)])]
 
 
-def transform_kernel(kernel: jax.Array) -> jax.Array:
-    """G g G^T stacked: (16, C_in, C_out), position-major."""
-    return jnp.stack(kernel_positions(kernel))
-
-
 def _flipped_positions(positions: list[jax.Array]) -> list[jax.Array]:
     """The transform of the spatially flipped kernel: positions 0 and 3 swap along each axis."""
     flip = (3, 1, 2, 0)
