@@ -221,6 +221,7 @@ def run_jax(model_name: str, mode: str, steps: int, impl: str, dtype: str) -> di
     import jax.numpy as jnp
     import optax
 
+    from segjax import host_memory
     from segjax.models import registry
     from segjax.models.segmenter import count_params
     from segjax.ops import conv as conv_ops
@@ -255,8 +256,11 @@ def run_jax(model_name: str, mode: str, steps: int, impl: str, dtype: str) -> di
         changes, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, changes), opt_state, {**extra, **updates}, loss
 
-    train_step = jax.jit(train_step, donate_argnums=(0, 1, 2))
-    forward = jax.jit(lambda variables, x: model.apply(variables, x)["logits"])
+    # As segjax's own jits compile (segjax.host_memory.compiler_options).
+    options = host_memory.compiler_options()
+    train_step = jax.jit(train_step, donate_argnums=(0, 1, 2), compiler_options=options)
+    forward = jax.jit(lambda variables, x: model.apply(variables, x)["logits"],
+                      compiler_options=options)
     state = {"params": params, "opt_state": opt_state, "extra": extra}
 
     def step():

@@ -11,12 +11,21 @@ hands those pages back; it takes milliseconds, and compiles are rare.
 `segjax` calls `trim_after_each_compile()` on import: a JAX monitoring
 listener trims after every backend compile, before the compiled program runs.
 Without glibc (macOS, musl) it does nothing.
+
+`compiler_options()` is what segjax's own jits (train, eval, init, predict)
+pass on the CPU: XLA:CPU's MLIR fusion emitters took 1.1 GB of transient
+memory and left 145 MB resident compiling the paper U-Net's train step, which
+made compilation, not the step, the run's peak; its older elemental emitters
+took 0.14 GB and 1 s less of compile time per 6, with step times equal within
+noise (docs/conv.md, decision 18). Naming `xla_cpu_use_fusion_emitters` in
+XLA_FLAGS overrides it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import os
 
 import jax
 
@@ -51,4 +60,32 @@ def trim_after_each_compile() -> bool:
     if _glibc() is None:
         return False
     jax.monitoring.register_event_duration_secs_listener(_on_duration_event)
+    return True
+
+
+FUSION_EMITTERS_FLAG = "xla_cpu_use_fusion_emitters"
+
+
+def compiler_options(backend: str | None = None) -> dict[str, bool]:
+    """XLA options for segjax's jits on `backend` (default: JAX's): see the module docstring.
+
+    Empty off the CPU, when XLA_FLAGS names the option, or when this jaxlib's
+    XLA does not know it.
+    """
+    if (backend or jax.default_backend()) != "cpu":
+        return {}
+    if FUSION_EMITTERS_FLAG in os.environ.get("XLA_FLAGS", ""):
+        return {}
+    options = {FUSION_EMITTERS_FLAG: False}
+    return options if _cpu_accepts(tuple(options.items())) else {}
+
+
+@functools.cache
+def _cpu_accepts(options: tuple) -> bool:
+    """Whether XLA:CPU compiles a trivial program with `options` (an unknown one is an error)."""
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(
+            jax.ShapeDtypeStruct((), jax.numpy.float32)).compile()
+    except Exception:  # pylint: disable=broad-except  (XLA raises its own runtime error type)
+        return False
     return True

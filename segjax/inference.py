@@ -28,11 +28,13 @@ travel to the device.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Sequence
 
 import jax
 import numpy as np
 
+from segjax import host_memory
 from segjax.ops import crf as crf_lib
 
 BLENDS = ("average", "gaussian")
@@ -45,7 +47,7 @@ def make_predict_fn(model, variables) -> Callable[[np.ndarray], np.ndarray]:
     abstractly (no device work), which `output_margin` uses.
     """
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=host_memory.compiler_options())
     def logits_fn(batch):
         return model.apply(variables, batch, train=False)["logits"].astype(np.float32)
 

@@ -1,4 +1,5 @@
-"""segjax.host_memory: the heap is trimmed after every XLA compile, before the program runs."""
+"""segjax.host_memory: the heap is trimmed after every XLA compile, before the program runs;
+segjax's jits compile with XLA:CPU's elemental emitters."""
 
 import jax
 import jax.numpy as jnp
@@ -28,3 +29,21 @@ def test_every_compile_trims_before_the_program_runs(monkeypatch):
 def test_registration_is_idempotent_and_trim_runs():
     assert host_memory.trim_after_each_compile() is host_memory.trim_after_each_compile()
     assert isinstance(host_memory.release_freed_memory(), bool)
+
+
+def test_compiler_options_turn_off_cpu_fusion_emitters_unless_overridden(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert host_memory.compiler_options("cpu") == {"xla_cpu_use_fusion_emitters": False}
+    assert host_memory.compiler_options("gpu") == {}
+    assert host_memory.compiler_options("tpu") == {}
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true")
+    assert host_memory.compiler_options("cpu") == {}
+
+
+def test_compiler_options_compile_and_an_unknown_option_is_dropped(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    options = host_memory.compiler_options("cpu")
+    out = jax.jit(lambda x: jnp.exp(x) * 2.0, compiler_options=options)(jnp.zeros(3))
+    assert out.tolist() == [2.0, 2.0, 2.0]
+    assert host_memory._cpu_accepts(tuple(options.items()))
+    assert not host_memory._cpu_accepts((("xla_cpu_no_such_option", True),))

@@ -25,7 +25,11 @@ reproduced by experiments/bench_conv.py):
   (the latter from the untransposed kernel's transform).
 
 The residuals saved for the backward pass are the input and the kernel, as
-for XLA's native convolution, so memory is unchanged.
+for XLA's native convolution. The backward pass computes only the cotangents
+that are asked for (symbolic zeros), and orders its kernel reads, weight
+gradient and zero-filled accumulators by data dependencies (`_zero_after`),
+so that XLA neither keeps kernel-sized buffers alive through the step's
+memory peak nor copies donated kernels (docs/conv.md, decision 17).
 """
 
 from __future__ import annotations
@@ -98,7 +102,9 @@ def _is_winograd(x, kernel, spec: ConvSpec) -> bool:
 def forward(x, kernel, spec: ConvSpec):
     """The fastest CPU forward for `spec`: Winograd for wide 3x3 layers, else padded XLA."""
     if _is_winograd(x, kernel, spec):
-        return winograd.conv3x3(x, kernel, spec.padding, spec.precision)
+        # Transformed once x exists: XLA otherwise hoists every wide layer's
+        # transform (16/9 of its kernel) to the start of the program.
+        return winograd.conv3x3(x, _read_after(kernel, x), spec.padding, spec.precision)
     return padded_forward(x, kernel, spec)
 
 
@@ -130,15 +136,37 @@ def _conv(x, kernel, spec: ConvSpec):
 
 
 def _conv_fwd(x, kernel, spec: ConvSpec):
-    return forward(x, kernel, spec), (x, kernel)
+    # With symbolic zeros, x and kernel arrive as CustomVJPPrimal(value, perturbed).
+    needs = (x.perturbed, kernel.perturbed)
+    return forward(x.value, kernel.value, spec), (x.value, kernel.value, needs)
 
 
 def _conv_bwd(spec: ConvSpec, residuals, dy):
-    x, kernel = residuals
-    return input_gradient(dy, kernel, x.shape, spec), weight_gradient(x, dy, kernel.shape, spec)
+    x, kernel, (needs_input_gradient, needs_weight_gradient) = residuals
+    if isinstance(dy, jax.custom_derivatives.SymbolicZero):
+        return None, None
+    if not needs_input_gradient:
+        return None, weight_gradient(x, dy, kernel.shape, spec) if needs_weight_gradient else None
+    # The input gradient derives from the kernel only after dy (or dw) exists:
+    # otherwise XLA CSEs its Winograd transform with the forward's, or hoists
+    # the flipped kernel into the forward pass, alive through the memory peak.
+    if not needs_weight_gradient:
+        return input_gradient(dy, _read_after(kernel, dy), x.shape, spec), None
+    if kernel.size > x.size:
+        # dw waits for all of dx, whose computation reads the kernel last: the
+        # optimizer updates a donated kernel in place after dw, and an unordered
+        # read makes XLA copy the kernel at the start of the step and keep the
+        # copy through the backward. (All of dx, because XLA sinks a slice of
+        # it into the one Winograd tile product that holds it.)
+        dx = input_gradient(dy, _read_after(kernel, dy), x.shape, spec)
+        return dx, weight_gradient(x, dy, kernel.shape, spec, jnp.sum(dx, dtype=jnp.float32))
+    # dx waits for dw, so that x (often last read by dw) is freed before dx is
+    # allocated; the small kernel is copied instead.
+    dw = weight_gradient(x, dy, kernel.shape, spec)
+    return input_gradient(dy, _read_after(kernel, dw), x.shape, spec), dw
 
 
-_conv.defvjp(_conv_fwd, _conv_bwd)
+_conv.defvjp(_conv_fwd, _conv_bwd, symbolic_zeros=True)
 
 
 def transposed_kernel(kernel, groups: int):
@@ -197,14 +225,43 @@ COLUMN_BLOCK_MAX_CHANNELS = 128
 COLUMN_BLOCK_ELEMENTS = 2 ** 19
 
 
-def weight_gradient(x, dy, kernel_shape, spec: ConvSpec):
-    """d(loss)/dkernel, by the formulation that is fastest for the layer's width."""
+def _zero_after(anchor):
+    """A scalar 0 of anchor's dtype that XLA can only compute once `anchor` exists.
+
+    Work that depends on nothing (a zero-initialised accumulator) or only on
+    parameters (a kernel transform) is otherwise free for XLA:CPU's scheduler
+    to place anywhere, and it placed the backward's in the forward pass, alive
+    through the step's memory peak (36 MB of zeros for one 1024-channel layer).
+    `lax.optimization_barrier` does not prevent this: XLA:CPU removes barriers
+    before it schedules. |a| clamped to at most 0 is exactly 0 for every
+    number, finite or infinite, and nothing XLA simplifies away.
+    """
+    first = lax.stop_gradient(anchor.reshape(-1)[0])
+    return jnp.minimum(jnp.abs(first), jnp.zeros((), first.dtype))
+
+
+def _read_after(array, anchor):
+    """`array`, unchanged, as a value XLA can only compute once `anchor` exists."""
+    return array + _zero_after(anchor).astype(array.dtype)
+
+
+def _zeros_after(anchor, shape, dtype):
+    """Zeros of `shape` that XLA cannot create before `anchor` is computed."""
+    return jnp.broadcast_to(_zero_after(anchor).astype(dtype), shape)
+
+
+def weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=None):
+    """d(loss)/dkernel, by the formulation that is fastest for the layer's width.
+
+    Its computation starts only once `after` (default: dy) exists.
+    """
+    after = dy if after is None else after
     if spec.groups == 1 and min(kernel_shape[-2:]) <= COLUMN_BLOCK_MAX_CHANNELS:
-        return _column_block_weight_gradient(x, dy, kernel_shape, spec)
-    return _per_offset_weight_gradient(x, dy, kernel_shape, spec)
+        return _column_block_weight_gradient(x, dy, kernel_shape, spec, after)
+    return _per_offset_weight_gradient(x, dy, kernel_shape, spec, after)
 
 
-def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec):
+def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=None):
     """d(loss)/dkernel as sum over row blocks of cols (C_in * taps, pixels) @ dy (pixels, C_out).
 
     Narrow layers make the per-offset product (pixels, C_in)^T (pixels,
@@ -244,18 +301,18 @@ def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec):
                                        precision=spec.precision,
                                        preferred_element_type=jnp.float32), None
 
-    total, _ = lax.scan(add_block, jnp.zeros((c_in * taps, c_out), jnp.float32),
-                        jnp.arange(blocks))
+    start = _zeros_after(dy if after is None else after, (c_in * taps, c_out), jnp.float32)
+    total, _ = lax.scan(add_block, start, jnp.arange(blocks))
     per_tap = jnp.swapaxes(total.reshape(c_in, taps, c_out), 0, 1)
     return per_tap.reshape(kernel_shape).astype(x.dtype)
 
 
-def _per_offset_weight_gradient(x, dy, kernel_shape, spec: ConvSpec):
+def _per_offset_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=None):
     """d(loss)/dkernel: per kernel offset, window^T @ dy contracted over all pixels.
 
-    The offsets run in a loop (`lax.map`), so only one window is alive at a
-    time: unrolled, XLA:CPU kept all of them and tripled the U-Net's
-    training memory.
+    The offsets run in a loop, so only one window is alive at a time:
+    unrolled, XLA:CPU kept all of them and tripled the U-Net's training
+    memory.
     """
     rank = x.ndim - 2
     window_shape = kernel_shape[:rank]
@@ -282,8 +339,13 @@ def _per_offset_weight_gradient(x, dy, kernel_shape, spec: ConvSpec):
                             precision=spec.precision, preferred_element_type=accumulate)
         return jnp.swapaxes(g, 0, 1).reshape(c_in_group, c_out)  # (c_in/g, groups * c_out/g)
 
-    per_offset = lax.map(one_offset, offsets)
-    return per_offset.reshape(kernel_shape).astype(x.dtype)
+    def store_offset(tap, stacked):
+        return lax.dynamic_update_index_in_dim(stacked, one_offset(offsets[tap]), tap, 0)
+
+    stacked = _zeros_after(dy if after is None else after,
+                           (len(offsets), kernel_shape[-2], c_out), accumulate)
+    stacked = lax.fori_loop(0, len(offsets), store_offset, stacked)
+    return stacked.reshape(kernel_shape).astype(x.dtype)
 
 
 def patch_transpose(x, kernel):

@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from segjax import host_memory
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "poly", "cosine")
 
@@ -118,7 +120,7 @@ def init_variables(model: nn.Module, rng: jax.Array, input_shape) -> dict:
         return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
     # One compiled program: op-by-op initialisation of a deep model is far slower.
-    return jax.jit(init)(rng)
+    return jax.jit(init, compiler_options=host_memory.compiler_options())(rng)
 
 
 def state_from_variables(variables: dict, model: nn.Module,

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from segjax import losses
+from segjax import host_memory, losses
 from segjax.train import sharding as sharding_lib
 from segjax.train.state import TrainState
 
@@ -113,7 +113,8 @@ def compile_train_step(mesh: Mesh, *, model, loss_config, num_classes: int, igno
         return new_state, accumulate(accumulator, metrics, new_state.step)
 
     return jax.jit(step, in_shardings=(replicated, replicated, batch_sharding, replicated),
-                   out_shardings=(replicated, replicated), donate_argnums=(0, 1))
+                   out_shardings=(replicated, replicated), donate_argnums=(0, 1),
+                   compiler_options=host_memory.compiler_options())
 
 
 def compile_eval_step(mesh: Mesh, *, model):
@@ -121,7 +122,7 @@ def compile_eval_step(mesh: Mesh, *, model):
     replicated = sharding_lib.replicated_sharding(mesh)
     return jax.jit(functools.partial(eval_step, model=model),
                    in_shardings=(replicated, sharding_lib.batch_sharding(mesh)),
-                   out_shardings=replicated)
+                   out_shardings=replicated, compiler_options=host_memory.compiler_options())
 
 
 @jax.jit

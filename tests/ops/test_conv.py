@@ -136,8 +136,8 @@ def test_both_weight_gradient_formulations_match_xla(x_shape, kernel_shape, kw, 
 
 
 def test_weight_gradient_formulation_follows_layer_width(monkeypatch):
-    monkeypatch.setattr(conv_cpu, "_column_block_weight_gradient", lambda *a: "column")
-    monkeypatch.setattr(conv_cpu, "_per_offset_weight_gradient", lambda *a: "per-offset")
+    monkeypatch.setattr(conv_cpu, "_column_block_weight_gradient", lambda *a, **k: "column")
+    monkeypatch.setattr(conv_cpu, "_per_offset_weight_gradient", lambda *a, **k: "per-offset")
     spec = conv_cpu.ConvSpec((1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1))
     limit = conv_cpu.COLUMN_BLOCK_MAX_CHANNELS
     assert conv_cpu.weight_gradient(None, None, (3, 3, 64, limit), spec) == "column"
@@ -158,6 +158,81 @@ CASES_3D = [
 @pytest.mark.parametrize("x_shape,kernel_shape,kw", CASES_3D)
 def test_cpu_formulation_matches_xla_3d(x_shape, kernel_shape, kw):
     _check(x_shape, kernel_shape, **kw)
+
+
+# The backward orders its two gradients by which operand is larger (decision 17).
+ORDERING_CASES = [
+    ((2, 9, 9, 4), (3, 3, 4, 6), dict(padding="VALID")),                  # dx waits for dw
+    ((1, 4, 5, 8), (3, 3, 8, 16), dict(padding=1, strides=2)),             # dw waits for dx
+    ((1, 6, 6, 256), (3, 3, 256, 256), dict(padding="SAME")),              # ... by Winograd
+]
+
+
+@pytest.mark.parametrize("x_shape,kernel_shape,kw", ORDERING_CASES)
+def test_both_gradient_orders_match_xla(x_shape, kernel_shape, kw):
+    _check(x_shape, kernel_shape, **kw)
+
+
+@pytest.mark.parametrize("x_shape,kernel_shape,kw", ORDERING_CASES)
+def test_gradient_of_either_operand_alone_matches_xla(x_shape, kernel_shape, kw):
+    """With symbolic zeros the backward computes only the cotangent that is asked for."""
+    kx, kk, ky = jax.random.split(jax.random.PRNGKey(7), 3)
+    x = jax.random.normal(kx, x_shape)
+    kernel = jax.random.normal(kk, kernel_shape) * 0.3
+    dy = jax.random.normal(ky, _reference(x, kernel, **kw).shape)
+
+    def grads(conv):
+        of_kernel = jax.jit(jax.grad(lambda k: jnp.vdot(conv(x, k), dy)))(kernel)
+        of_input = jax.jit(jax.grad(lambda a: jnp.vdot(conv(a, kernel), dy)))(x)
+        return of_kernel, of_input
+
+    got = grads(lambda a, b: conv_ops.conv(a, b, impl="cpu", **kw))
+    want = grads(lambda a, b: _reference(a, b, **kw))
+    for name, g, w in zip(("kernel gradient", "input gradient"), got, want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=4e-5 * float(jnp.abs(w).max()),
+                                   err_msg=name)
+
+
+def test_zero_after_is_an_exact_zero_of_the_anchor_dtype():
+    anchor = jnp.array([[-jnp.inf, 1.0], [2.0, 3.0]], jnp.bfloat16)
+    for first in (-jnp.inf, jnp.inf, -0.0, 3.5, -1e30):
+        zero = conv_cpu._zero_after(anchor.at[0, 0].set(first))
+        assert zero.dtype == jnp.bfloat16 and float(zero) == 0.0, first
+    np.testing.assert_array_equal(conv_cpu._zeros_after(anchor, (2, 3), jnp.float32),
+                                  np.zeros((2, 3), np.float32))
+
+
+def _wide_stack_temporaries(layers: int, channels: int = 256) -> tuple[float, float]:
+    """Compiled temporaries, in kernels, of a donated SGD step and of the forward pass of
+    `layers` 3x3 convolutions + ReLU at `channels` (Winograd) on an 8x8 input."""
+    keys = jax.random.split(jax.random.PRNGKey(0), layers)
+    params = [jax.random.normal(k, (3, 3, channels, channels)) * 0.01 for k in keys]
+    x = jnp.ones((1, 8, 8, channels))
+
+    def forward(params, x):
+        for kernel in params:
+            x = jax.nn.relu(conv_ops.conv(x, kernel, padding="SAME", impl="cpu"))
+        return x
+
+    def sgd_step(params, x):
+        grads = jax.grad(lambda p: jnp.mean(forward(p, x) ** 2))(params)
+        return [p - 0.1 * g for p, g in zip(params, grads)]
+
+    def temporaries(fn, **jit_kw):
+        compiled = jax.jit(fn, **jit_kw).lower(params, x).compile()
+        return compiled.memory_analysis().temp_size_in_bytes / (params[0].size * 4)
+
+    return temporaries(sgd_step, donate_argnums=0), temporaries(forward)
+
+
+def test_wide_layers_hold_no_kernel_sized_buffers_across_the_step():
+    """Per extra 256-channel layer: under one kernel of temporaries in a train step, none in
+    the forward. Before decision 17, XLA kept each layer's forward Winograd transform (16/9
+    of a kernel) and its zero-filled weight-gradient stack through the backward, and hoisted
+    every forward transform to the start of the program: 2.8 and 1.8 kernels per layer."""
+    (train_2, forward_2), (train_4, forward_4) = (_wide_stack_temporaries(n) for n in (2, 4))
+    assert (train_4 - train_2) / 2 < 1.0
+    assert (forward_4 - forward_2) / 2 < 0.25
 
 
 @pytest.mark.parametrize("x_shape,kernel_shape,kw", [
