@@ -255,7 +255,6 @@ def weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=None):
 
     Its computation starts only once `after` (default: dy) exists.
     """
-    after = dy if after is None else after
     if spec.groups == 1 and min(kernel_shape[-2:]) <= COLUMN_BLOCK_MAX_CHANNELS:
         return _column_block_weight_gradient(x, dy, kernel_shape, spec, after)
     return _per_offset_weight_gradient(x, dy, kernel_shape, spec, after)

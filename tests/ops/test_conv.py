@@ -176,10 +176,7 @@ def test_both_gradient_orders_match_xla(x_shape, kernel_shape, kw):
 @pytest.mark.parametrize("x_shape,kernel_shape,kw", ORDERING_CASES)
 def test_gradient_of_either_operand_alone_matches_xla(x_shape, kernel_shape, kw):
     """With symbolic zeros the backward computes only the cotangent that is asked for."""
-    kx, kk, ky = jax.random.split(jax.random.PRNGKey(7), 3)
-    x = jax.random.normal(kx, x_shape)
-    kernel = jax.random.normal(kk, kernel_shape) * 0.3
-    dy = jax.random.normal(ky, _reference(x, kernel, **kw).shape)
+    _, x, kernel, dy = _spec_and_operands(x_shape, kernel_shape, kw)
 
     def grads(conv):
         of_kernel = jax.jit(jax.grad(lambda k: jnp.vdot(conv(x, k), dy)))(kernel)
