@@ -13,7 +13,9 @@ reproduced by experiments/bench_conv.py):
   through the same padded forward, so it never hits the unpadded path either;
 - weight gradient: for layers with at most 128 input or output channels, a
   scan over blocks of output rows, each the transposed im2col block
-  (C_in x taps, pixels) times the output gradient (pixels, C_out); for wider
+  (C_in x taps, pixels) times the output gradient (pixels, C_out), with the
+  last spatial axis's taps applied as shifts of the output gradient rather
+  than copies of the input when that axis has stride 1; for wider
   layers, per kernel offset, the input window at that offset reshaped to
   (pixels, C_in), transposed and multiplied by the output gradient. XLA:CPU's
   own weight-gradient convolution (the input as the kernel's "image") runs at
@@ -221,7 +223,8 @@ def _window(xp, offset, out_shape, spec: ConvSpec):
 # gradient from blocks of im2col rows (`_column_block_weight_gradient`); wider
 # layers from per-offset matmuls (docs/conv.md, decision 15).
 COLUMN_BLOCK_MAX_CHANNELS = 128
-# Elements of one im2col block (2 MB in float32): small enough to stay in cache.
+# Elements of one block's two matmul operands (2 MB in float32): small enough
+# to stay in cache.
 COLUMN_BLOCK_ELEMENTS = 2 ** 19
 
 
@@ -260,50 +263,84 @@ def weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=None):
     return _per_offset_weight_gradient(x, dy, kernel_shape, spec, after)
 
 
-def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=None):
-    """d(loss)/dkernel as sum over row blocks of cols (C_in * taps, pixels) @ dy (pixels, C_out).
+def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=None, *,
+                                  rows=None, shift_last_axis=None):
+    """d(loss)/dkernel as a sum over blocks of output rows of cols @ shifted dy.
 
     Narrow layers make the per-offset product (pixels, C_in)^T (pixels,
     C_out) a 64x64 result with a contraction over 10^5 pixels, which XLA:CPU's
     matmul runs at a quarter of its peak. With the channels and kernel taps
-    as the rows of a transposed im2col block, the matmul is tall (576 rows for
-    64 channels) and runs near peak; the blocks (a few output rows each) stay
-    in cache, and a `lax.scan` keeps only one alive.
+    as the rows of a transposed im2col block, the matmul is tall and runs
+    near peak; the blocks (a few output rows each) stay in cache, and a
+    `lax.scan` keeps only one alive.
+
+    Building that block is a transposing gather, one copy of the input per
+    kernel tap. When the last spatial axis has stride 1, its taps move to the
+    other operand instead (decision 19): the block holds the input's full
+    padded rows, one copy per tap of the other axes (3 instead of 9 for a
+    3x3 kernel), and the output gradient, which is channels-last and cheap to
+    copy, is repeated once per last-axis tap, shifted along that axis and
+    zero-filled: dW[.., j] = sum_x' X[.., x'] dY[.., x' - j*d]. The product
+    is (C_in x other taps, pixels) x (pixels, last taps x C_out).
+    `rows` (output rows per block) and `shift_last_axis` default to the
+    layer's size and stride.
     """
     rank = x.ndim - 2
     window_shape = kernel_shape[:rank]
-    taps = int(np.prod(window_shape))
     n, c_in, c_out = x.shape[0], x.shape[-1], dy.shape[-1]
     out_shape = dy.shape[1:-1]
     strides, dilation = spec.strides, spec.rhs_dilation
-    row_elements = n * c_in * taps * int(np.prod(out_shape[1:]))
-    rows = int(np.clip(COLUMN_BLOCK_ELEMENTS // row_elements, 1, out_shape[0]))
-    blocks = -(-out_shape[0] // rows)
-    window_rows = dilation[0] * (window_shape[0] - 1) + 1
-    slab_rows = (rows - 1) * strides[0] + window_rows
+    if shift_last_axis is None:
+        shift_last_axis = rank >= 2 and strides[-1] == 1
     xp = _padded_input(x, spec)
-    needed = (blocks * rows - 1) * strides[0] + window_rows
-    xp = jnp.pad(xp, [(0, 0), (0, max(0, needed - xp.shape[1]))] + [(0, 0)] * rank)
-    dy = jnp.pad(dy, [(0, 0), (0, blocks * rows - out_shape[0])] + [(0, 0)] * rank)
-    block_out = (rows,) + out_shape[1:]
+    gathered_window = window_shape[:-1] if shift_last_axis else window_shape
+    shifts = window_shape[-1] if shift_last_axis else 1
+    width = xp.shape[-2] if shift_last_axis else out_shape[-1]
+    row_pixels = n * int(np.prod(out_shape[1:-1])) * (width if rank > 1 else 1)
+    row_elements = row_pixels * (c_in * int(np.prod(gathered_window)) + shifts * c_out)
+    if rows is None:
+        rows = COLUMN_BLOCK_ELEMENTS // row_elements
+    rows = int(np.clip(rows, 1, out_shape[0]))
 
-    def add_block(total, block):
-        slab = lax.dynamic_slice_in_dim(xp, block * rows * strides[0], slab_rows, axis=1)
+    def block_product(start, count):
+        """cols^T @ dy over output rows [start, start + count) (`count` static)."""
+        window_rows = dilation[0] * (window_shape[0] - 1) + 1
+        slab = lax.dynamic_slice_in_dim(xp, start * strides[0], (count - 1) * strides[0]
+                                        + window_rows, axis=1)
         slab = jnp.moveaxis(slab, -1, 0)  # (C_in, N, rows, ...)
-        windows = [slab[(slice(None), slice(None)) + tuple(
-            slice(t * d, t * d + (o - 1) * s + 1, s)
-            for t, d, o, s in zip(offset, dilation, block_out, strides))]
-            for offset in itertools.product(*(range(k) for k in window_shape))]
-        cols = jnp.stack(windows, axis=1).reshape(c_in * taps, -1)
-        dy_block = lax.dynamic_slice_in_dim(dy, block * rows, rows, axis=1).reshape(-1, c_out)
-        return total + lax.dot_general(cols, dy_block, (((1,), (0,)), ((), ())),
-                                       precision=spec.precision,
-                                       preferred_element_type=jnp.float32), None
+        block_out = (count,) + out_shape[1:]
+        windows = []
+        for offset in itertools.product(*(range(k) for k in gathered_window)):
+            index = tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
+                          for t, d, o, s in zip(offset, dilation, block_out, strides))
+            windows.append(slab[(slice(None), slice(None)) + index])
+        cols = jnp.stack(windows, axis=1).reshape(c_in * len(windows), -1)
+        dy_block = lax.dynamic_slice_in_dim(dy, start, count, axis=1)
+        if shift_last_axis:
+            dy_block = jnp.concatenate(
+                [_shifted_last_axis(dy_block, j * dilation[-1], width) for j in range(shifts)],
+                axis=-1)
+        return lax.dot_general(cols, dy_block.reshape(-1, shifts * c_out),
+                               (((1,), (0,)), ((), ())), precision=spec.precision,
+                               preferred_element_type=jnp.float32)
 
-    start = _zeros_after(dy if after is None else after, (c_in * taps, c_out), jnp.float32)
-    total, _ = lax.scan(add_block, start, jnp.arange(blocks))
-    per_tap = jnp.swapaxes(total.reshape(c_in, taps, c_out), 0, 1)
-    return per_tap.reshape(kernel_shape).astype(x.dtype)
+    full_blocks, remainder = divmod(out_shape[0], rows)
+    start = _zeros_after(dy if after is None else after,
+                         (c_in * int(np.prod(gathered_window)), shifts * c_out), jnp.float32)
+    total, _ = lax.scan(lambda total, block: (total + block_product(block * rows, rows), None),
+                        start, jnp.arange(full_blocks))
+    if remainder:
+        total = total + block_product(full_blocks * rows, remainder)
+    # rows (C_in, *gathered taps), columns (last-axis taps, C_out) -> (*window, C_in, C_out)
+    per_tap = total.reshape((c_in,) + tuple(gathered_window) + (shifts, c_out)
+                            if shift_last_axis else (c_in,) + tuple(window_shape) + (c_out,))
+    return jnp.moveaxis(per_tap, 0, rank).reshape(kernel_shape).astype(x.dtype)
+
+
+def _shifted_last_axis(a, shift, width):
+    """`a` moved `shift` places along its last spatial axis, zero-filled to `width`."""
+    config = [(0, 0, 0)] * (a.ndim - 2) + [(shift, width - a.shape[-2] - shift, 0), (0, 0, 0)]
+    return lax.pad(a, jnp.zeros((), a.dtype), config)
 
 
 def _per_offset_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=None):

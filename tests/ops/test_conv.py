@@ -115,24 +115,28 @@ def _spec_and_operands(x_shape, kernel_shape, kw):
     ((2, 5, 5, 4), (3, 3, 4, 6), dict(padding=[(2, 2), (1, 2)], lhs_dilation=2)),
     ((2, 9, 9, 4), (7, 7, 4, 6), dict(padding=3, strides=2)),
     ((1, 7, 7, 8, 3), (3, 3, 3, 3, 4), dict(padding="SAME", strides=(2, 1, 2))),
+    ((1, 7, 6, 9, 3), (3, 2, 3, 3, 4), dict(padding="SAME", strides=(2, 2, 1),
+                                            rhs_dilation=(1, 1, 2))),
+    ((2, 10, 9, 4), (2, 3, 4, 6), dict(padding=[(0, 1), (2, 1)], rhs_dilation=(2, 3))),
+    ((2, 9, 4), (3, 4, 6), dict(padding=1)),                                # 1D: gathered
 ])
-@pytest.mark.parametrize("rows_per_block", [1, 2])
-def test_both_weight_gradient_formulations_match_xla(x_shape, kernel_shape, kw, rows_per_block,
-                                                     monkeypatch):
-    """The column-block formulation split into blocks of 1-2 output rows (the last one
-    padded), and the per-offset one, both equal XLA's kernel gradient."""
+@pytest.mark.parametrize("rows", [1, 2, 4])
+def test_both_weight_gradient_formulations_match_xla(x_shape, kernel_shape, kw, rows):
+    """The column-block formulation in blocks of 1, 2 or 4 output rows (plus a shorter
+    last block), with the last axis's taps gathered or applied as shifts of dy (where its
+    stride allows), and the per-offset one, all equal XLA's kernel gradient."""
     spec, x, kernel, dy = _spec_and_operands(x_shape, kernel_shape, kw)
     _, vjp = jax.vjp(lambda k: _reference(x, k, **kw), kernel)
     want = np.asarray(vjp(dy)[0])
-    row_elements = x.shape[0] * x.shape[-1] * int(np.prod(kernel_shape[:-2])) \
-        * int(np.prod(dy.shape[2:-1]))
-    monkeypatch.setattr(conv_cpu, "COLUMN_BLOCK_ELEMENTS", rows_per_block * row_elements)
     scale = float(np.abs(want).max())
-    for formulation in (conv_cpu._column_block_weight_gradient,
-                        conv_cpu._per_offset_weight_gradient):
-        got = formulation(x, dy, kernel.shape, spec)
+    shift_choices = [False] + ([True] if x.ndim > 3 and spec.strides[-1] == 1 else [])
+    for shift in shift_choices:
+        got = conv_cpu._column_block_weight_gradient(x, dy, kernel.shape, spec, rows=rows,
+                                                     shift_last_axis=shift)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale,
-                                   err_msg=formulation.__name__)
+                                   err_msg=f"column blocks, shifted dy {shift}")
+    got = conv_cpu._per_offset_weight_gradient(x, dy, kernel.shape, spec)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale, err_msg="per offset")
 
 
 def test_weight_gradient_formulation_follows_layer_width(monkeypatch):
