@@ -29,6 +29,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -170,7 +171,8 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def run_torch(model_name: str, mode: str, steps: int) -> dict:
+def prepare_torch(model_name: str, mode: str):
+    """PyTorch's model, optimizer and data: (one step as a function, parameter count, RSS MB)."""
     import torch
     import torch.nn.functional as F
 
@@ -205,18 +207,11 @@ def run_torch(model_name: str, mode: str, steps: int) -> dict:
         with torch.no_grad():
             model(x)
 
-    step = train_step if mode == "train" else forward
-    baseline = _rss_mb()
-    step()  # warm-up
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return {"times": times, "params": params, "baseline_mb": baseline}
+    return (train_step if mode == "train" else forward), params, _rss_mb()
 
 
-def run_jax(model_name: str, mode: str, steps: int, impl: str, dtype: str) -> dict:
+def prepare_jax(model_name: str, mode: str, impl: str, dtype: str):
+    """segjax's model, optimizer and data: (one step as a function, parameter count, RSS MB)."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -271,34 +266,74 @@ def run_jax(model_name: str, mode: str, steps: int, impl: str, dtype: str) -> di
         else:
             jax.block_until_ready(forward({"params": state["params"], **state["extra"]}, x))
 
-    baseline = _rss_mb()
-    step()  # compile + warm-up
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return {"times": times, "params": count_params(variables), "baseline_mb": baseline}
+    return step, count_params(variables), _rss_mb()
 
 
 def worker(spec: dict) -> None:
-    """One measurement in this (fresh) process; prints one JSON line."""
+    """One implementation in this (fresh) process, driven over stdin/stdout.
+
+    Prepares and warms up, prints READY, then times one step per "step" line
+    it reads (printing TIME seconds) until "done", when it prints its RESULT.
+    """
     if spec["framework"] == "torch":
-        result = run_torch(spec["model"], spec["mode"], spec["steps"])
+        step, params, baseline = prepare_torch(spec["model"], spec["mode"])
     else:
-        result = run_jax(spec["model"], spec["mode"], spec["steps"], spec["impl"], spec["dtype"])
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        step, params, baseline = prepare_jax(spec["model"], spec["mode"], spec["impl"],
+                                             spec["dtype"])
+    step()  # compile + warm-up
+    print("READY", flush=True)
+    times = []
+    for command in sys.stdin:
+        if command.strip() != "step":
+            break
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+        print(f"TIME {times[-1]}", flush=True)
+    result = {"times": times, "params": params, "baseline_mb": baseline,
+              "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_worker(spec: dict) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                          capture_output=True, text=True, env=env, check=False)
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    return {"error": (proc.stderr or proc.stdout)[-2000:]}
+class Worker:
+    """A `worker` subprocess seen from the benchmark: start, wait ready, step, finish."""
+
+    def __init__(self, spec: dict):
+        env = dict(os.environ,
+                   PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True, env=env)
+        self.error = None
+
+    def _expect(self, prefix: str) -> str | None:
+        for line in self.proc.stdout:
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+        self.stderr.seek(0)
+        self.error = self.stderr.read()[-2000:] or f"worker exited before {prefix.strip()}"
+        return None
+
+    def ready(self) -> bool:
+        return self._expect("READY") is not None
+
+    def step(self) -> float | None:
+        if self.error:
+            return None
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        line = self._expect("TIME ")
+        return None if line is None else float(line)
+
+    def finish(self) -> dict:
+        if not self.error:
+            self.proc.stdin.write("done\n")
+            self.proc.stdin.flush()
+            line = self._expect("RESULT ")
+        self.proc.wait()
+        self.stderr.close()
+        return {"error": self.error} if self.error else json.loads(line)
 
 
 def label(spec: dict) -> str:
@@ -327,17 +362,51 @@ def spec_name(spec: dict) -> str:
     return f"{spec['model']}/{spec['mode']}/{label(spec)}"
 
 
+def run_group(specs: list[dict], steps: int, pause: float = 0.5) -> list[dict]:
+    """Prepare the workers of one model and mode together, then step them in turn.
+
+    Between steps the next worker waits `pause` seconds, so that the previous
+    one's spinning threads have gone to sleep before it starts.
+    """
+    workers = [Worker(spec) for spec in specs]
+    ready = [w.ready() for w in workers]
+    for _ in range(steps):
+        for w, ok in zip(workers, ready):
+            if ok:
+                time.sleep(pause)
+                w.step()
+    return [w.finish() for w in workers]
+
+
+def paired_ratios(times: list[float], reference: list[float]) -> list[float]:
+    """Each step's time over the reference's step taken just before it."""
+    return [t / r for t, r in zip(times, reference)]
+
+
 def bench_models(quick: bool, rounds: int, steps: int, log, only=None) -> list[dict]:
     specs = [s for s in model_specs(quick)
              if not only or any(part in spec_name(s) for part in only)]
+    groups: dict[tuple, list[int]] = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault((spec["model"], spec["mode"]), []).append(i)
     results = {i: [] for i in range(len(specs))}
+    ratios = {i: [] for i in range(len(specs))}
     for round_index in range(rounds):
-        for i, spec in enumerate(specs):
-            result = run_worker({**spec, "steps": steps})
-            log(f"round {round_index} {spec['model']} {spec['mode']} {label(spec)}: "
-                + (f"median {np.median(result['times']):.3f} s, peak {result['peak_mb']:.0f} MB"
-                   if "times" in result else "ERROR " + result["error"][-300:]))
-            results[i].append(result)
+        for (model, mode), members in groups.items():
+            group = run_group([specs[i] for i in members], steps)
+            reference = next((r for i, r in zip(members, group)
+                              if specs[i]["framework"] == "torch" and "times" in r), None)
+            for i, result in zip(members, group):
+                results[i].append(result)
+                if "times" not in result:
+                    log(f"round {round_index} {model} {mode} {label(specs[i])}: ERROR "
+                        + result["error"][-300:])
+                    continue
+                if reference is not None:
+                    ratios[i] += paired_ratios(result["times"], reference["times"])
+                log(f"round {round_index} {model} {mode} {label(specs[i])}: "
+                    f"steps {', '.join(f'{t:.3f}' for t in result['times'])} s, "
+                    f"peak {result['peak_mb']:.0f} MB")
     rows = []
     for i, spec in enumerate(specs):
         ok = [r for r in results[i] if "times" in r]
@@ -346,7 +415,7 @@ def bench_models(quick: bool, rounds: int, steps: int, log, only=None) -> list[d
             row.update(seconds=float(np.median([t for r in ok for t in r["times"]])),
                        peak_mb=float(max(r["peak_mb"] for r in ok)),
                        baseline_mb=float(np.median([r["baseline_mb"] for r in ok])),
-                       params=ok[0]["params"])
+                       params=ok[0]["params"], paired_ratios=ratios[i])
         else:
             row["error"] = results[i][0]["error"] if results[i] else "not run"
         rows.append(row)
@@ -355,19 +424,23 @@ def bench_models(quick: bool, rounds: int, steps: int, log, only=None) -> list[d
 
 def models_table(rows) -> str:
     lines = ["| model | step | implementation | s/step | vs PyTorch (time ratio) | "
-             "peak RSS MB | vs PyTorch | params |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "paired step ratios: median (range) | peak RSS MB | vs PyTorch | params |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     reference = {(r["model"], r["mode"]): r for r in rows
                  if r["framework"] == "torch" and "seconds" in r}
     for r in rows:
         if "seconds" not in r:
-            lines.append(f"| {r['model']} | {r['mode']} | {label(r)} | error | | | | |")
+            lines.append(f"| {r['model']} | {r['mode']} | {label(r)} | error | | | | | |")
             continue
         ref = reference.get((r["model"], r["mode"]))
         time_ratio = f"{r['seconds'] / ref['seconds']:.2f}x" if ref else "n/a"
         mem_ratio = f"{r['peak_mb'] / ref['peak_mb']:.2f}x" if ref else "n/a"
+        paired = r.get("paired_ratios") or []
+        paired_text = (f"{np.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f}, "
+                       f"{len(paired)} pairs)" if paired and r["framework"] != "torch" else "")
         lines.append(f"| {r['model']} | {r['mode']} | {label(r)} | {r['seconds']:.3f} | "
-                     f"{time_ratio} | {r['peak_mb']:.0f} | {mem_ratio} | {r['params']:,} |")
+                     f"{time_ratio} | {paired_text} | {r['peak_mb']:.0f} | {mem_ratio} | "
+                     f"{r['params']:,} |")
     return "\n".join(lines)
 
 
@@ -380,8 +453,10 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-convs", action="store_true", help="skip part 1")
     parser.add_argument("--skip-models", action="store_true", help="skip part 2")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per conv path")
-    parser.add_argument("--rounds", type=int, default=None, help="subprocess rounds per model")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per subprocess")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds of fresh subprocesses per model and mode")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per subprocess, interleaved across implementations")
     parser.add_argument("--only", help="comma-separated substrings of 'model/mode/label' "
                         "selecting model rows, e.g. 'unet/train/PyTorch,unet/train/segjax cpu'")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -410,7 +485,7 @@ def main(argv=None) -> int:
                       "cpu = segjax.ops.conv_cpu (ratio cpu/native)\n\n" + conv_table(rows))
     if not args.skip_models:
         rounds = args.rounds or (1 if args.quick else 2)
-        steps = args.steps or (2 if args.quick else 3)
+        steps = args.steps or 5
         only = [part for part in (args.only or "").split(",") if part]
         rows = bench_models(args.quick, rounds, steps, log, only)
         report["models"] = rows
