@@ -21,7 +21,7 @@ reproduced by experiments/bench_conv.py):
   own weight-gradient convolution (the input as the kernel's "image") runs at
   a fifth to a third of these;
 - transposed convolutions whose kernel equals their stride: one matmul and a
-  depth-to-space reshape (`patch_transpose`), differentiated by JAX;
+  depth-to-space reshape (`patch_transpose`), with a written-out backward;
 - 3x3 stride-1 layers with >= 256 input and output channels: Winograd
   F(2x2, 3x3) (`segjax.ops.winograd`) for the forward and the input gradient
   (the latter from the untransposed kernel's transform).
@@ -384,19 +384,61 @@ def _per_offset_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=None)
     return stacked.reshape(kernel_shape).astype(x.dtype)
 
 
+def _patch_order(rank: int) -> list[int]:
+    """Axes (N, *S, *k, O) -> (N, S1, k1, S2, k2, ..., O): output pixel s*i + a sits at (i, a)."""
+    return [0] + [i for axis in range(rank) for i in (1 + axis, 1 + rank + axis)] + [2 * rank + 1]
+
+
+@jax.custom_vjp
 def patch_transpose(x, kernel):
     """A transposed convolution whose kernel equals its stride, as matmul + depth-to-space.
 
     Output pixel (s*i + a) receives x[i] @ kernel[a] (PyTorch's ConvTranspose
-    with padding 0, `kernel` laid out (*k, C_in, C_out)).
+    with padding 0, `kernel` laid out (*k, C_in, C_out)). The backward pass
+    is written out (`_patch_transpose_bwd`): JAX's own transposed the output
+    gradient to pixels-last and the kernel to (*k, C_out, C_in), copies that
+    made it 1.5-1.8x slower.
     """
     rank = x.ndim - 2
     window = kernel.shape[:rank]
     c_out = kernel.shape[-1]
     y = lax.dot_general(x, kernel, (((x.ndim - 1,), (rank,)), ((), ())),
                         preferred_element_type=_accumulation_dtype(x.dtype))
-    # (N, *S, *k, O) -> (N, S1, k1, S2, k2, ..., O)
-    order = [0] + [i for axis in range(rank) for i in (1 + axis, 1 + rank + axis)] + [2 * rank + 1]
-    y = jnp.transpose(y, order)
+    y = jnp.transpose(y, _patch_order(rank))
     shape = (x.shape[0],) + tuple(n * k for n, k in zip(x.shape[1:-1], window)) + (c_out,)
     return y.reshape(shape).astype(x.dtype)
+
+
+def _patch_transpose_fwd(x, kernel):
+    return patch_transpose(x, kernel), (x, kernel)
+
+
+def _patch_transpose_bwd(residuals, dy):
+    """dx = dy's patches (pixels, taps x C_out) times the kernel as (C_in, taps x C_out),
+    transposed; dkernel = x^T (C_in, pixels) times those patches."""
+    x, kernel = residuals
+    rank = x.ndim - 2
+    window = kernel.shape[:rank]
+    taps = int(np.prod(window))
+    c_in, c_out = kernel.shape[-2:]
+    pixels = int(np.prod(x.shape[:-1]))
+    split = (x.shape[0],) + tuple(d for n, k in zip(x.shape[1:-1], window) for d in (n, k)) \
+        + (c_out,)
+    # (N, S1, k1, S2, k2, ..., O) -> (N, *S, *k, O): one copy, in runs of C_out.
+    patches = jnp.transpose(dy.reshape(split), np.argsort(_patch_order(rank)))
+    patches = patches.reshape(pixels, taps * c_out)
+    # Read once dy exists: otherwise XLA may build the regrouped kernel in the
+    # forward pass and keep it alive through the step's peak (decision 17).
+    kernel = _read_after(kernel, dy)
+    kernel_rows = jnp.moveaxis(kernel.reshape(taps, c_in, c_out), 1, 0)
+    kernel_rows = kernel_rows.reshape(c_in, taps * c_out)
+    accumulate = _accumulation_dtype(x.dtype)
+    dx = lax.dot_general(patches, kernel_rows, (((1,), (1,)), ((), ())),
+                         preferred_element_type=accumulate)
+    dk = lax.dot_general(x.reshape(pixels, c_in), patches, (((0,), (0,)), ((), ())),
+                         preferred_element_type=accumulate)
+    dk = jnp.moveaxis(dk.reshape(c_in, taps, c_out), 0, 1).reshape(kernel.shape)
+    return dx.reshape(x.shape).astype(x.dtype), dk.astype(kernel.dtype)
+
+
+patch_transpose.defvjp(_patch_transpose_fwd, _patch_transpose_bwd)

@@ -279,6 +279,24 @@ def test_conv_transpose_matches_native(kernel_size, strides, padding, output_pad
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_patch_transpose_gradients_match_native_3d(dtype):
+    """The written-out backward of the matmul + depth-to-space path, in 3D (No New-Net's
+    up-convolutions) and bfloat16, against XLA's stride-dilated convolution."""
+    kx, kk, ky = jax.random.split(jax.random.PRNGKey(2), 3)
+    x = jax.random.normal(kx, (2, 3, 4, 2, 5)).astype(dtype)
+    kernel = jax.random.normal(kk, (2, 2, 2, 5, 3)).astype(dtype)
+    fn = lambda impl: (lambda a, b: conv_ops.conv_transpose(a, b, strides=2, impl=impl))
+    dy = jax.random.normal(ky, (2, 6, 8, 4, 3)).astype(dtype)
+    got = _value_and_grads(fn("cpu"), x, kernel, dy)
+    want = _value_and_grads(fn("native"), x.astype(jnp.float32), kernel.astype(jnp.float32),
+                            dy.astype(jnp.float32))
+    tolerance = 1e-4 if dtype == jnp.float32 else 0.1
+    for name, g, w in zip(("output", "input gradient", "kernel gradient"), got, want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=tolerance * max(1.0, np.abs(w).max()) / 10,
+                                   err_msg=name)
+
+
 def test_patch_transpose_is_pytorch_conv_transpose():
     # out[s*i + a, s*j + b, o] = sum_c x[i, j, c] * k[a, b, c, o], checked by hand on 1 channel.
     x = jnp.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 2, 1)
