@@ -348,8 +348,9 @@ def model_specs(quick: bool) -> list[dict]:
         for mode in ("train", "forward"):
             if quick and model == "unet_resnet34" and mode == "forward":
                 continue
-            variants = [("torch", "", "float32"), ("jax", "native", "float32"),
-                        ("jax", "cpu", "float32")]
+            # segjax cpu steps right after PyTorch, so their pairs are seconds apart.
+            variants = [("torch", "", "float32"), ("jax", "cpu", "float32"),
+                        ("jax", "native", "float32")]
             if not quick:
                 variants.append(("jax", "cpu", "bfloat16"))
             for framework, impl, dtype in variants:
