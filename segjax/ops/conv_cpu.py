@@ -292,6 +292,9 @@ def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=Non
     strides, dilation = spec.strides, spec.rhs_dilation
     if shift_last_axis is None:
         shift_last_axis = rank >= 2 and strides[-1] == 1
+    elif shift_last_axis and not (rank >= 2 and strides[-1] == 1):
+        raise ValueError(f"shift_last_axis needs 2+ spatial axes and a last stride of 1, got "
+                         f"{rank} axes, strides {strides}")
     xp = _padded_input(x, spec)
     gathered_window = window_shape[:-1] if shift_last_axis else window_shape
     shifts = window_shape[-1] if shift_last_axis else 1
@@ -325,16 +328,15 @@ def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=Non
                                preferred_element_type=jnp.float32)
 
     full_blocks, remainder = divmod(out_shape[0], rows)
-    start = _zeros_after(dy if after is None else after,
+    zeros = _zeros_after(dy if after is None else after,
                          (c_in * int(np.prod(gathered_window)), shifts * c_out), jnp.float32)
     total, _ = lax.scan(lambda total, block: (total + block_product(block * rows, rows), None),
-                        start, jnp.arange(full_blocks))
+                        zeros, jnp.arange(full_blocks))
     if remainder:
         total = total + block_product(full_blocks * rows, remainder)
-    # rows (C_in, *gathered taps), columns (last-axis taps, C_out) -> (*window, C_in, C_out)
-    per_tap = total.reshape((c_in,) + tuple(gathered_window) + (shifts, c_out)
-                            if shift_last_axis else (c_in,) + tuple(window_shape) + (c_out,))
-    return jnp.moveaxis(per_tap, 0, rank).reshape(kernel_shape).astype(x.dtype)
+    # rows (C_in, gathered taps), columns (shifted taps, C_out) -> (*window, C_in, C_out)
+    per_tap = total.reshape((c_in,) + tuple(window_shape) + (c_out,))
+    return jnp.moveaxis(per_tap, 0, rank).astype(x.dtype)
 
 
 def _shifted_last_axis(a, shift, width):

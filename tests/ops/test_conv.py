@@ -139,6 +139,13 @@ def test_both_weight_gradient_formulations_match_xla(x_shape, kernel_shape, kw, 
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale, err_msg="per offset")
 
 
+def test_shifted_weight_gradient_needs_a_unit_last_stride():
+    spec, x, kernel, dy = _spec_and_operands((2, 9, 9, 4), (3, 3, 4, 6),
+                                             dict(padding=1, strides=2))
+    with pytest.raises(ValueError, match="last stride of 1"):
+        conv_cpu._column_block_weight_gradient(x, dy, kernel.shape, spec, shift_last_axis=True)
+
+
 def test_weight_gradient_formulation_follows_layer_width(monkeypatch):
     monkeypatch.setattr(conv_cpu, "_column_block_weight_gradient", lambda *a, **k: "column")
     monkeypatch.setattr(conv_cpu, "_per_offset_weight_gradient", lambda *a, **k: "per-offset")
