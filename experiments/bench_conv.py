@@ -318,13 +318,13 @@ class Worker:
     def ready(self) -> bool:
         return self._expect("READY") is not None
 
-    def step(self) -> float | None:
+    def step(self) -> None:
+        """One timed step; returns once the worker reports it (its times come with RESULT)."""
         if self.error:
-            return None
+            return
         self.proc.stdin.write("step\n")
         self.proc.stdin.flush()
-        line = self._expect("TIME ")
-        return None if line is None else float(line)
+        self._expect("TIME ")
 
     def finish(self) -> dict:
         if not self.error:

@@ -291,23 +291,24 @@ def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=Non
     out_shape = dy.shape[1:-1]
     strides, dilation = spec.strides, spec.rhs_dilation
     if shift_last_axis is None:
-        shift_last_axis = rank >= 2 and strides[-1] == 1
-    elif shift_last_axis and not (rank >= 2 and strides[-1] == 1):
+        shift_last_axis = can_shift_last_axis(spec)
+    elif shift_last_axis and not can_shift_last_axis(spec):
         raise ValueError(f"shift_last_axis needs 2+ spatial axes and a last stride of 1, got "
                          f"{rank} axes, strides {strides}")
     xp = _padded_input(x, spec)
     gathered_window = window_shape[:-1] if shift_last_axis else window_shape
+    gathered_taps = int(np.prod(gathered_window))
     shifts = window_shape[-1] if shift_last_axis else 1
     width = xp.shape[-2] if shift_last_axis else out_shape[-1]
     row_pixels = n * int(np.prod(out_shape[1:-1])) * (width if rank > 1 else 1)
-    row_elements = row_pixels * (c_in * int(np.prod(gathered_window)) + shifts * c_out)
+    row_elements = row_pixels * (c_in * gathered_taps + shifts * c_out)
     if rows is None:
         rows = COLUMN_BLOCK_ELEMENTS // row_elements
     rows = int(np.clip(rows, 1, out_shape[0]))
+    window_rows = dilation[0] * (window_shape[0] - 1) + 1
 
     def block_product(start, count):
         """cols^T @ dy over output rows [start, start + count) (`count` static)."""
-        window_rows = dilation[0] * (window_shape[0] - 1) + 1
         slab = lax.dynamic_slice_in_dim(xp, start * strides[0], (count - 1) * strides[0]
                                         + window_rows, axis=1)
         slab = jnp.moveaxis(slab, -1, 0)  # (C_in, N, rows, ...)
@@ -317,7 +318,7 @@ def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=Non
             index = tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
                           for t, d, o, s in zip(offset, dilation, block_out, strides))
             windows.append(slab[(slice(None), slice(None)) + index])
-        cols = jnp.stack(windows, axis=1).reshape(c_in * len(windows), -1)
+        cols = jnp.stack(windows, axis=1).reshape(c_in * gathered_taps, -1)
         dy_block = lax.dynamic_slice_in_dim(dy, start, count, axis=1)
         if shift_last_axis:
             dy_block = jnp.concatenate(
@@ -329,7 +330,7 @@ def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=Non
 
     full_blocks, remainder = divmod(out_shape[0], rows)
     zeros = _zeros_after(dy if after is None else after,
-                         (c_in * int(np.prod(gathered_window)), shifts * c_out), jnp.float32)
+                         (c_in * gathered_taps, shifts * c_out), jnp.float32)
     total, _ = lax.scan(lambda total, block: (total + block_product(block * rows, rows), None),
                         zeros, jnp.arange(full_blocks))
     if remainder:
@@ -337,6 +338,11 @@ def _column_block_weight_gradient(x, dy, kernel_shape, spec: ConvSpec, after=Non
     # rows (C_in, gathered taps), columns (shifted taps, C_out) -> (*window, C_in, C_out)
     per_tap = total.reshape((c_in,) + tuple(window_shape) + (c_out,))
     return jnp.moveaxis(per_tap, 0, rank).astype(x.dtype)
+
+
+def can_shift_last_axis(spec: ConvSpec) -> bool:
+    """Whether the column blocks can take the last axis's taps as shifts of dy (decision 19)."""
+    return len(spec.strides) >= 2 and spec.strides[-1] == 1
 
 
 def _shifted_last_axis(a, shift, width):
