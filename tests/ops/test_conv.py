@@ -149,12 +149,23 @@ def test_shifted_weight_gradient_needs_a_unit_last_stride():
 def test_weight_gradient_formulation_follows_layer_width(monkeypatch):
     monkeypatch.setattr(conv_cpu, "_column_block_weight_gradient", lambda *a, **k: "column")
     monkeypatch.setattr(conv_cpu, "_per_offset_weight_gradient", lambda *a, **k: "per-offset")
+    monkeypatch.setattr(conv_cpu.winograd, "weight_gradient3x3", lambda *a, **k: "winograd")
     spec = conv_cpu.ConvSpec((1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1))
     limit = conv_cpu.COLUMN_BLOCK_MAX_CHANNELS
-    assert conv_cpu.weight_gradient(None, None, (3, 3, 64, limit), spec) == "column"
-    assert conv_cpu.weight_gradient(None, None, (3, 3, 1024, 64), spec) == "column"
-    assert conv_cpu.weight_gradient(None, None, (3, 3, limit + 1, 256), spec) == "per-offset"
-    assert conv_cpu.weight_gradient(None, None, (3, 3, 1, 64), spec._replace(groups=64)) \
+    wide = conv_cpu.WINOGRAD_MIN_CHANNELS
+    x, dy = jnp.zeros((1, 4, 4, wide)), jnp.zeros((1, 4, 4, wide))
+
+    def formulation(kernel_shape, spec=spec):
+        return conv_cpu.weight_gradient(x[..., :kernel_shape[-2] * spec.groups],
+                                        dy[..., :kernel_shape[-1]], kernel_shape, spec)
+
+    assert formulation((3, 3, 64, limit)) == "column"
+    assert formulation((3, 3, wide, 64)) == "column"
+    assert formulation((3, 3, limit + 1, wide)) == "per-offset"
+    assert formulation((3, 3, 1, 64), spec._replace(groups=64)) == "per-offset"
+    assert formulation((3, 3, wide, wide)) == "winograd"
+    assert formulation((3, 3, wide, wide), spec._replace(strides=(2, 2))) == "per-offset"
+    assert formulation((5, 5, wide, wide), spec._replace(padding=((2, 2), (2, 2)))) \
         == "per-offset"
 
 
