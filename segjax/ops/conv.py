@@ -17,9 +17,10 @@ Implementations (`impl=`, `set_default_implementation`, `config.model.conv_impl`
   measurements): forward and input gradient as XLA convolutions whose padding
   is never all zero (XLA:CPU runs an unpadded convolution ~3-4x slower than a
   padded one, so VALID becomes padded-then-cropped) and 1x1 convolutions as
-  matmuls; the weight gradient as one matmul per kernel offset (shifted input
-  transposed times the output gradient; XLA:CPU's own weight-gradient
-  convolution is 3-6x slower); transposed convolutions whose kernel equals
+  matmuls; the weight gradient as matmuls (blocks of im2col rows for narrow
+  layers, one per kernel offset for wide ones, XLA:CPU's own weight-gradient
+  convolution being 3-6x slower); 3x3 layers with 256+ channels by Winograd
+  F(2x2, 3x3) in all three directions; transposed convolutions whose kernel equals
   their stride (U-Net's up-convolutions) as a matmul and a depth-to-space
   reshape. A `jax.custom_vjp` ties the three directions together; the
   residuals are the input and the kernel, as for the native convolution.
