@@ -101,6 +101,18 @@ def _assemble_output(products: list[jax.Array]) -> jax.Array:
     return y.reshape(n, 2 * tiles_h, 2 * tiles_w, c)
 
 
+def _tile_padded_input(x: jax.Array, padding):
+    """x padded by `padding` and on to whole 2x2 output tiles (an odd output size gets one
+    extra, discarded row): (padded x, (out_h, out_w), (tiles_h, tiles_w))."""
+    _, h, w, _ = x.shape
+    (top, bottom), (left, right) = padding
+    out_h, out_w = h + top + bottom - 2, w + left + right - 2
+    tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
+    xp = jnp.pad(x, ((0, 0), (top, 2 * tiles_h + 2 - h - top),
+                     (left, 2 * tiles_w + 2 - w - left), (0, 0)))
+    return xp, (out_h, out_w), (tiles_h, tiles_w)
+
+
 def conv3x3(x: jax.Array, kernel: jax.Array, padding, precision=None, *,
             kernel_transposed: bool = False) -> jax.Array:
     """The stride-1, undilated 3x3 convolution of NHWC `x` with HWIO `kernel`.
@@ -111,13 +123,8 @@ def conv3x3(x: jax.Array, kernel: jax.Array, padding, precision=None, *,
     its two channel axes swapped (`x` then has `kernel.shape[3]` channels):
     the convolution that computes an input gradient.
     """
-    n, h, w, _ = x.shape
-    (top, bottom), (left, right) = padding
-    out_h, out_w = h + top + bottom - 2, w + left + right - 2
-    tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
-    # Pad to whole tiles: an odd output size gets one extra (discarded) row.
-    xp = jnp.pad(x, ((0, 0), (top, 2 * tiles_h + 2 - h - top),
-                     (left, 2 * tiles_w + 2 - w - left), (0, 0)))
+    n = x.shape[0]
+    xp, (out_h, out_w), (tiles_h, tiles_w) = _tile_padded_input(x, padding)
     weights = kernel_positions(kernel)
     if kernel_transposed:
         weights = _flipped_positions(weights)
@@ -158,15 +165,10 @@ def weight_gradient3x3(x: jax.Array, dy: jax.Array, padding, precision=None, *,
 
     The transformed operands are 4x the input and output gradient, so they
     are built a block of tile rows at a time (at most `block_elements` of
-    them per block) in a `lax.scan` that accumulates the 16 products. Nothing
-    starts before `after` (default: dy) exists.
+    them per block) in a `lax.scan` that accumulates the 16 products.
     """
-    n, h, w, c_in = x.shape
-    _, out_h, out_w, c_out = dy.shape
-    (top, bottom), (left, right) = padding
-    tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
-    xp = jnp.pad(x, ((0, 0), (top, 2 * tiles_h + 2 - h - top),
-                     (left, 2 * tiles_w + 2 - w - left), (0, 0)))
+    n, c_in, c_out = x.shape[0], x.shape[-1], dy.shape[-1]
+    xp, (out_h, out_w), (tiles_h, tiles_w) = _tile_padded_input(x, padding)
     dyp = jnp.pad(dy, ((0, 0), (0, 2 * tiles_h - out_h), (0, 2 * tiles_w - out_w), (0, 0)))
     row_elements = 16 * n * tiles_w * (c_in + c_out)
     if block_elements is None:
@@ -199,7 +201,5 @@ def weight_gradient3x3(x: jax.Array, dy: jax.Array, padding, precision=None, *,
         totals = tuple(t + p for t, p in
                        zip(totals, block_products(full_blocks * rows, remainder)))
     by_column = [_kernel_gradient_1d([totals[4 * a + b] for a in range(4)]) for b in range(4)]
-    taps = [[_kernel_gradient_1d([by_column[b][i] for b in range(4)])[j] for j in range(3)]
-            for i in range(3)]
+    taps = [_kernel_gradient_1d([by_column[b][i] for b in range(4)]) for i in range(3)]
     return jnp.stack([jnp.stack(row) for row in taps]).astype(x.dtype)
-
