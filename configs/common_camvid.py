@@ -23,13 +23,10 @@ Arguments after ':' (comma separated):
 
 from __future__ import annotations
 
-from configs import common
+from segjax.config import base_config
+from segjax.data import datasets
 
-CLASS_NAMES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence",
-               "Car", "Pedestrian", "Bicyclist")
-VOID = 11
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+CLASS_NAMES = datasets.get("camvid").class_names
 OPTIONS = ("smoke", "cpu", "sgd")
 
 
@@ -46,20 +43,12 @@ def camvid_config(arg: str, config_file: str, *, learning_rate: float = 1e-3,
                   sgd_learning_rate: float = 0.01):
     """Base config with CamVid data and the optimiser; the caller sets config.model."""
     options = parse_options(arg, config_file)
-    config = common.base_config()
+    config = base_config()
     config.model.num_classes = len(CLASS_NAMES)
 
-    config.data.source = "folder"
-    config.data.root = common.data_root("camvid")
-    config.data.train_split = "train"
-    config.data.val_split = "val"
-    config.data.image_channels = 3
-    config.data.label_values = ()            # label PNGs hold class ids
-    config.data.ignore_values = (VOID,)
-    config.data.class_names = CLASS_NAMES
+    # Folder source, label PNGs hold class ids 0..10, 11 = void (ignored), ImageNet mean/std.
+    datasets.apply("camvid", config.data)
     config.data.crop = (352, 480)            # 360x480 frames, scaled then cropped/padded
-    config.data.mean = IMAGENET_MEAN
-    config.data.std = IMAGENET_STD
     config.data.batch_size = 8
     config.data.num_workers = 2
     config.data.augment.hflip = True

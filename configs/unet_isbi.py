@@ -14,7 +14,8 @@ Arguments after ':' (comma separated): `smoke` (a seconds-long run on 2
 slices at a small valid tile), `padded` (the same-padding + batch-norm variant).
 """
 
-from configs import common
+from segjax.config import base_config
+from segjax.data import datasets
 
 
 def get_config(arg: str = ""):
@@ -23,7 +24,7 @@ def get_config(arg: str = ""):
     if unknown:
         raise ValueError(f"configs/unet_isbi.py: unknown argument(s) {sorted(unknown)}; "
                          "valid: smoke, padded")
-    config = common.base_config()
+    config = base_config()
 
     config.model.name = "unet"
     config.model.num_classes = 2
@@ -32,17 +33,10 @@ def get_config(arg: str = ""):
     config.model.width = 64
     config.model.depth = 4
 
-    config.data.source = "folder"
-    config.data.root = common.data_root("isbi2012_em")
-    config.data.train_split = "train[:25]"
-    config.data.val_split = "train[25:30]"
-    config.data.image_channels = 1
-    config.data.label_values = (0, 255)       # 0 = membrane, 1 = cell interior
-    config.data.class_names = ("membrane", "interior")
+    # Folder source, slices 0-24 train / 25-29 held out, raw 0 = membrane, 255 = interior.
+    datasets.apply("isbi2012_em", config.data)
     config.data.crop = (572, 572)
     config.data.pad_margin = 92
-    config.data.mean = (0.5,)
-    config.data.std = (0.25,)
     config.data.batch_size = 1
     config.data.num_workers = 1
     config.data.augment.hflip = True

@@ -94,9 +94,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from segjax.train import checkpoint  # pylint: disable=import-outside-toplevel
+    from segjax import weights  # pylint: disable=import-outside-toplevel
     args = parse_args(argv)
-    model, variables, config = checkpoint.restore_for_inference(args.workdir or args.checkpoint)
+    model, variables, config = weights.restore_for_inference(args.workdir or args.checkpoint)
     input_shape = (tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape
                    else _default_input_shape(config))
     exported = export_model(model, variables, input_shape, batch=args.batch,

@@ -1,5 +1,9 @@
 """Segmentation losses: pixel-wise cross-entropy, soft Dice, and the config-driven sum.
 
+`config.loss.name` names registered loss terms (`segjax.registry`, kind
+"loss"), one or several joined by '+'; a new paper adds a loss with
+`@register("loss", name)` in its own module, listed in `config.imports`.
+
 Shapes: logits (N, *spatial, K) in any float dtype, labels int (N, *spatial);
 2D and 3D alike. Every loss accumulates in float32 (bf16 logits are upcast
 before the softmax) and is jit-able.
@@ -31,9 +35,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from segjax import registry
 from segjax.models import layers
-
-LOSS_NAMES = ("cross_entropy", "dice", "cross_entropy+dice")
+from segjax.registry import register
 
 
 def valid_mask(labels: jax.Array, num_classes: int, ignore_index: int | None) -> jax.Array:
@@ -143,65 +147,103 @@ def _field(loss_config: Any, name: str):
         raise KeyError(f"segmentation_loss: config.loss has no field {name!r}") from error
 
 
-def _loss_terms(logits, labels, weight, loss_config, *, num_classes, ignore_index):
-    """The named, unweighted loss terms of one logits map."""
-    labels = center_crop_labels(labels, logits)
-    name = _field(loss_config, "name")
-    terms = {}
-    if "cross_entropy" in name:
-        class_weights = tuple(_field(loss_config, "class_weights")) or None
-        terms["cross_entropy"] = cross_entropy(
-            logits, labels, ignore_index=ignore_index, class_weights=class_weights,
-            pixel_weights=None if weight is None else center_crop_labels(weight, logits),
-            label_smoothing=float(_field(loss_config, "label_smoothing")))
-    if "dice" in name:
-        terms["dice"] = soft_dice_loss(logits, labels, num_classes=num_classes,
-                                       ignore_index=ignore_index)
+# --------------------------------------------------------------------------------------
+# Registered loss terms. A term is called as
+#     term(outputs, batch, *, num_classes, ignore_index, config) -> float32 scalar
+# with outputs['logits'] one logits map (the main one, or one auxiliary head's),
+# batch['label'] cropped to it, batch['weight'] (when config.use_weight_map)
+# likewise, and config = config.loss. A new loss registers with
+# `@register("loss", name)` from any module that config.imports names.
+
+@register("loss", "cross_entropy")
+def cross_entropy_term(outputs, batch, *, num_classes, ignore_index, config):
+    """Pixel-wise cross-entropy with config.class_weights, label_smoothing and the weight map."""
+    del num_classes
+    class_weights = tuple(_field(config, "class_weights")) or None
+    return cross_entropy(outputs["logits"], batch["label"], ignore_index=ignore_index,
+                         class_weights=class_weights, pixel_weights=batch.get("weight"),
+                         label_smoothing=float(_field(config, "label_smoothing")))
+
+
+@register("loss", "dice")
+def dice_term(outputs, batch, *, num_classes, ignore_index, config):
+    """Soft Dice over the batch. The weight map is not applied: it would distort the ratio."""
+    del config
+    return soft_dice_loss(outputs["logits"], batch["label"], num_classes=num_classes,
+                          ignore_index=ignore_index)
+
+
+def loss_terms(loss_config) -> list[tuple[str, float, Any]]:
+    """(name, weight, term function) for each '+'-separated term of config.loss.name.
+
+    `config.loss.weights` gives one weight per term (empty: all 1).
+    """
+    name = str(_field(loss_config, "name"))
+    term_names = [part.strip() for part in name.split("+")]
+    weights = tuple(float(w) for w in _field(loss_config, "weights")) or (1.0,) * len(term_names)
+    if len(weights) != len(term_names):
+        raise ValueError(f"config.loss.weights={weights} has {len(weights)} value(s) for the "
+                         f"{len(term_names)} term(s) of config.loss.name={name!r}")
+    terms = []
+    for term_name in term_names:
+        try:
+            function = registry.get("loss", term_name).factory
+        except KeyError:
+            valid = registry.names("loss")
+            raise ValueError(
+                f"config.loss.name={name!r}: {term_name!r} is not a registered loss; valid: "
+                f"{', '.join(valid)}, or terms joined with '+' (e.g. {'+'.join(valid[:2])}); "
+                "new losses register through config.imports") from None
+        terms.append((term_name, weights[len(terms)], function))
     return terms
 
 
-def _combine(terms: Mapping[str, jax.Array], dice_weight: float) -> jax.Array:
-    total = jnp.float32(0.0)
-    if "cross_entropy" in terms:
-        total += terms["cross_entropy"]
-    if "dice" in terms:
-        total += dice_weight * terms["dice"]
-    return total
+def _cropped_batch(batch: Mapping[str, Any], logits, weight) -> dict:
+    cropped = dict(batch)
+    cropped["label"] = center_crop_labels(batch["label"], logits)
+    if weight is None:
+        cropped.pop("weight", None)
+    else:
+        cropped["weight"] = center_crop_labels(weight, logits)
+    return cropped
+
+
+def _weighted_terms(outputs, batch, weight, terms, **kwargs) -> tuple[jax.Array, dict]:
+    """The weighted sum of `terms` on one logits map, and each unweighted term."""
+    cropped = _cropped_batch(batch, outputs["logits"], weight)
+    values = {name: jnp.asarray(function(outputs, cropped, **kwargs), jnp.float32)
+              for name, _, function in terms}
+    total = sum(term_weight * values[name] for name, term_weight, _ in terms)
+    return jnp.asarray(total, jnp.float32), values
 
 
 def segmentation_loss(outputs: Mapping[str, Any], batch: Mapping[str, Any], loss_config, *,
                       num_classes: int, ignore_index: int | None) -> tuple[jax.Array, dict]:
     """The loss `config.loss` asks for, and its named components.
 
-    Reads outputs['logits'] and, when present, outputs['aux_logits'] (one
-    array or a sequence of them, each added with weight `aux_weight`);
-    batch['label'] and, when `use_weight_map`, batch['weight']. Returns
-    (loss, components) with components 'cross_entropy' and/or 'dice'
-    (unweighted, main logits), 'aux' (the aux heads' summed loss, unweighted)
-    where aux logits exist, and 'loss' (the total). The weight map weights
-    the cross-entropy only; the Dice term is a ratio of sums it would distort.
+    `config.loss.name` is one registered term or several joined by '+'
+    (`cross_entropy+dice`), weighted by `config.loss.weights`. Reads
+    outputs['logits'] and, when present, outputs['aux_logits'] (one array or a
+    sequence of them, each added with weight `aux_weight`); batch['label'] and,
+    when `use_weight_map`, batch['weight']. Returns (loss, components) with one
+    component per term (unweighted, main logits), 'aux' (the aux heads'
+    weighted term sums) where aux logits exist, and 'loss' (the total).
     """
-    name = _field(loss_config, "name")
-    if name not in LOSS_NAMES:
-        raise ValueError(f"config.loss.name={name!r} is not a loss; valid names: "
-                         f"{', '.join(LOSS_NAMES)}")
-    labels = batch["label"]
+    terms = loss_terms(loss_config)
     weight = None
     if _field(loss_config, "use_weight_map"):
         if batch.get("weight") is None:
             raise KeyError("config.loss.use_weight_map is True but the batch has no 'weight' "
                            "map; enable config.data.weight_map or turn use_weight_map off")
         weight = batch["weight"]
-    dice_weight = float(_field(loss_config, "dice_weight"))
-    kwargs = dict(num_classes=num_classes, ignore_index=ignore_index)
+    kwargs = dict(num_classes=num_classes, ignore_index=ignore_index, config=loss_config)
 
-    components = dict(_loss_terms(outputs["logits"], labels, weight, loss_config, **kwargs))
-    total = _combine(components, dice_weight)
+    total, components = _weighted_terms(outputs, batch, weight, terms, **kwargs)
     aux_logits = outputs.get("aux_logits")
     if aux_logits is not None:
         if not isinstance(aux_logits, (list, tuple)):
             aux_logits = [aux_logits]
-        aux = sum(_combine(_loss_terms(a, labels, weight, loss_config, **kwargs), dice_weight)
+        aux = sum(_weighted_terms({"logits": a}, batch, weight, terms, **kwargs)[0]
                   for a in aux_logits)
         components["aux"] = aux
         total = total + float(_field(loss_config, "aux_weight")) * aux

@@ -36,10 +36,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".ppm", ".pg
 
 def load_model(workdir: str | None = None, checkpoint: str | None = None):
     """(predict_fn, config) from a run directory or a checkpoint (directory or variables file)."""
-    from segjax.train import checkpoint as checkpoint_lib  # pylint: disable=import-outside-toplevel
+    from segjax import weights  # pylint: disable=import-outside-toplevel
     if bool(workdir) == bool(checkpoint):
         raise ValueError("give exactly one of --workdir or --checkpoint")
-    model, variables, config = checkpoint_lib.restore_for_inference(workdir or checkpoint)
+    model, variables, config = weights.restore_for_inference(workdir or checkpoint)
     if "data" not in config:
         raise ValueError(f"{workdir or checkpoint}: no config.json with a data section was found "
                          "next to the checkpoint; the image normalisation and channel count "

@@ -1,12 +1,25 @@
-"""Test set-up: paths to the shared real datasets, and a clean JAX config.
+"""Test set-up: paths to the shared real datasets, and the test process's runtime.
 
 Tests that need several CPU devices run in a subprocess with XLA_FLAGS set
 (see tests/train/test_sharding.py); the main test process keeps one device.
+
+The test process is an entry point like `segjax.main`: it applies segjax's
+default runtime settings (`segjax.runtime.configure`) and, because tests make
+keys with `jax.random.PRNGKey` directly, also makes 'rbg' JAX's default PRNG
+(XLA:CPU compiles threefry draws for minutes in a model's init).
 """
 
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    del config
+    import jax
+    from segjax import runtime
+    jax.config.update("jax_default_prng_impl", "rbg")
+    runtime.configure()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import common_camvid
+from segjax.data import datasets
 from segjax.models import build
 
 CONFIGS = ("fcn8s_camvid", "deeplabv1_camvid", "deeplabv2_camvid", "deeplabv3_camvid",
@@ -23,8 +24,11 @@ def test_class_names_match_the_datasets_classes_txt(camvid_root):
     rows = [line.split() for line in (camvid_root / "classes.txt").read_text().splitlines()
             if line.strip() and not line.startswith("#")]
     names = {int(row[0]): row[1] for row in rows}
-    assert tuple(names[i] for i in range(11)) == common_camvid.CLASS_NAMES
-    assert names[common_camvid.VOID] == "Unlabelled"
+    colours = {int(row[0]): tuple(int(v) for v in row[2:5]) for row in rows}
+    camvid = datasets.get("camvid")
+    assert tuple(names[i] for i in range(11)) == common_camvid.CLASS_NAMES == camvid.class_names
+    assert tuple(colours[i] for i in range(11)) == camvid.class_colours
+    assert names[camvid.ignore_values[0]] == "Unlabelled"
 
 
 @pytest.mark.parametrize("name", CONFIGS)

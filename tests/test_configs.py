@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from configs import common
+from segjax.config import base_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 EXPERIMENTS = sorted(p.stem for p in CONFIG_DIR.glob("*.py")
@@ -30,7 +30,7 @@ def _keys(config, prefix=""):
 def test_config_follows_the_schema_and_builds(name):
     from segjax.models import registry
     config = load(name)
-    missing = _keys(common.base_config()) - _keys(config)
+    missing = _keys(base_config()) - _keys(config)
     assert not missing, f"configs/{name}.py lacks schema keys {sorted(missing)}"
     with pytest.raises(AttributeError, match="stpes"):
         config.train.stpes = 1

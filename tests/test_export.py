@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import common
+from segjax.config import base_config
 from segjax import export
 from segjax.models import registry
-from segjax.train import checkpoint
+from segjax import weights
 
 
 def _reference(model, variables, x):
@@ -63,13 +63,13 @@ def test_reload_runs_without_segjax(tiny_valid_unet, tmp_path):
 
 def test_export_command_from_run_dir(tiny_valid_unet, tmp_path):
     model, variables = tiny_valid_unet
-    config = common.base_config()
+    config = base_config()
     config.model.name = "unet"
     config.model.width, config.model.depth, config.model.padding = 4, 2, "valid"
     config.data.image_channels = 1
     config.eval.tile = (92, 92)
-    (tmp_path / checkpoint.CONFIG_FILE).write_text(config.to_json_best_effort())
-    checkpoint.save_variables(tmp_path / checkpoint.BEST_DIR / checkpoint.BEST_FILE, variables,
+    (tmp_path / weights.CONFIG_FILE).write_text(config.to_json_best_effort())
+    weights.save_variables(tmp_path / weights.BEST_DIR / weights.BEST_FILE, variables,
                               {"model": config.model.to_dict()})
     output = tmp_path / "out" / "model.jaxexport"
     assert export.main(["--workdir", str(tmp_path), "--output", str(output)]) == 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from configs.common import base_config
+from segjax.config import base_config
 from segjax import losses
 
 # One image of 1x4 pixels, 3 classes; pixel 3 is ignored (255).
@@ -154,7 +154,7 @@ def test_segmentation_loss_aux_and_dice_weighting():
     main = jnp.asarray(LOGITS)
     aux = jnp.asarray(LOGITS[..., ::-1].copy())
     batch = {"label": jnp.asarray(LABELS)}
-    config = _loss_config(name="cross_entropy+dice", dice_weight=0.5, aux_weight=0.4)
+    config = _loss_config(name="cross_entropy+dice", weights=(1.0, 0.5), aux_weight=0.4)
     loss, parts = jax.jit(lambda o, b: losses.segmentation_loss(
         o, b, config, num_classes=3, ignore_index=255))({"logits": main, "aux_logits": aux}, batch)
     ce = losses.cross_entropy(main, batch["label"])
@@ -183,7 +183,9 @@ def test_segmentation_loss_dice_only_and_class_weights_from_config():
 
 def test_unknown_loss_name_lists_valid_names():
     config = ml_collections.ConfigDict(dict(base_config().loss))
-    config.name = "focal"
-    with pytest.raises(ValueError, match="cross_entropy, dice, cross_entropy\\+dice"):
+    config.name = "cross_entropy+dcie"
+    with pytest.raises(ValueError, match="'dcie' is not a registered loss; valid: "
+                                         "cross_entropy, dice(, [a-z_]+)*, or terms joined "
+                                         "with '\\+'"):
         losses.segmentation_loss({"logits": jnp.asarray(LOGITS)}, {"label": LABELS}, config,
                                  num_classes=3, ignore_index=255)

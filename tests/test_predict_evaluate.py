@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import common
+from segjax.config import base_config
 from segjax import evaluate, inference, predict
 from segjax.models import registry
 from segjax.ops import crf
-from segjax.train import checkpoint
+from segjax import weights
 
 CAMVID_COLOURS = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [60, 40, 222],
                   [128, 128, 0], [192, 128, 128], [64, 64, 128], [64, 0, 128], [64, 64, 0],
@@ -22,7 +22,7 @@ CAMVID_COLOURS = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128],
 def run_dir(tmp_path_factory, camvid_root, random_variables):
     """A run directory as training leaves it: config.json + checkpoints_best/variables."""
     workdir = tmp_path_factory.mktemp("run")
-    config = common.base_config()
+    config = base_config()
     config.model.name = "unet"
     config.model.num_classes = 11
     config.model.padding = "same"
@@ -35,10 +35,10 @@ def run_dir(tmp_path_factory, camvid_root, random_variables):
                                "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist")
     config.data.mean = (0.4, 0.4, 0.4)
     config.data.std = (0.3, 0.3, 0.3)
-    (workdir / checkpoint.CONFIG_FILE).write_text(config.to_json_best_effort())
+    (workdir / weights.CONFIG_FILE).write_text(config.to_json_best_effort())
     model = registry.build(config.model)
     variables = random_variables(model, jnp.zeros((1, 32, 32, 3)))
-    checkpoint.save_variables(workdir / checkpoint.BEST_DIR / checkpoint.BEST_FILE, variables,
+    weights.save_variables(workdir / weights.BEST_DIR / weights.BEST_FILE, variables,
                               {"model": config.model.to_dict()})
     return workdir, model, variables, config
 
@@ -125,13 +125,13 @@ def test_split_expression(run_dir):
     config = run_dir[3]
     assert evaluate.split_expression(config, "val") == "val"
     assert evaluate.split_expression(config, "test[:3]") == "test[:3]"
-    isbi = common.base_config()
+    isbi = base_config()
     isbi.data.val_split = "train[25:30]"
     assert evaluate.split_expression(isbi, "val") == "train[25:30]"
 
 
 def test_eval_options_from_config_and_flags():
-    config = common.base_config()
+    config = base_config()
     config.eval.flip = True
     options = inference.EvalOptions.from_config(config.eval, scales=(0.5, 1.0), flip=None)
     assert options.flip and options.scales == (0.5, 1.0) and options.crf_params.bi_xy_std == 67
@@ -140,7 +140,7 @@ def test_eval_options_from_config_and_flags():
 
 
 def test_crf_params_flag_overrides_config():
-    config = common.base_config()
+    config = base_config()
     args = evaluate.parse_args(["--workdir", "x", "--crf", "--crf_params",
                                 "bi_w=5,bi_xy_std=50,iterations=3"])
     options = predict.eval_options(config, args)

@@ -3,25 +3,19 @@
     python -m segjax.main --config experiments/example_paper/config.py:smoke --workdir /tmp/ex
 """
 
-from configs import common
+from segjax.config import base_config
+from segjax.data import datasets
 
 
 def get_config(arg: str = ""):
-    config = common.base_config()
+    config = base_config()
     config.imports = ("experiments.example_paper.model",)
     config.model.name = "segmenter"
     config.model.encoder = {"name": "resnet18"}
     config.model.decoder = {"name": "example_residual_unet", "width": 16}
     config.model.num_classes = 11
-    config.data.source = "folder"
-    config.data.root = common.data_root("camvid")
-    config.data.train_split = "train"
-    config.data.val_split = "val"
-    config.data.image_channels = 3
-    config.data.ignore_values = (11,)
+    datasets.apply("camvid", config.data)
     config.data.crop = (352, 480)
-    config.data.mean = (0.485, 0.456, 0.406)
-    config.data.std = (0.229, 0.224, 0.225)
     config.data.batch_size = 4
     if arg == "smoke":
         config.data.source = "synthetic"

@@ -8,7 +8,7 @@
 Builds the model that the config describes (`config.model`), initialises it
 at the config's crop size, fills it from the checkpoint through a registered
 mapping (`segjax.convert.core`) and writes the variables with
-`segjax.train.checkpoint.save_variables` (metadata: the model config, the
+`segjax.weights.save_variables` (metadata: the model config, the
 checkpoint, the mapping, what was left unfilled). `config.model.init_from`
 then starts training from it.
 
@@ -25,7 +25,6 @@ unfilled, is an error listing them by name; `--no-strict` writes anyway.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -33,24 +32,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from segjax import config as config_lib
 from segjax.convert import core
 from segjax.convert.io import load_state_dict
-
-def load_config(spec: str):
-    """`path/to/config.py[:arg]` -> the ConfigDict its `get_config(arg)` returns."""
-    path, _, arg = spec.partition(":")
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"--config: no config file at {file}")
-    root = str(file.resolve().parent.parent)  # so that `from configs import common` works
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    module_spec = importlib.util.spec_from_file_location(f"_segjax_config_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise AttributeError(f"--config: {file} defines no get_config(arg)")
-    return module.get_config(arg) if arg else module.get_config()
 
 
 def _name(config) -> str | None:
@@ -121,10 +105,10 @@ def run(checkpoint: str, config_spec: str, output: str, *, part: str = "all",
         mapping_name: str | None = None, strict: bool = True, input_size=None,
         verbose: bool = True) -> Path:
     from segjax.models import registry
-    from segjax.train.checkpoint import save_variables
+    from segjax.weights import save_variables
     if part not in ("all", "encoder"):
         raise ValueError(f"--part must be 'all' or 'encoder', got {part!r}")
-    config = load_config(config_spec)
+    config = config_lib.load(config_spec)
     registry.import_modules(config.get("imports", ()))
     state_dict = load_state_dict(checkpoint)
     mapping, name, scope = choose_mapping(state_dict, config.model, part, mapping_name)

@@ -49,6 +49,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from segjax import registry
+
 IGNORE = "<ignore>"
 
 
@@ -150,47 +152,39 @@ class RegisteredMapping:
     doc: str = ""
 
 
-_MAPPINGS: dict[str, RegisteredMapping] = {}
-
-
 def register_mapping(name: str, *, models: Sequence[str] = (), encoders: Sequence[str] = ()):
-    """Registers a function returning a mapping, for registered models/encoders."""
+    """Registers a function returning a mapping, for registered models/encoders.
 
-    def decorator(factory):
-        if name in _MAPPINGS and _MAPPINGS[name].factory is not factory:
-            raise ValueError(f"register_mapping: {name!r} is already registered by "
-                             f"{_MAPPINGS[name].factory.__module__}")
-        _MAPPINGS[name] = RegisteredMapping(name, factory, tuple(models), tuple(encoders),
-                                            (factory.__doc__ or "").strip())
-        return factory
+    Mappings are entries of kind "mapping" in `segjax.registry`; every module
+    of `segjax.convert` is imported on the first lookup, so a new mapping
+    file registers by existing.
+    """
+    return registry.register("mapping", name, models=tuple(models), encoders=tuple(encoders))
 
-    return decorator
+
+def _as_mapping(entry: registry.Entry) -> RegisteredMapping:
+    return RegisteredMapping(entry.name, entry.factory, entry.defaults["models"],
+                             entry.defaults["encoders"], (entry.factory.__doc__ or "").strip())
 
 
 def mapping_names() -> list[str]:
-    _load_builtin_mappings()
-    return sorted(_MAPPINGS)
+    return registry.names("mapping")
 
 
 def get_mapping(name: str) -> RegisteredMapping:
-    _load_builtin_mappings()
-    if name not in _MAPPINGS:
+    try:
+        return _as_mapping(registry.get("mapping", name))
+    except KeyError:
         raise KeyError(f"unknown conversion mapping {name!r}; registered mappings: "
-                       f"{', '.join(sorted(_MAPPINGS)) or '(none)'}")
-    return _MAPPINGS[name]
+                       f"{', '.join(mapping_names()) or '(none)'}") from None
 
 
 def mappings_for(model: str | None = None, encoder: str | None = None
                  ) -> list[RegisteredMapping]:
     """Registered mappings for a model name or an encoder name."""
-    _load_builtin_mappings()
-    return [m for m in _MAPPINGS.values()
-            if (model is not None and model in m.models)
+    found = [_as_mapping(registry.get("mapping", name)) for name in mapping_names()]
+    return [m for m in found if (model is not None and model in m.models)
             or (encoder is not None and encoder in m.encoders)]
-
-
-def _load_builtin_mappings() -> None:
-    import segjax.convert  # noqa: F401  (its __init__ imports every mapping module)
 
 
 # ----------------------------------------------------------------------------- conversion

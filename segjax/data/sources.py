@@ -31,8 +31,10 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from segjax import registry
+from segjax.registry import register
+
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-SOURCES = ("folder", "tfds", "synthetic")
 
 _SPLIT_RE = re.compile(r"^(?P<name>[A-Za-z0-9_\-]+)(\[(?P<start>-?\d*):(?P<stop>-?\d*)\])?$")
 
@@ -280,27 +282,51 @@ class SyntheticSource:
 
 
 def make_source(data_config, split: str):
-    """The source named by data_config.source for `split`."""
-    kind = data_config.source
+    """The registered source named by `data_config.source`, for `split`.
+
+    A source factory registers with `@register("source", name)` and is called
+    as `factory(data_config, split)`; it returns an object with `len()` and
+    `source[i]` giving the example dict above.
+    """
+    factory = registry.lookup("source", str(data_config.source), "data.source")
+    return factory(data_config, split)
+
+
+def _label_options(data_config) -> dict:
     spec = spec_from_config(data_config)
-    common = dict(image_channels=spec.image_channels, label_values=spec.label_values,
-                  ignore_values=spec.ignore_values, ignore_index=spec.ignore_index)
-    if kind == "folder":
-        if not data_config.root:
-            raise ValueError("data.root is empty; set it to the dataset folder for "
-                             "data.source='folder'")
-        return FolderSource(data_config.root, split, **common)
-    if kind == "tfds":
-        return TfdsSource(data_config.tfds_name, split, data_dir=data_config.root or None,
-                          **common)
-    if kind == "synthetic":
-        name, selection = parse_split(split)
-        synthetic = data_config.synthetic
-        full = SyntheticSource(synthetic.num_examples, synthetic.height, synthetic.width,
-                               spec.image_channels, synthetic.num_classes,
-                               seed=zlib.crc32(name.encode()))
-        return _Subset(full, range(len(full))[selection])
-    raise ValueError(f"unknown data.source {kind!r}; valid: {', '.join(SOURCES)}")
+    return dict(image_channels=spec.image_channels, label_values=spec.label_values,
+                ignore_values=spec.ignore_values, ignore_index=spec.ignore_index)
+
+
+@register("source", "folder")
+def folder_source(data_config, split: str) -> FolderSource:
+    """`data.root`/<split>/{images,labels}; a missing root of a known `data.dataset` is fetched."""
+    if not data_config.root:
+        raise ValueError("data.root is empty; set it to the dataset folder for "
+                         "data.source='folder'")
+    dataset = data_config.get("dataset", "")
+    if dataset and not Path(data_config.root).is_dir():
+        from segjax.data import datasets  # pylint: disable=import-outside-toplevel
+        datasets.ensure(dataset, data_config.root, url=data_config.get("download_url", ""))
+    return FolderSource(data_config.root, split, **_label_options(data_config))
+
+
+@register("source", "tfds")
+def tfds_source(data_config, split: str) -> TfdsSource:
+    """A prepared tfds dataset `data.tfds_name` in `data.root` (its data_dir)."""
+    return TfdsSource(data_config.tfds_name, split, data_dir=data_config.root or None,
+                      **_label_options(data_config))
+
+
+@register("source", "synthetic")
+def synthetic_source(data_config, split: str) -> "_Subset":
+    """`data.synthetic` shapes; each split name draws its own examples."""
+    name, selection = parse_split(split)
+    synthetic = data_config.synthetic
+    full = SyntheticSource(synthetic.num_examples, synthetic.height, synthetic.width,
+                           int(data_config.image_channels), synthetic.num_classes,
+                           seed=zlib.crc32(name.encode()))
+    return _Subset(full, range(len(full))[selection])
 
 
 class _Subset:

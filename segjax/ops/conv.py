@@ -7,7 +7,7 @@ kernel (rhs) dilation for atrous convolutions and feature groups (depthwise
 when groups == input channels). Every model reaches a convolution only through
 this module, so the formulation is chosen here, in one place.
 
-Implementations (`impl=`, `set_default_implementation`, `config.model.conv_impl`):
+Implementations (`impl=`, `set_default_implementation`, `config.runtime.conv_impl`):
 
 - "native": `jax.lax.conv_general_dilated`, differentiated by JAX's own rules.
   XLA's GPU and TPU convolutions (cuDNN, the TPU's MXU) are fast in all three
@@ -46,7 +46,7 @@ _default_implementation = "auto"
 
 
 def set_default_implementation(name: str) -> None:
-    """Sets the formulation used when a layer does not name one (config.model.conv_impl)."""
+    """Sets the formulation used when a layer does not name one (config.runtime.conv_impl)."""
     global _default_implementation
     _check_implementation(name, "set_default_implementation")
     _default_implementation = name
@@ -69,7 +69,7 @@ def resolve_implementation(impl: str | None = None) -> str:
 def _check_implementation(name, where: str) -> None:
     if name not in _IMPLEMENTATIONS:
         raise ValueError(f"{where}: conv implementation {name!r} is not one of "
-                         f"{_IMPLEMENTATIONS} (config.model.conv_impl)")
+                         f"{_IMPLEMENTATIONS} (config.runtime.conv_impl)")
 
 
 def dimension_numbers(rank: int) -> tuple[str, str, str]:

@@ -31,9 +31,8 @@ import jax
 import numpy as np
 import tqdm
 
-from segjax import inference, metrics as metrics_lib
+from segjax import config as config_lib, inference, metrics as metrics_lib, optim, runtime, weights
 from segjax.models.segmenter import count_params
-from segjax.ops import conv
 from segjax.train import checkpoint as ckpt
 from segjax.train import sharding, state as state_lib, step as step_lib
 from segjax.train.logging import METRICS_FILE, TENSORBOARD_DIR, MetricWriter, ProgressBar
@@ -50,7 +49,7 @@ class TrainingDiverged(RuntimeError):
 
 def write_config(config, workdir: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / ckpt.CONFIG_FILE).write_text(config.to_json_best_effort(indent=2) + "\n")
+    (workdir / weights.CONFIG_FILE).write_text(config.to_json_best_effort(indent=2) + "\n")
 
 
 def _is_main() -> bool:
@@ -177,7 +176,6 @@ class _Run:
 
         self.config, self.workdir = config, workdir
         registry.import_modules(config.imports)
-        conv.set_default_implementation(config.model.conv_impl)
         self.model = registry.build(config.model)
         self.mesh = sharding.make_mesh(config.mesh)
         sharding.check_batch_size(int(config.data.batch_size), self.mesh)
@@ -188,7 +186,7 @@ class _Run:
             config.data, seed=int(config.train.seed), process_index=jax.process_index(),
             process_count=jax.process_count())
         seed = int(config.train.seed)
-        self.dropout_rng = jax.random.fold_in(jax.random.key(seed), 1)
+        self.dropout_rng = jax.random.fold_in(runtime.key(seed), 1)
         input_shape = (1, *config.data.crop, int(config.data.image_channels))
         state, self.schedule = state_lib.create_train_state(
             config, self.model, state_lib.init_key(seed), input_shape)
@@ -270,7 +268,7 @@ def _summary(run: _Run) -> str:
     workdir = run.workdir
     lines = [f"finished; outputs in {workdir}:",
              f"  checkpoints:   {run.checkpoints.directory} (steps {run.checkpoints.manager.all_steps()})",
-             f"  best:          {workdir / ckpt.BEST_DIR / ckpt.BEST_FILE} (mIoU "
+             f"  best:          {workdir / weights.BEST_DIR / weights.BEST_FILE} (mIoU "
              f"{100 * max(run.best_miou, 0):.2f})",
              f"  tensorboard:   tensorboard --logdir {workdir / TENSORBOARD_DIR}",
              f"  metrics:       {workdir / METRICS_FILE}",
@@ -297,7 +295,7 @@ def _log_train_metrics(run: _Run, writer: MetricWriter, bar: ProgressBar, accumu
     config = run.config
     means = step_lib.summarize(accumulator)
     scalars = {f"train/{name}": value for name, value in means.items()}
-    scalars["train/learning_rate"] = state_lib.learning_rate_at(run.schedule, config.optim,
+    scalars["train/learning_rate"] = optim.learning_rate_at(run.schedule, config.optim,
                                                                 step - 1)
     scalars["train/steps_per_second"] = rate
     writer.write_scalars(step, scalars)
@@ -367,6 +365,8 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
     step's logging, checkpoint and evaluation are done.
     """
     workdir = Path(workdir).resolve()
+    config_lib.validate(config)
+    runtime.configure(config)
     if _is_main():
         write_config(config, workdir)
     run = _Run(config, workdir)

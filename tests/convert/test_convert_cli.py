@@ -9,16 +9,16 @@ import pytest
 
 from segjax.convert.__main__ import main
 from segjax.models.encoders.resnet import ResNet
-from segjax.train.checkpoint import load_variables
+from segjax.weights import load_variables
 from tests import torch_refs
 from tests.models.encoders.encoder_parity import torchvision_resnet_features
 
 CONFIG = '''
-from configs import common
+from segjax.config import base_config
 
 
 def get_config(arg=""):
-    config = common.base_config()
+    config = base_config()
     config.model.name = "segmenter"
     config.model.num_classes = 11
     config.model.encoder = {"name": "resnet18", "output_stride": 16 if arg == "os16" else 32}

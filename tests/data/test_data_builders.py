@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import common
+from segjax.config import base_config
 from segjax.data import sources
 
 
@@ -23,7 +23,7 @@ def test_isbi_from_local_folder_matches_folder_source(isbi_root, tmp_path):
             assert ours["name"] == theirs["name"]
             np.testing.assert_array_equal(ours["image"], theirs["image"])
             np.testing.assert_array_equal(ours["label"], theirs["label"])
-    data = common.base_config().data
+    data = base_config().data
     data.source, data.tfds_name, data.root = "tfds", "isbi2012_em", str(tmp_path)
     data.image_channels, data.label_values = 1, (0, 255)
     test = sources.make_source(data, "test")

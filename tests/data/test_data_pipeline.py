@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from configs import common
+from segjax.config import base_config
 from segjax.data import pipeline, sources
 
 
 def _config(**changes):
-    data = common.base_config().data
+    data = base_config().data
     data.source, data.image_channels, data.crop, data.batch_size = "synthetic", 1, (24, 24), 4
     data.synthetic.num_examples, data.synthetic.height, data.synthetic.width = 6, 32, 32
     data.augment.vflip, data.augment.rot90, data.augment.elastic_sigma = True, True, 4.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import common
+from segjax.config import base_config
 from segjax.data import sources
 from segjax.data.sources import FolderSource, SyntheticSource, make_source
 
@@ -114,7 +114,7 @@ def test_synthetic_is_deterministic_and_label_follows_image():
 
 
 def test_make_source_by_config(isbi_root):
-    config = common.base_config().data
+    config = base_config().data
     config.source, config.root, config.image_channels = "folder", str(isbi_root), 1
     config.label_values = (0, 255)
     assert len(make_source(config, "train[25:30]")) == 5
@@ -122,5 +122,5 @@ def test_make_source_by_config(isbi_root):
     config.synthetic.num_examples = 6
     assert len(make_source(config, "train[:4]")) == 4
     config.source = "csv"
-    with pytest.raises(ValueError, match="folder, tfds, synthetic"):
+    with pytest.raises(ValueError, match="folder, synthetic, tfds"):
         make_source(config, "train")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from configs import common
+from segjax.config import base_config
 from segjax.data import transforms
 
 
@@ -129,7 +129,7 @@ def test_brightness_contrast_stays_in_range():
 
 
 def test_augment_follows_config_and_is_deterministic():
-    config = common.base_config().data.augment
+    config = base_config().data.augment
     config.hflip, config.vflip, config.rot90, config.elastic_sigma = True, True, True, 8.0
     config.scale, config.brightness = (0.8, 1.2), 0.1
     example = _example()

@@ -343,7 +343,7 @@ def test_implementation_selection_and_errors():
         assert conv_ops.resolve_implementation(None) == "native"
     finally:
         conv_ops.set_default_implementation(previous)
-    with pytest.raises(ValueError, match=r"'fast' is not one of .*config.model.conv_impl"):
+    with pytest.raises(ValueError, match=r"'fast' is not one of .*config.runtime.conv_impl"):
         conv_ops.set_default_implementation("fast")
     x, kernel = jnp.zeros((1, 5, 5, 4)), jnp.zeros((3, 3, 3, 2))
     with pytest.raises(ValueError, match="conv implementation 'gpu'"):

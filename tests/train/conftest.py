@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from configs import common
+from segjax.config import base_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPILE_CACHE = os.environ.get("SEGJAX_TEST_COMPILE_CACHE")
@@ -32,7 +32,7 @@ jax.config.update("jax_compilation_cache_dir", COMPILE_CACHE)
 
 def tiny_config(**overrides):
     """A same-padded, batch-normed depth-1 U-Net on 16x16 synthetic crops (seconds to compile)."""
-    config = common.base_config()
+    config = base_config()
     config.model.name = "unet"
     config.model.num_classes = 3
     config.model.padding = "same"
@@ -87,9 +87,9 @@ def run_python(code: str, *, timeout: float, env: dict | None = None,
 
 def read_params(workdir, step: int | None = None):
     """Params of a workdir's checkpoint (`step`, or the latest) as numpy arrays."""
-    from segjax.train import checkpoint
-    path = Path(workdir) / checkpoint.CHECKPOINTS_DIR
+    from segjax import weights
+    path = Path(workdir) / weights.CHECKPOINTS_DIR
     if step is not None:
         path = path / str(step)
-    variables, _ = checkpoint.read_checkpoint(path)
+    variables, _ = weights.read_checkpoint(path)
     return variables

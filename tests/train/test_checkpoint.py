@@ -1,6 +1,4 @@
-"""Plain variable files, init_from merging, and refusing a checkpoint of another model."""
-
-import json
+"""Training checkpoints: refusing a checkpoint of another model, reading a workdir, init_from."""
 
 import grain
 import jax
@@ -9,59 +7,10 @@ import numpy as np
 import optax
 import pytest
 
+from segjax import weights
 from segjax.train import checkpoint, state as state_lib
 from segjax.train.state import TrainState
 from tests.train.conftest import tiny_config
-
-
-def test_save_and_load_variables_round_trip(tmp_path):
-    variables = {"params": {"conv": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3),
-                                     "bias": jnp.ones((3,), jnp.bfloat16)}},
-                 "batch_stats": {"bn": {"mean": np.zeros((3,), np.float32)}}}
-    checkpoint.save_variables(tmp_path / "w", {"params": {"old": np.zeros(2)}}, {})
-    path = checkpoint.save_variables(tmp_path / "w", variables,
-                                     {"model": {"name": "unet"}, "source": "torch"})
-    loaded, metadata = checkpoint.load_variables(path)
-    assert metadata == {"model": {"name": "unet"}, "source": "torch"}
-    np.testing.assert_array_equal(loaded["params"]["conv"]["kernel"],
-                                  variables["params"]["conv"]["kernel"])
-    assert loaded["params"]["conv"]["bias"].dtype == jnp.bfloat16
-    assert loaded["batch_stats"]["bn"]["mean"].shape == (3,)
-    assert [p.name for p in tmp_path.iterdir()] == ["w"]  # no temporary directory left
-
-
-def test_load_variables_rejects_other_files(tmp_path):
-    (tmp_path / "x").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="x is not a segjax variables checkpoint"):
-        checkpoint.load_variables(tmp_path / "x")
-    (tmp_path / "run").mkdir()
-    with pytest.raises(ValueError, match="run is not a segjax variables checkpoint"):
-        checkpoint.load_variables(tmp_path / "run")
-    with pytest.raises(FileNotFoundError, match="missing"):
-        checkpoint.load_variables(tmp_path / "missing")
-
-
-def fresh_variables(head_classes=3):
-    return {"params": {"encoder": {"kernel": np.zeros((2, 2), np.float32)},
-                       "head": {"kernel": np.zeros((4, head_classes), np.float32)}},
-            "batch_stats": {"encoder": {"mean": np.zeros((2,), np.float32)}}}
-
-
-def test_init_from_encoder_keeps_the_fresh_head(tmp_path):
-    pretrained = jax.tree_util.tree_map(lambda x: x + 1, fresh_variables(head_classes=21))
-    path = checkpoint.save_variables(tmp_path / "pre", pretrained,
-                                     {"model": {"name": "deeplab"}})
-    merged = checkpoint.load_pretrained(fresh_variables(), path, "encoder")
-    np.testing.assert_array_equal(merged["params"]["encoder"]["kernel"], 1.0)
-    np.testing.assert_array_equal(merged["batch_stats"]["encoder"]["mean"], 1.0)
-    np.testing.assert_array_equal(merged["params"]["head"]["kernel"], 0.0)
-    assert merged["params"]["head"]["kernel"].shape == (4, 3)
-
-    with pytest.raises(ValueError, match=r"pre.*'deeplab'.*params/head/kernel: "
-                                         r"expected shape \(4, 3\), checkpoint has \(4, 21\)"):
-        checkpoint.load_pretrained(fresh_variables(), path, "all")
-    with pytest.raises(ValueError, match="init_from_part 'decoder'"):
-        checkpoint.load_pretrained(fresh_variables(), path, "decoder")
 
 
 def make_state(width):
@@ -96,24 +45,8 @@ def test_read_checkpoint_through_a_relative_workdir(tmp_path, monkeypatch):
     saved.save(3, make_state(4), iterator)
     saved.close()
     monkeypatch.chdir(tmp_path)
-    variables, metadata = checkpoint.read_checkpoint("run")
+    variables, metadata = weights.read_checkpoint("run")
     np.testing.assert_array_equal(variables["params"]["conv"]["kernel"], np.ones((3, 3, 1, 4)))
-
-
-def test_restore_for_inference_from_a_variables_file(tmp_path):
-    config = tiny_config()
-    from segjax.models import registry
-    model = registry.build(config.model)
-    variables = state_lib.init_variables(model, state_lib.init_key(0), (1, 16, 16, 1))
-    path = checkpoint.save_variables(
-        tmp_path / "v", variables,
-        {"model": json.loads(config.model.to_json_best_effort())})
-    restored_model, restored, restored_config = checkpoint.restore_for_inference(path)
-    assert restored_config.model.width == 4
-    x = jnp.linspace(0, 1, 256).reshape(1, 16, 16, 1)
-    apply = jax.jit(lambda m, v: m.apply(v, x)["logits"], static_argnums=0)
-    np.testing.assert_allclose(apply(restored_model, restored), apply(model, variables),
-                               rtol=1e-6)
 
 
 def test_create_train_state_starts_from_init_from(tmp_path):
@@ -122,7 +55,7 @@ def test_create_train_state_starts_from_init_from(tmp_path):
     model = registry.build(config.model)
     variables = state_lib.init_variables(model, state_lib.init_key(1), (1, 16, 16, 1))
     shifted = jax.tree_util.tree_map(lambda x: np.asarray(x) + 0.5, variables)
-    path = checkpoint.save_variables(tmp_path / "start", shifted, {})
+    path = weights.save_variables(tmp_path / "start", shifted, {})
     config.model.init_from = str(path)
     state, _ = state_lib.create_train_state(config, model, state_lib.init_key(0), (1, 16, 16, 1))
     for got, want in zip(jax.tree_util.tree_leaves((state.params, state.batch_stats)),

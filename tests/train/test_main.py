@@ -2,6 +2,7 @@
 
 import json
 
+from segjax import weights
 from segjax.train import checkpoint
 from segjax.train.logging import read_metrics, read_tensorboard_scalars
 from tests.train.conftest import run_python
@@ -36,7 +37,7 @@ def test_smoke_run_writes_every_output(tmp_path, isbi_root):
     from PIL import Image
     assert Image.open(overlays[0]).size == (3 * 512, 512)  # image | overlay | errors
 
-    model, variables, config = checkpoint.restore_for_inference(workdir)
+    model, variables, config = weights.restore_for_inference(workdir)
     assert config.model.width == 4 and config.train.steps == 2
     assert set(variables) == {"params", "batch_stats"}
 

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import common
+from segjax.config import base_config
 from segjax.train import sharding
 from tests.train.conftest import read_params, run_python
 
@@ -57,7 +57,7 @@ def test_eight_devices_match_one_device():
 
 
 def test_mesh_sizes_must_multiply_to_the_device_count():
-    mesh_config = common.base_config().mesh
+    mesh_config = base_config().mesh
     mesh_config.data, mesh_config.model = 3, 1
     with pytest.raises(ValueError, match=r"config.mesh: data=3 x model=1 = 3 devices, but "
                                          r"there are 2 devices"):

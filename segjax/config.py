@@ -1,37 +1,24 @@
-"""The config schema every experiment config starts from (see ../shared/DESIGN.md).
+"""The config schema: every section and key a part of segjax reads, with defaults.
 
-`base_config()` returns a ConfigDict with every section and every key a part
-of segjax reads, with defaults. Experiment configs (`configs/<arch>_<data>.py`)
-change values; a key that is not in the schema is an error on the command
-line (`--config.train.stpes=1` fails naming `stpes`), because ConfigDicts
-built here are locked.
+`base_config()` returns a ConfigDict that experiment configs
+(`configs/<arch>_<data>.py`, or a notebook) fill in. ConfigDicts built here
+are locked by their configs, so a key that is not in the schema is an error
+on the command line (`--config.train.stpes=1` fails naming `stpes`).
+`load(spec)` reads an experiment config file (`path/to/config.py[:arg]`)
+without the repository on sys.path.
 
-Sections: model, data, loss, optim, train, eval, mesh, imports.
+Sections: model, data, loss, optim, train, eval, mesh, runtime, imports.
+`validate(config)` checks values that the schema's types cannot (positive
+intervals, known names) before a run builds anything.
 """
 
 from __future__ import annotations
 
-import os
+import importlib.util
+import sys
 from pathlib import Path
 
 import ml_collections
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def data_root(dataset: str) -> str:
-    """Where a dataset lives: $SEGJAX_DATA/<dataset> or ../shared/data/<dataset>.
-
-    `SEGJAX_DATA` names a directory that holds dataset folders (isbi2012_em/,
-    camvid/); a directory that is itself the dataset (has images/ or train/)
-    is accepted too.
-    """
-    env = os.environ.get("SEGJAX_DATA")
-    if env:
-        candidate = Path(env)
-        return str(candidate / dataset if (candidate / dataset).is_dir() else candidate)
-    return str(REPO_ROOT.parent / "shared" / "data" / dataset)
-
 
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -40,13 +27,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.name = ""
     config.model.num_classes = 2
     config.model.dtype = "float32"          # compute dtype; parameters stay float32
-    config.model.conv_impl = "auto"          # segjax.ops.conv formulation: auto | native | ...
     config.model.init_from = ""              # checkpoint (or workdir) to start training from
     config.model.init_from_part = "all"      # all | encoder (re-initialises the rest)
 
     config.data = ml_collections.ConfigDict()
-    config.data.source = "folder"            # folder | tfds | synthetic
+    config.data.source = "folder"            # a registered source: folder | tfds | synthetic
     config.data.root = ""                    # folder root / tfds data_dir
+    config.data.dataset = ""                 # a known dataset (segjax.data.datasets): fetched
+    config.data.download_url = ""            # into a missing root from its public location
     config.data.tfds_name = ""               # tfds builder name for source=tfds
     config.data.train_split = "train"        # 'train', 'train[:25]', 'train[25:30]'
     config.data.val_split = "val"
@@ -72,15 +60,15 @@ def base_config() -> ml_collections.ConfigDict:
                                                            width=64, num_classes=2))
 
     config.loss = ml_collections.ConfigDict()
-    config.loss.name = "cross_entropy"       # cross_entropy | dice | cross_entropy+dice
+    config.loss.name = "cross_entropy"       # registered terms joined by '+': cross_entropy+dice
+    config.loss.weights = ()                 # one weight per term of name; () = all 1
     config.loss.class_weights = ()           # one weight per class, () for none
     config.loss.use_weight_map = False       # multiply by the batch's 'weight' map
-    config.loss.dice_weight = 1.0
     config.loss.aux_weight = 0.4             # for models returning aux_logits
     config.loss.label_smoothing = 0.0
 
     config.optim = ml_collections.ConfigDict()
-    config.optim.name = "adam"               # adam | adamw | sgd
+    config.optim.name = "adam"               # a registered optimizer: adam | adamw | sgd
     config.optim.learning_rate = 1e-3
     config.optim.schedule = "constant"       # constant | poly | cosine
     config.optim.warmup_steps = 0
@@ -120,5 +108,62 @@ def base_config() -> ml_collections.ConfigDict:
     config.mesh.data = -1                    # -1: all devices on the batch axis
     config.mesh.model = 1
 
+    config.runtime = ml_collections.ConfigDict()
+    config.runtime.conv_impl = "auto"        # segjax.ops.conv formulation: auto | native | cpu
+    config.runtime.prng_impl = "rbg"         # PRNG of segjax's own keys (init, dropout)
+    config.runtime.trim_host_memory = True   # return the compiler's freed heap to the OS
+
     config.imports = ()
     return config
+
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+    """`path/to/config.py[:arg]` -> the ConfigDict its `get_config(arg)` returns."""
+    path, _, arg = spec.partition(":")
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--config: no config file at {file}")
+    # Experiment files may import their siblings (`from configs import common_camvid`).
+    root = str(file.resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    module_spec = importlib.util.spec_from_file_location(f"_segjax_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise AttributeError(f"--config: {file} defines no get_config(arg)")
+    return module.get_config(arg) if arg else module.get_config()
+
+
+POSITIVE_INTEGERS = ("train.steps", "train.log_every", "train.eval_every",
+                     "train.checkpoint_every", "train.keep_checkpoints", "data.batch_size",
+                     "eval.batch_size", "optim.accumulate_steps", "model.num_classes")
+NON_NEGATIVE = ("train.max_minutes", "data.num_workers", "data.pad_margin",
+                "optim.learning_rate", "optim.weight_decay", "optim.grad_clip_norm",
+                "optim.warmup_steps")
+
+
+def _value(config, dotted: str):
+    value = config
+    for key in dotted.split("."):
+        if key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def validate(config) -> None:
+    """Raises a ValueError naming the key for a count or interval out of its range."""
+    for key in POSITIVE_INTEGERS:
+        value = _value(config, key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value <= 0):
+            raise ValueError(f"config.{key}={value!r}: expected a positive integer")
+    for key in NON_NEGATIVE:
+        value = _value(config, key)
+        if value is not None and not value >= 0:
+            raise ValueError(f"config.{key}={value!r}: expected a number >= 0")
+    crop = _value(config, "data.crop")
+    if crop is not None and (len(crop) == 0 or any(int(size) <= 0 for size in crop)):
+        raise ValueError(f"config.data.crop={tuple(crop)!r}: expected positive sizes")
