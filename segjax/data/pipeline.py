@@ -181,5 +181,13 @@ def make_train_loader(data_config, *, seed: int, process_index: int = 0, process
     if workers > 0:
         _ensure_flags_parsed()
         iter_dataset = iter_dataset.mp_prefetch(grain.MultiprocessingOptions(
-            num_workers=workers, per_worker_buffer_size=max(prefetch, 1)))
+            num_workers=workers, per_worker_buffer_size=max(prefetch, 1))).map(_own_copy)
     return iter(iter_dataset)
+
+
+def _own_copy(batch: dict) -> dict:
+    """Batches from worker processes arrive in shared memory, unlinked only when the last
+    view of them is garbage collected; a device array built from such a view (a zero-copy
+    CPU transfer) could keep one alive until the interpreter exits, and Python then reports
+    it as leaked. A plain copy, made here in the main process, frees each segment at once."""
+    return {key: np.array(value) for key, value in batch.items()}
