@@ -54,9 +54,9 @@ def axial_deeplab(variant: str = "l", num_classes: int = CITYSCAPES_CLASSES,
     if variant not in WIDTH_MULTIPLIERS:
         raise ValueError(f"axial_deeplab: variant must be one of {sorted(WIDTH_MULTIPLIERS)}, "
                          f"got {variant!r}")
-    encoder = AxialResNet(width_multiplier=WIDTH_MULTIPLIERS[variant], output_stride=16,
-                          span=span, max_input_size=max_input_size, dtype=dtype,
-                          **(encoder_options or {}))
+    encoder = AxialResNet(**{"width_multiplier": WIDTH_MULTIPLIERS[variant], "output_stride": 16,
+                             "span": span, "max_input_size": max_input_size, "dtype": dtype,
+                             **(encoder_options or {})})
     return panoptic_segmenter(encoder, num_classes=num_classes, rates=(), instance=instance,
                               decoder_options=decoder_options, dtype=dtype)
 
