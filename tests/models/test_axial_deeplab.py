@@ -53,7 +53,7 @@ def abstract_count(model, shape) -> int:
 @pytest.mark.parametrize("name", sorted(OFFICIAL_IMAGENET))
 def test_imagenet_axial_resnets_match_the_official_code(name):
     depths, width, official = OFFICIAL_IMAGENET[name]
-    encoder = AxialResNet(depths=depths, width_multiplier=width, stem="conv7", output_stride=32)
+    encoder = AxialResNet(depths=depths, width_multiplier=width, stem="conv7")
     classifier = int(2048 * width) * 1000 + 1000
     assert abstract_count(encoder, (1, 224, 224, 3)) + classifier == official
 
@@ -115,7 +115,7 @@ def test_axial_deeplab_has_no_aspp_and_a_semantic_only_variant():
 
 def test_features_strides_and_output_stride():
     x = jax.ShapeDtypeStruct((1, 65, 97, 3), jnp.float32)
-    encoder = AxialResNet(depths=(1, 1, 1, 1), width_multiplier=0.25)
+    encoder = AxialResNet(depths=(1, 1, 1, 1), width_multiplier=0.25, output_stride=16)
     variables = jax.eval_shape(encoder.init, jax.random.PRNGKey(0), x)
     features = jax.eval_shape(encoder.apply, variables, x)
     sizes = {stride: feature.shape[1:] for stride, feature in features.items()}
@@ -123,7 +123,8 @@ def test_features_strides_and_output_stride():
                      32: (5, 7, 512)}
     attention = variables["params"]["layer3_0"]["height_attention"]
     assert attention["query_rpe"].shape == (2 * 9 - 1, 64 // 8)   # stride 8 input: 9 rows
-    fixed = AxialResNet(depths=(1, 1, 1, 1), width_multiplier=0.25, max_input_size=129)
+    fixed = AxialResNet(depths=(1, 1, 1, 1), width_multiplier=0.25, output_stride=16,
+                        max_input_size=129)
     fixed_variables = jax.eval_shape(fixed.init, jax.random.PRNGKey(0), x)
     assert fixed_variables["params"]["layer3_0"]["width_attention"]["value_rpe"].shape == (
         2 * 17 - 1, 128 // 8)

@@ -32,7 +32,7 @@ Layout sources and choices:
   int(64 x width) channels, BN, ReLU, 3x3/2 max pooling.
 - `output_stride` 16 (Axial-DeepLab) removes the last stage's stride; the
   attention is global, so nothing replaces it (no atrous rates). 8 also
-  removes stage 3's.
+  removes stage 3's; the default 32 keeps every stride (ImageNet).
 - relative positional tables: a global attention's table covers the
   block's input length at `max_input_size` (the paper's crop; 224 -> 56, 28,
   14, 7 as the official code's `kernel_size`), or, when None, the length
@@ -100,7 +100,7 @@ class AxialResNet(nn.Module):
     depths: Sequence[int] = DEPTHS[50]
     width_multiplier: float = 1.0
     stem: str = "inception"
-    output_stride: int = 16
+    output_stride: int = 32
     num_heads: int = 8
     span: int | None = None
     max_input_size: int | None = None
