@@ -31,11 +31,16 @@ and adds instance maps: from `<root>/<split>/instances/<stem>.png` (16-bit
 ids, 0 = none) when that folder exists, otherwise as the 4-connected
 components of each thing class in the label, numbered 1..n. ISBI 2012 is the
 second case: cells are the connected components of the interior class (a
-thing, `thing_classes=(1,)`), membranes are stuff.
+thing, `thing_classes=(1,)`), membranes are stuff. The "panoptic_tfds" source
+reads the records of the panoptic tfds builders ('cityscapes_panoptic',
+'coco_panoptic'; `segjax.data.builders.panoptic_format`), which store
+class-index labels and instance maps.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from pathlib import Path
 
 import numpy as np
@@ -132,8 +137,8 @@ def targets_from_config(example: dict, data_config) -> dict:
     return out
 
 
-def read_instance_map(path: Path) -> np.ndarray:
-    """int32 (H, W) instance ids of a single-channel (8- or 16-bit) PNG."""
+def read_instance_map(path) -> np.ndarray:
+    """int32 (H, W) instance ids of a single-channel (8- or 16-bit) PNG (a path or a file)."""
     with Image.open(path) as image:
         ids = np.asarray(image)
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
@@ -184,3 +189,22 @@ def panoptic_folder_source(data_config, split: str) -> PanopticSource:
     instance_dir = Path(data_config.root) / folder / "instances"
     return PanopticSource(base, thing_classes=data_config.panoptic.thing_classes,
                           instance_dir=instance_dir if instance_dir.is_dir() else None)
+
+
+class PanopticTfdsSource(sources.TfdsSource):
+    """A prepared panoptic tfds dataset: TfdsSource's examples plus the 'instance' map."""
+
+    def __getitem__(self, index: int) -> dict:
+        example = super().__getitem__(index)
+        instance = self._records[index]["instance"]
+        if example["label"] is not None and instance:
+            example["instance"] = read_instance_map(io.BytesIO(instance))
+        return example
+
+
+@register("source", "panoptic_tfds")
+def panoptic_tfds_source(data_config, split: str) -> PanopticTfdsSource:
+    """A panoptic tfds dataset `data.tfds_name` ('cityscapes_panoptic', 'coco_panoptic')."""
+    return PanopticTfdsSource(data_config.tfds_name, split, data_dir=data_config.root or None,
+                              **dataclasses.asdict(sources.spec_from_config(data_config)))
+
