@@ -5,8 +5,10 @@
 - `postprocess`: semantic logits + centre heatmap + offsets -> instance and
   panoptic maps, jit-compiled (config.eval.panoptic holds the thresholds).
 - `quality`: PQ, SQ and RQ per class and over things and stuff.
-- `visualize`: panoptic maps as PNGs, instance colours over the class palette.
 
 The data side (instance maps, targets, the "panoptic_folder" source) is
-`segjax.data.panoptic`.
+`segjax.data.panoptic`; the evaluator (`segjax.evaluation`) runs the
+post-processing and PQ for models that return "center" and "offset";
+panoptic pictures (instance colours over the class palette) are in
+`segjax.visualize`.
 """

@@ -138,10 +138,17 @@ def options_from_config(config) -> dict:
                 label_divisor=int(panoptic.label_divisor))
 
 
-def make_postprocess(**options):
-    """`postprocess` with `options` fixed, jit-compiled: (logits, center, offset) -> maps."""
-    if int(options.get("nms_kernel", 7)) % 2 == 0:
+def check_options(options: dict) -> None:
+    """ValueErrors naming config.eval.panoptic's field for values out of range."""
+    if int(options.get("nms_kernel", 7)) % 2 == 0 or int(options.get("nms_kernel", 7)) < 1:
         raise ValueError(f"config.eval.panoptic.nms_kernel={options['nms_kernel']}: expected an "
                          "odd window")
+    if int(options.get("top_k", 200)) < 1:
+        raise ValueError(f"config.eval.panoptic.top_k={options['top_k']}: expected >= 1")
+
+
+def make_postprocess(**options):
+    """`postprocess` with `options` fixed, jit-compiled: (logits, center, offset) -> maps."""
+    check_options(options)
     return jax.jit(functools.partial(postprocess, **options))
 

@@ -133,7 +133,8 @@ class PanopticQuality:
         return {"pq": pq, "sq": sq, "rq": rq}
 
     def result(self) -> dict:
-        """'pq', 'sq', 'rq' (all classes), '*_things', '*_stuff', counts and per-class lists."""
+        """'pq', 'sq', 'rq' over the classes that occur, '*_things', '*_stuff', the numbers of
+        those classes ('pq_classes*'), per-class lists and counts ('pq_tp', 'pq_fp', 'pq_fn')."""
         per_class = self.per_class()
         present = ~np.isnan(per_class["pq"])
         metrics = {}
@@ -142,10 +143,11 @@ class PanopticQuality:
             for name, values in per_class.items():
                 metrics[name + suffix] = (float(values[selection].mean()) if selection.any()
                                           else float("nan"))
-            metrics["n" + suffix] = int(selection.sum())
+            metrics["pq_classes" + suffix] = int(selection.sum())
         for name, values in per_class.items():
             metrics[f"per_class_{name}"] = values.tolist()
-        metrics.update(tp=self.tp.tolist(), fp=self.fp.tolist(), fn=self.fn.tolist())
+        metrics.update(pq_tp=self.tp.tolist(), pq_fp=self.fp.tolist(), pq_fn=self.fn.tolist(),
+                       thing_classes=np.flatnonzero(self.is_thing).tolist())
         if self.class_names is not None:
             metrics["class_names"] = list(self.class_names)
             for name, value in zip(self.class_names, per_class["pq"]):
@@ -169,6 +171,6 @@ def format_pq_table(metrics: dict, class_names: Sequence[str] | None = None,
         rows.append(f"| {name} | {kind} | " + " | ".join(_cell(v) for v in values) + " |")
     for label, suffix in (("**all**", ""), ("**things**", "_things"), ("**stuff**", "_stuff")):
         values = (metrics[m + suffix] for m in ("pq", "sq", "rq"))
-        rows.append(f"| {label} | {metrics['n' + suffix]} classes | "
+        rows.append(f"| {label} | {metrics['pq_classes' + suffix]} classes | "
                     + " | ".join(_cell(v) for v in values) + " |")
     return "\n".join(rows)

@@ -85,5 +85,5 @@ def test_perfect_predictions_give_pq_one(isbi_root):
     quality.update(label, instance, np.asarray(out["panoptic_class"])[0],
                    np.asarray(out["panoptic_instance"])[0])
     result = quality.result()
-    assert result["pq"] == 1.0 and result["n_things"] == 1
-    assert result["tp"][1] == instance.max()
+    assert result["pq"] == 1.0 and result["pq_classes_things"] == 1
+    assert result["pq_tp"][1] == instance.max()

@@ -39,16 +39,16 @@ def test_by_hand():
     quality = PanopticQuality(4, THINGS, class_names=CLASSES)
     quality.update(gt_class, gt_instance, pred_class, pred_instance)
     result = quality.result()
-    assert result["tp"] == [1, 0, 1, 0] and result["fp"] == [0, 0, 1, 0]
-    assert result["fn"] == [0, 0, 1, 0]
+    assert result["pq_tp"] == [1, 0, 1, 0] and result["pq_fp"] == [0, 0, 1, 0]
+    assert result["pq_fn"] == [0, 0, 1, 0]
     road_iou = 80 / (86 + 86 - 80)              # road: 86 px in each, 80 shared
     assert result["per_class_pq"][0] == pytest.approx(road_iou)
     assert result["per_class_sq"][2] == pytest.approx(8 / 12)
     assert result["per_class_rq"][2] == pytest.approx(1 / 2)
     assert result["per_class_pq"][2] == pytest.approx((8 / 12) / 2)
     assert np.isnan(result["per_class_pq"][1])  # sky never occurs: left out of the means
-    assert result["pq"] == pytest.approx((road_iou + 8 / 24) / 2) and result["n"] == 2
-    assert result["pq_things"] == pytest.approx(8 / 24) and result["n_stuff"] == 1
+    assert result["pq"] == pytest.approx((road_iou + 8 / 24) / 2) and result["pq_classes"] == 2
+    assert result["pq_things"] == pytest.approx(8 / 24) and result["pq_classes_stuff"] == 1
     assert result["pq/car"] == pytest.approx(8 / 24)
     assert "| car | thing |" in format_pq_table(result, CLASSES, THINGS)
 
@@ -67,7 +67,7 @@ def test_void_and_crowd_regions_do_not_count():
     quality = PanopticQuality(4, THINGS)
     quality.update(gt_class, gt_instance, pred_class, pred_instance)
     result = quality.result()
-    assert result["fp"][3] == 0 and result["fn"][3] == 0 and result["tp"][3] == 0
+    assert result["pq_fp"][3] == 0 and result["pq_fn"][3] == 0 and result["pq_tp"][3] == 0
 
 
 def _random_scene(seed, size=48):
@@ -142,11 +142,11 @@ def test_matches_cityscapes_scripts(tmp_path):
     result = quality.result()
     for index in range(4):
         category = stats[index + 1]
-        assert (result["tp"][index], result["fp"][index], result["fn"][index]) == (
+        assert (result["pq_tp"][index], result["pq_fp"][index], result["pq_fn"][index]) == (
             category.tp, category.fp, category.fn), CLASSES[index]
         np.testing.assert_allclose(quality.iou[index], category.iou, rtol=1e-12)
-    assert sum(result["tp"]) > 20 and sum(result["fp"]) > 5 and sum(result["fn"]) > 5
+    assert sum(result["pq_tp"]) > 20 and sum(result["pq_fp"]) > 5 and sum(result["pq_fn"]) > 5
     for ours, theirs in (("", "All"), ("_things", "Things"), ("_stuff", "Stuff")):
         for metric in ("pq", "sq", "rq"):
             assert result[metric + ours] == pytest.approx(reference[theirs][metric], abs=1e-12)
-        assert result["n" + ours] == reference[theirs]["n"]
+        assert result["pq_classes" + ours] == reference[theirs]["n"]
