@@ -61,11 +61,17 @@ def axial_deeplab(variant: str = "l", num_classes: int = CITYSCAPES_CLASSES,
                               decoder_options=decoder_options, dtype=dtype)
 
 
+CONFIGURATION_NOTES = {"coco": "COCO config: 133 classes, 1025x1025",
+                       "cityscapes": "Cityscapes config: 19 classes, 1025x2049"}
+
 for _variant in WIDTH_MULTIPLIERS:
-    _input_shape, _classes = CONFIGURATIONS[PAPER_CONFIGURATION[_variant]]
+    _configuration = PAPER_CONFIGURATION[_variant]
+    _input_shape, _classes = CONFIGURATIONS[_configuration]
     register("model", f"axial_deeplab_{_variant}_panoptic", input_shape=_input_shape,
-             paper=f"{PAPER} (Axial-DeepLab-{_variant.upper()}, panoptic)",
+             paper=f"{PAPER} (Axial-DeepLab-{_variant.upper()}, panoptic; "
+                   f"{CONFIGURATION_NOTES[_configuration]})",
              variant=_variant, num_classes=_classes)(axial_deeplab)
     register("model", f"axial_deeplab_{_variant}", input_shape=CITYSCAPES_INPUT,
-             paper=f"{PAPER} (Axial-DeepLab-{_variant.upper()}, semantic only)",
+             paper=f"{PAPER} (Axial-DeepLab-{_variant.upper()}, semantic only; "
+                   f"{CONFIGURATION_NOTES['cityscapes']})",
              variant=_variant, num_classes=CITYSCAPES_CLASSES, instance=False)(axial_deeplab)

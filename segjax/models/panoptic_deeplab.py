@@ -40,7 +40,8 @@ def panoptic_segmenter(encoder, *, num_classes: int, rates: Sequence[int],
                      align_corners=True)
 
 
-@register("model", "panoptic_deeplab_resnet50", paper=PAPER + " (ResNet-50)",
+@register("model", "panoptic_deeplab_resnet50",
+          paper=PAPER + " (ResNet-50; Cityscapes config: 19 classes, 1025x2049)",
           input_shape=CITYSCAPES_INPUT)
 def panoptic_deeplab_resnet50(num_classes: int = 19, output_stride: int = 16,
                               encoder_options: dict | None = None,
