@@ -58,6 +58,10 @@ def base_config() -> ml_collections.ConfigDict:
                                                             balance=True))
     config.data.synthetic = ml_collections.ConfigDict(dict(num_examples=16, height=64,
                                                            width=64, num_classes=2))
+    # Panoptic data (segjax.data.panoptic): thing classes (all others are stuff) and
+    # Panoptic-DeepLab's targets: centre Gaussians' sigma, small instances' loss weight.
+    config.data.panoptic = ml_collections.ConfigDict(dict(
+        thing_classes=(), sigma=8.0, small_instance_area=4096, small_instance_weight=3.0))
 
     config.loss = ml_collections.ConfigDict()
     config.loss.name = "cross_entropy"       # registered terms joined by '+': cross_entropy+dice
@@ -66,6 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.loss.use_weight_map = False       # multiply by the batch's 'weight' map
     config.loss.aux_weight = 0.4             # for models returning aux_logits
     config.loss.label_smoothing = 0.0
+    config.loss.top_k_percent = 0.2          # bootstrapped_cross_entropy: hardest pixels kept
 
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "adam"               # a registered optimizer: adam | adamw | sgd
@@ -104,6 +109,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.crf_params = ml_collections.ConfigDict(dict(
         iterations=10, bi_w=4.0, bi_xy_std=67.0, bi_rgb_std=3.0, pos_w=3.0, pos_xy_std=1.0,
         normalization="after"))
+    # Panoptic-DeepLab's post-processing (segjax.panoptic.postprocess); stuff regions
+    # smaller than stuff_area pixels become void; panoptic id = class * label_divisor + instance.
+    config.eval.panoptic = ml_collections.ConfigDict(dict(
+        center_threshold=0.1, nms_kernel=7, top_k=200, stuff_area=2048, label_divisor=1000))
 
     config.mesh = ml_collections.ConfigDict()
     config.mesh.data = -1                    # -1: all devices on the batch axis

@@ -8,6 +8,11 @@ Writes, per input image `<stem>`:
   out/labels/<stem>.png          class indices as a palette PNG (the dataset's class colours)
   out/overlays/<stem>.png        the class colours blended over the input
   out/probabilities/<stem>.npy   float16 (H, W, K) probabilities, with --probabilities
+and for panoptic models (outputs "center" and "offset", config.data.panoptic.thing_classes;
+Panoptic-DeepLab's post-processing with the run's config.eval.panoptic, whole image):
+  out/panoptic/<stem>.png        instance colours over the class colours, void black
+  out/panoptic_ids/<stem>.png    panoptic ids class * label_divisor + instance (void:
+                                 ignore_index * label_divisor) as RGB: id = R + 256 G + 256^2 B
 
 The model, its weights and its test-time options come from `segjax.evaluation`
 (the same path as the train loop's validation and `segjax.evaluate`).
@@ -74,10 +79,24 @@ def read_image(path: Path, channels: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- command
 
 
+def write_panoptic(panoptic_fn, config, image: np.ndarray, stem: str, output: Path,
+                   colours: np.ndarray) -> None:
+    """The panoptic colour and id PNGs of one image (see the module docstring)."""
+    from segjax import evaluation  # pylint: disable=import-outside-toplevel
+    maps = evaluation.panoptic_maps(panoptic_fn, image, config.data)
+    void = int(config.data.ignore_index)
+    Image.fromarray(visualize.panoptic_colours(maps["panoptic_class"], maps["panoptic_instance"],
+                                               colours, void_label=void)).save(
+        output / "panoptic" / f"{stem}.png")
+    visualize.id_png(maps["panoptic"]).save(output / "panoptic_ids" / f"{stem}.png")
+
+
 def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
                    options: inference.EvalOptions, *, probabilities: bool = False,
-                   alpha: float = 0.5, progress: bool = True) -> list[Path]:
-    """Predicts every input; returns the label PNG paths written."""
+                   alpha: float = 0.5, progress: bool = True,
+                   panoptic_fn=None) -> list[Path]:
+    """Predicts every input; returns the label PNG paths written. With `panoptic_fn`
+    (`segjax.evaluation.make_panoptic_fn`) also the panoptic PNGs."""
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
     num_classes = int(config.model.num_classes)
     if num_classes > 256:
@@ -88,7 +107,8 @@ def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
     if len(set(stems)) != len(stems):
         duplicate = next(stem for stem in stems if stems.count(stem) > 1)
         raise ValueError(f"two inputs share the name {duplicate!r}; outputs are named by stem")
-    folders = ["labels", "overlays"] + (["probabilities"] if probabilities else [])
+    folders = (["labels", "overlays"] + (["probabilities"] if probabilities else [])
+               + (["panoptic", "panoptic_ids"] if panoptic_fn is not None else []))
     for folder in folders:
         (output / folder).mkdir(parents=True, exist_ok=True)
     written = []
@@ -102,6 +122,8 @@ def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
             output / "overlays" / f"{path.stem}.png")
         if probabilities:
             np.save(output / "probabilities" / f"{path.stem}.npy", probs)
+        if panoptic_fn is not None:
+            write_panoptic(panoptic_fn, config, image, path.stem, output, colours)
         written.append(label_path)
     return written
 
@@ -127,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = loaded.config
     written = predict_folder(loaded.predict_fn, config, inputs, Path(args.output),
                              cli.eval_options(config, args), probabilities=args.probabilities,
-                             alpha=args.alpha, progress=not args.no_progress)
+                             alpha=args.alpha, progress=not args.no_progress,
+                             panoptic_fn=loaded.panoptic_fn)
     print(f"wrote {len(written)} label maps and overlays to {args.output}")
     return 0
 

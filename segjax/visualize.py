@@ -8,6 +8,8 @@ overlays, `segjax.predict`, `segjax.evaluate`):
 - `overlay`: class colours blended over the image;
 - `overlay_panel`: [image | overlay | errors in red] for a labelled example;
 - `label_png`: a palette PNG whose pixel values are the class indices;
+- `panoptic_colours` / `id_png`: panoptic maps with instance colours over the
+  class palette, and panoptic ids as an RGB-encoded PNG;
 - `plot_confusion`: the row-normalised confusion matrix as a PNG.
 """
 
@@ -97,6 +99,52 @@ def label_png(prediction: np.ndarray, colours: np.ndarray) -> Image.Image:
     image = Image.fromarray(prediction.astype(np.uint8, copy=False), mode="P")
     image.putpalette(colours.reshape(-1).tolist())
     return image
+
+
+# Panoptic maps: stuff pixels take their class colour; each thing instance its class colour
+# shifted by a fixed pseudo-random offset per instance id (an id keeps its colour across images
+# and runs), outlined darker where instances meet, so touching instances of one class stay
+# apart; void pixels are black.
+_INSTANCE_SHIFT = 70
+
+
+def instance_shifts(count: int) -> np.ndarray:
+    """(count, 3) int colour offsets, row i for instance id i (row 0: no shift)."""
+    shifts = np.random.default_rng(12345).integers(-_INSTANCE_SHIFT, _INSTANCE_SHIFT + 1,
+                                                   (max(count, 1), 3))
+    shifts[0] = 0
+    return shifts
+
+
+def instance_boundaries(instance: np.ndarray) -> np.ndarray:
+    """(H, W) True on instance pixels whose right or lower neighbour has another id."""
+    edge = np.zeros(instance.shape, bool)
+    edge[:, :-1] |= instance[:, :-1] != instance[:, 1:]
+    edge[:-1, :] |= instance[:-1, :] != instance[1:, :]
+    return edge & (instance > 0)
+
+
+def panoptic_colours(panoptic_class: np.ndarray, panoptic_instance: np.ndarray,
+                     colours: np.ndarray, *, void_label: int = 255) -> np.ndarray:
+    """uint8 (H, W, 3) colours of a panoptic map (class and instance id per pixel)."""
+    classes, instance = np.asarray(panoptic_class), np.asarray(panoptic_instance)
+    colours = np.asarray(colours, np.int64)
+    void = (classes == void_label) | (classes < 0) | (classes >= len(colours))
+    rgb = colours[np.where(void, 0, classes)]
+    rgb = rgb + instance_shifts(int(instance.max(initial=0)) + 1)[np.maximum(instance, 0)]
+    rgb[instance_boundaries(instance)] //= 2
+    rgb[void] = 0
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def id_png(ids: np.ndarray) -> Image.Image:
+    """An RGB PNG of non-negative integer ids below 2^24: id = R + 256 G + 256^2 B (COCO's
+    panoptic encoding)."""
+    ids = np.asarray(ids, np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= 1 << 24):
+        raise ValueError(f"id_png: ids must lie in [0, 2^24), got [{ids.min()}, {ids.max()}]")
+    return Image.fromarray(np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1)
+                           .astype(np.uint8))
 
 
 def example_stem(example: dict, index: int) -> str:

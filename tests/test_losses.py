@@ -185,7 +185,7 @@ def test_unknown_loss_name_lists_valid_names():
     config = ml_collections.ConfigDict(dict(base_config().loss))
     config.name = "cross_entropy+dcie"
     with pytest.raises(ValueError, match="'dcie' is not a registered loss; valid: "
-                                         "cross_entropy, dice(, [a-z_]+)*, or terms joined "
-                                         "with '\\+'"):
+                                         "([a-z0-9_]+, )*cross_entropy, dice(, [a-z0-9_]+)*, "
+                                         "or terms joined with '\\+'"):
         losses.segmentation_loss({"logits": jnp.asarray(LOGITS)}, {"label": LABELS}, config,
                                  num_classes=3, ignore_index=255)

@@ -16,9 +16,12 @@ records.
 Per example: load record -> weight map of the full label (cached per record:
 it depends on the label only) -> augment (scale, flips, rot90, rotation,
 elastic, brightness/contrast) -> mirror pad by data.pad_margin -> random crop
-to data.crop -> normalise. Batches are dicts of numpy arrays: 'image' float32
-(b, H, W, C), 'label' int32 (b, H, W) and 'weight' float32 (b, H, W) when
-data.weight_map.enabled.
+to data.crop -> panoptic targets (examples with an 'instance' map) ->
+normalise. Batches are dicts of numpy arrays: 'image' float32 (b, H, W, C),
+'label' int32 (b, H, W), 'weight' float32 (b, H, W) when
+data.weight_map.enabled, and for panoptic sources the targets of
+`segjax.data.panoptic` ('center', 'offset', 'center_weight',
+'offset_weight', 'semantic_weight'), computed after augmentation and cropping.
 
 The iterator `make_train_loader` returns is a grain DatasetIterator:
 `get_state()` / `set_state()` continue with exactly the next batch, and the
@@ -36,7 +39,7 @@ import sys
 import grain
 import numpy as np
 
-from segjax.data import transforms
+from segjax.data import panoptic, transforms
 from segjax.data.sources import make_source
 from segjax.data.weight_map import weight_map_from_config
 
@@ -120,7 +123,7 @@ class TrainExample:
         if example["label"] is None:
             raise ValueError(f"training split {self.config.train_split!r} has no labels "
                              f"(record {example['name']})")
-        example = {"image": example["image"], "label": example["label"]}
+        example = {key: example[key] for key in ("image", "label", "instance") if key in example}
         if self.config.weight_map.enabled:
             example["weight"] = self.weight(record, example["label"])
         rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, int(position)])
@@ -131,6 +134,8 @@ class TrainExample:
         if len(self.config.crop):
             example = transforms.random_crop(rng, example, self.config.crop,
                                              ignore_index=self.ignore_index)
+        if "instance" in example:  # after the geometry, so the targets describe this crop
+            example = panoptic.targets_from_config(example, self.config)
         example["image"] = normalize(example["image"], self.config)
         example["label"] = example["label"].astype(np.int32)
         if "weight" in example:

@@ -2,11 +2,13 @@
 
 Every random transform is `fn(rng, example, ...) -> example`, where `rng` is
 a `numpy.random.Generator` and `example` a dict with 'image' (H, W, C),
-'label' int32 (H, W) and optionally 'weight' float32 (H, W); other keys pass
-through. Geometry is applied to all three alike; the interpolation differs:
-images bilinear, weights bilinear, labels nearest (a label value is never
-interpolated, so outputs hold only values that were in the input, plus
-`ignore_index` where pixels come from outside the image). Images become
+'label' int32 (H, W) and optionally 'weight' float32 (H, W) and 'instance'
+int32 (H, W) instance ids (panoptic data, 0 = no instance); other keys pass
+through. Geometry is applied to all of them alike; the interpolation differs:
+images bilinear, weights bilinear, labels and instance ids nearest (a label
+value is never interpolated, so outputs hold only values that were in the
+input, plus `ignore_index` (labels) or 0 (instance ids) where pixels come
+from outside the image). Images become
 float32 in [0, 255] after the first interpolating transform.
 
 `augment(rng, example, augment_config, ignore_index)` applies the transforms
@@ -31,13 +33,17 @@ def _spatial_shape(example: Example) -> tuple[int, int]:
     return tuple(example["image"].shape[:2])
 
 
-def _apply(example: Example, image_fn, label_fn, weight_fn) -> Example:
+def _apply(example: Example, image_fn, label_fn, weight_fn, instance_fn=None) -> Example:
+    """Applies the functions to their arrays; `instance_fn` (default `label_fn`, for
+    transforms that fill nothing) to the instance ids."""
     out = dict(example)
     out["image"] = image_fn(example["image"])
     if example.get("label") is not None:
         out["label"] = label_fn(example["label"])
     if example.get("weight") is not None:
         out["weight"] = weight_fn(example["weight"])
+    if example.get("instance") is not None:
+        out["instance"] = (instance_fn or label_fn)(example["instance"])
     return out
 
 
@@ -45,7 +51,7 @@ def warp(example: Example, coords: np.ndarray, *, mode: str, ignore_index: int) 
     """Resample at `coords` (2, H', W') (source row, col per output pixel).
 
     mode 'mirror' reflects the image at its borders (labels and weights alike);
-    'constant' fills outside pixels with 0 (image, weight) and ignore_index (label).
+    'constant' fills outside pixels with 0 (image, weight, instance) and ignore_index (label).
     """
     def image_fn(image):
         channels = [ndimage.map_coordinates(image[..., c].astype(np.float32), coords, order=1,
@@ -57,11 +63,15 @@ def warp(example: Example, coords: np.ndarray, *, mode: str, ignore_index: int) 
         return ndimage.map_coordinates(label, coords, order=0, mode=mode,
                                        cval=ignore_index).astype(np.int32)
 
+    def instance_fn(instance):
+        return ndimage.map_coordinates(instance, coords, order=0, mode=mode,
+                                       cval=0).astype(np.int32)
+
     def weight_fn(weight):
         return ndimage.map_coordinates(weight.astype(np.float32), coords, order=1, mode=mode,
                                        cval=0.0)
 
-    return _apply(example, image_fn, label_fn, weight_fn)
+    return _apply(example, image_fn, label_fn, weight_fn, instance_fn)
 
 
 def random_scale(rng: np.random.Generator, example: Example, *, scale_range: Sequence[float],
@@ -157,7 +167,7 @@ def random_brightness_contrast(rng: np.random.Generator, example: Example, *,
 
 def mirror_pad(example: Example, margin: int, *, ignore_index: int = 255) -> Example:
     """Pad by `margin` on every side: image mirrored (np.pad 'reflect'), label with
-    ignore_index, weight with 0. The U-Net paper's overlap-tile context."""
+    ignore_index, weight and instance ids with 0. The U-Net paper's overlap-tile context."""
     if margin <= 0:
         return example
     height, width = _spatial_shape(example)
@@ -168,13 +178,14 @@ def mirror_pad(example: Example, margin: int, *, ignore_index: int = 255) -> Exa
     return _apply(example,
                   lambda a: np.pad(a, pads + ((0, 0),) * (a.ndim - 2), mode="reflect"),
                   lambda a: np.pad(a, pads, constant_values=ignore_index),
+                  lambda a: np.pad(a, pads, constant_values=0),
                   lambda a: np.pad(a, pads, constant_values=0))
 
 
 def random_crop(rng: np.random.Generator, example: Example, size: Sequence[int], *,
                 ignore_index: int = 255) -> Example:
     """Crop a uniformly placed `size` window; a smaller example is first padded at the
-    bottom/right (image and weight with 0, label with ignore_index)."""
+    bottom/right (image, weight and instance ids with 0, label with ignore_index)."""
     crop_h, crop_w = int(size[0]), int(size[1])
     height, width = _spatial_shape(example)
     pad_h, pad_w = max(crop_h - height, 0), max(crop_w - width, 0)
@@ -183,7 +194,7 @@ def random_crop(rng: np.random.Generator, example: Example, size: Sequence[int],
         example = _apply(example,
                          lambda a: np.pad(a, pads + ((0, 0),) * (a.ndim - 2)),
                          lambda a: np.pad(a, pads, constant_values=ignore_index),
-                         lambda a: np.pad(a, pads))
+                         lambda a: np.pad(a, pads), lambda a: np.pad(a, pads))
         height, width = height + pad_h, width + pad_w
     top = int(rng.integers(height - crop_h + 1))
     left = int(rng.integers(width - crop_w + 1))

@@ -8,7 +8,8 @@ or from the shell:
     python -m segjax.data.builders --name camvid --local_dir DIR --data_dir OUT
 
 With `local_dir` the builder reads the folder layout FolderSource reads
-(<split>/images, <split>/labels) and needs no network; without it, it
+(<split>/images, <split>/labels; the panoptic builders read their datasets'
+own layouts, see their modules) and needs no network; without it, it
 downloads from the dataset's public location. The result is array_record
 files that `tfds.data_source(name, split=..., data_dir=OUT)` (and
 `segjax.data.sources.TfdsSource`, config data.source='tfds') read with random
@@ -22,9 +23,12 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from segjax.data.builders.camvid import Camvid
+from segjax.data.builders.cityscapes_panoptic import CityscapesPanoptic
+from segjax.data.builders.coco_panoptic import CocoPanoptic
 from segjax.data.builders.isbi2012 import Isbi2012Em
 
-BUILDERS = {"isbi2012_em": Isbi2012Em, "camvid": Camvid}
+BUILDERS = {"isbi2012_em": Isbi2012Em, "camvid": Camvid,
+            "cityscapes_panoptic": CityscapesPanoptic, "coco_panoptic": CocoPanoptic}
 
 
 def prepare(name: str, local_dir: str | Path | None, data_dir: str | Path) -> Path:
