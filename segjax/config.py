@@ -66,6 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.loss.use_weight_map = False       # multiply by the batch's 'weight' map
     config.loss.aux_weight = 0.4             # for models returning aux_logits
     config.loss.label_smoothing = 0.0
+    # The soft Dice term ('dice', 'dice_ce'): No New-Net's is batch=True, every class, smooth 0.
+    config.loss.dice = ml_collections.ConfigDict(dict(smooth=1.0, batch=True,
+                                                      include_background=True))
 
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "adam"               # a registered optimizer: adam | adamw | sgd
