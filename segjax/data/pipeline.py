@@ -18,7 +18,15 @@ it depends on the label only) -> augment (scale, flips, rot90, rotation,
 elastic, brightness/contrast) -> mirror pad by data.pad_margin -> random crop
 to data.crop -> normalise. Batches are dicts of numpy arrays: 'image' float32
 (b, H, W, C), 'label' int32 (b, H, W) and 'weight' float32 (b, H, W) when
-data.weight_map.enabled.
+data.weight_map.enabled. A volume example (D, H, W, C) becomes a patch of
+data.crop by `segjax.data.volumes.training_patch` (normalise the volume,
+foreground-oversampled patch, the same transforms in 3D), and batches are
+'image' (b, D, H, W, C), 'label' (b, D, H, W); the stream, sharding and
+iterator state are the same.
+
+`normalize` applies data.normalization: 'fixed' ((x / 255 - data.mean) /
+data.std) or 'zscore' (per image or volume over its foreground,
+`segjax.data.volumes.zscore`).
 
 The iterator `make_train_loader` returns is a grain DatasetIterator:
 `get_state()` / `set_state()` continue with exactly the next batch, and the
@@ -36,7 +44,7 @@ import sys
 import grain
 import numpy as np
 
-from segjax.data import transforms
+from segjax.data import transforms, volumes
 from segjax.data.sources import make_source
 from segjax.data.weight_map import weight_map_from_config
 
@@ -52,9 +60,19 @@ def local_batch_size(data_config, process_count: int) -> int:
     return batch_size // process_count
 
 
+NORMALIZATIONS = ("fixed", "zscore")
+
+
 def normalize(image: np.ndarray, data_config) -> np.ndarray:
-    """float32 (x / 255 - data.mean) / data.std of a uint8 (or [0, 255] float) image."""
-    return transforms.normalize(image, data_config.mean, data_config.std)
+    """float32 image per data.normalization: 'fixed' (x / 255 - data.mean) / data.std of a
+    uint8 (or [0, 255] float) image; 'zscore' over its foreground (data.volume.zscore_over)."""
+    method = data_config.get("normalization", "fixed")
+    if method == "fixed":
+        return transforms.normalize(image, data_config.mean, data_config.std)
+    if method == "zscore":
+        volume = data_config.get("volume") or {}
+        return volumes.zscore(image, over=volume.get("zscore_over", "nonzero"))
+    raise ValueError(f"data.normalization must be one of {NORMALIZATIONS}, got {method!r}")
 
 
 def load_split(data_config, split: str) -> list[dict]:
@@ -120,6 +138,9 @@ class TrainExample:
         if example["label"] is None:
             raise ValueError(f"training split {self.config.train_split!r} has no labels "
                              f"(record {example['name']})")
+        if example["image"].ndim == 4:
+            rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, int(position)])
+            return volumes.training_patch(rng, example, self.config)
         example = {"image": example["image"], "label": example["label"]}
         if self.config.weight_map.enabled:
             example["weight"] = self.weight(record, example["label"])

@@ -27,6 +27,17 @@ from segjax.data.builders.isbi2012 import Isbi2012Em
 BUILDERS = {"isbi2012_em": Isbi2012Em, "camvid": Camvid}
 
 
+def prepared_records(name: str, split: str, data_dir: str | None):
+    """The records of a prepared tfds dataset's split (random access, no TensorFlow)."""
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"tfds dataset {name!r} (data.tfds_name) is not prepared in {builder.data_dir} "
+            f"(data.root={data_dir!r}); build it with `python -m segjax.data.builders "
+            f"--name {name} --local_dir DIR --data_dir {data_dir or 'DATA_DIR'}`")
+    return builder.as_data_source(split=split)
+
+
 def prepare(name: str, local_dir: str | Path | None, data_dir: str | Path) -> Path:
     """Build dataset `name` into `data_dir` (from `local_dir` if given); returns its folder."""
     if name not in BUILDERS:
