@@ -11,8 +11,11 @@ With `local_dir` the builder reads the folder layout FolderSource reads
 (<split>/images, <split>/labels) and needs no network; without it, it
 downloads from the dataset's public location. The result is array_record
 files that `tfds.data_source(name, split=..., data_dir=OUT)` (and
-`segjax.data.sources.TfdsSource`, config data.source='tfds') read with random
-access and without TensorFlow.
+`segjax.data.sources.TfdsSource`, config data.source='tfds'; volumes:
+`segjax.data.volumes.TfdsVolumeSource`, data.source='tfds_volume') read with
+random access and without TensorFlow. 'msd_brain_tumour' (the Medical
+Segmentation Decathlon's Task01, NIfTI volumes) takes the extracted task
+folder as its local directory.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import tensorflow_datasets as tfds
 
 from segjax.data.builders.camvid import Camvid
 from segjax.data.builders.isbi2012 import Isbi2012Em
+from segjax.data.builders.msd import MsdBrainTumour
 
-BUILDERS = {"isbi2012_em": Isbi2012Em, "camvid": Camvid}
+BUILDERS = {"isbi2012_em": Isbi2012Em, "camvid": Camvid, "msd_brain_tumour": MsdBrainTumour}
 
 
 def prepared_records(name: str, split: str, data_dir: str | None):
