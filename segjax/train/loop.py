@@ -134,7 +134,11 @@ def palette(num_classes: int) -> np.ndarray:
 
 def overlay_panel(image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None, *,
                   num_classes: int, ignore_index: int) -> np.ndarray:
-    """[image | prediction colours over the image | errors in red] as one uint8 RGB array."""
+    """[image | prediction colours over the image | errors in red] as one uint8 RGB array
+    (a volume: of its middle section)."""
+    if np.ndim(image) == 4:
+        from segjax.data import volumes  # pylint: disable=import-outside-toplevel
+        image, prediction, label = volumes.middle_section(image, prediction, label)
     rgb = np.asarray(image, np.uint8)
     rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb[..., :3]
     colours = palette(num_classes)[np.clip(prediction, 0, num_classes - 1)]
