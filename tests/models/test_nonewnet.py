@@ -135,3 +135,46 @@ def test_errors_name_the_option():
     with pytest.raises(ValueError, match="upsample must be one of"):
         build({"name": "nonewnet", "upsample": "nearest"}).init(jax.random.PRNGKey(0),
                                                                jnp.ones((1, 16, 16, 16, 1)))
+
+
+def _from_torch(module, depth: int) -> dict:
+    """The Flax params of `nonewnet` from the benchmark's PyTorch No New-Net."""
+    def conv_norm(sequential):
+        conv, norm = sequential[0], sequential[1]
+        kernel = conv.weight.detach().numpy().transpose(2, 3, 4, 1, 0)   # OIDHW -> DHWIO
+        return {"conv": {"kernel": kernel},
+                "norm": {"in": {"scale": norm.weight.detach().numpy(),
+                                "bias": norm.bias.detach().numpy()}}}
+
+    def block(sequential):
+        return {"conv1": conv_norm(sequential[0]), "conv2": conv_norm(sequential[1])}
+
+    params = {f"down{level}": block(module.down[level]) for level in range(depth)}
+    params["bottom"] = block(module.bottom)
+    for index, level in enumerate(reversed(range(depth))):
+        params[f"up{level}_conv"] = block(module.up[index])
+    params["classifier"] = {
+        "kernel": module.classifier.weight.detach().numpy().transpose(2, 3, 4, 1, 0),
+        "bias": module.classifier.bias.detach().numpy()}
+    return params
+
+
+def test_the_benchmarks_pytorch_no_new_net_is_the_same_network():
+    import torch
+
+    from experiments.bench_nonewnet import torch_nonewnet
+
+    torch.manual_seed(0)
+    reference = torch_nonewnet(in_channels=2, num_classes=3, width=4, depth=2).eval()
+    for module in reference.modules():   # non-trivial affine instance-norm parameters
+        if isinstance(module, torch.nn.InstanceNorm3d):
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.5, 0.5)
+    x = np.random.default_rng(0).normal(size=(1, 16, 16, 16, 2)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x.transpose(0, 4, 1, 2, 3))).numpy()
+    model = build({"name": "nonewnet", "num_classes": 3, "width": 4, "depth": 2})
+    params = _from_torch(reference, depth=2)
+    ours = model.apply({"params": params}, jnp.asarray(x))["logits"]
+    assert count_params({"params": params}) == sum(p.numel() for p in reference.parameters())
+    np.testing.assert_allclose(np.asarray(ours), expected.transpose(0, 2, 3, 4, 1), atol=1e-4)
