@@ -7,7 +7,7 @@ volume, predicted whole by a sliding window of training-patch tiles (overlap
 1/2, Gaussian blending, as nnU-Net) and scored by mIoU over its 6x512x512
 voxels. The network is `nonewnet` at the paper's widths (30-480, instance
 norm, leaky ReLU, feature maps reduced before upsampling) with 1 input
-channel and 2 classes (membrane, cell interior); patches of 16x128x128 voxels
+channel and 2 classes (membrane, cell interior); patches of 16x96x96 voxels
 (4 poolings need 16 along each axis; the paper's 128^3 does not fit 24
 sections or this CPU), batch 2, per-volume z-scores, foreground-oversampled
 patches, flips along all three axes and quarter turns in the section plane
@@ -16,7 +16,7 @@ in-plane one), the Dice + cross-entropy loss, Adam.
 
 `2d` trains the same class at rank 2 (the same widths, norms and
 activations; its 3x3 kernels instead of 3x3x3) on the same 24 sections as
-2D images (crops of 256x256, batch 8: the same 524,288 voxels per step) and
+2D images (crops of 192x192, batch 8: the same 294,912 voxels per step) and
 evaluates on sections 24-29 whole; everything else (normalisation, loss,
 optimiser, steps, time budget) is shared, so the two runs compare 3D context
 against 2D at one budget.
@@ -62,15 +62,15 @@ def get_config(arg: str = ""):
         config.data.source = "stack"
         config.data.volume.spacing = (50.0, 4.0, 4.0)   # nm: section thickness, pixel size
         config.data.augment.dflip = True
-        config.data.crop = (16, 128, 128)
+        config.data.crop = (16, 96, 96)
         config.data.batch_size = 2
-        config.eval.tile = (16, 128, 128)
+        config.eval.tile = (16, 96, 96)
         config.eval.overlap = 0.5
         config.eval.blend = "gaussian"
         config.eval.batch_size = 2
     else:
         config.data.source = "folder"
-        config.data.crop = (256, 256)
+        config.data.crop = (192, 192)
         config.data.batch_size = 8
         config.eval.tile = ()                      # 512 x 512 sections whole
 
