@@ -77,7 +77,9 @@ def _time_once(fn, *args) -> float:
 def bench_conv_case(size: int, channels: int, padding: str, dtype: str, repeats: int):
     import jax
 
-    key = jax.random.PRNGKey(0)
+    from segjax import runtime
+
+    key = runtime.key(0)
     x = jax.random.normal(key, (1, size, size, channels)).astype(dtype)
     w = (jax.random.normal(key, (3, 3, channels, channels)) * 0.05).astype(dtype)
     out = size - 2 if padding == "VALID" else size
@@ -219,10 +221,10 @@ def torch_step(model, x, classes: int, mode: str):
 
 def prepare_jax(model_name: str, mode: str, impl: str, dtype: str):
     """segjax's model, optimizer and data: (one step as a function, parameter count, RSS MB)."""
+    from segjax import runtime
     from segjax.models import registry
-    from segjax.ops import conv as conv_ops
 
-    conv_ops.set_default_implementation(impl)
+    runtime.configure(conv_impl=impl)
     shape, classes = MODELS[model_name]
     config = {"name": model_name, "num_classes": classes,
               "dtype": None if dtype == "float32" else dtype}
@@ -236,18 +238,18 @@ def jax_step(model, shape, classes: int, mode: str):
     import jax.numpy as jnp
     import optax
 
-    from segjax import host_memory
+    from segjax import host_memory, runtime
     from segjax.models.segmenter import count_params
     from segjax.train import state as state_lib
 
-    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    x = jax.random.normal(runtime.key(0), shape)
     # As segjax's train loop initialises: one compiled program (eager
     # initialisation at 572x572 left ~1 GB of freed-but-resident heap).
-    variables = state_lib.init_variables(model, jax.random.PRNGKey(1), (1,) + shape[1:])
+    variables = state_lib.init_variables(model, runtime.key(1), (1,) + shape[1:])
     params = variables["params"]
     extra = {k: v for k, v in variables.items() if k != "params"}
     out_shape = jax.eval_shape(lambda v: model.apply(v, x), variables)["logits"].shape
-    labels = jax.random.randint(jax.random.PRNGKey(2), out_shape[:-1], 0, classes)
+    labels = jax.random.randint(runtime.key(2), out_shape[:-1], 0, classes)
     optimizer = optax.adam(1e-4)
     opt_state = optimizer.init(params)
 

@@ -99,9 +99,9 @@ def prepare(spec: dict):
         torch.manual_seed(0)
         x = torch.randn(spec["batch"], IN_CHANNELS, *spec["patch"])
         return bench_conv.torch_step(torch_nonewnet(), x, NUM_CLASSES, "train")
+    from segjax import runtime
     from segjax.models import registry
-    from segjax.ops import conv as conv_ops
-    conv_ops.set_default_implementation(spec["impl"])
+    runtime.configure(conv_impl=spec["impl"])
     model = registry.build({"name": "nonewnet", "num_classes": NUM_CLASSES})
     return bench_conv.jax_step(model, shape, NUM_CLASSES, "train")
 

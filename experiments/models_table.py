@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from segjax.models import registry
 from segjax.models.segmenter import count_params
-from segjax.ops import conv as conv_ops
+from segjax import runtime
 
 # (registered model, output stride of its default configuration, parity test or None).
 MODELS = (
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--only", nargs="*", help="registered model names (default: all)")
     args = parser.parse_args(argv)
-    conv_ops.set_default_implementation("native")
+    runtime.configure(conv_impl="native")  # XLA's convolutions: what cost analysis counts
     command = "python experiments/models_table.py" + (f" --size {args.size}"
                                                       if args.size != 512 else "")
     print(f"| model | parameters | output stride | GFLOPs @ {args.size}x{args.size} "

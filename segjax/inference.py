@@ -16,8 +16,9 @@ mirror-padded and cropped back.
 
 `tta_predict` averages probabilities over scales (the image is resized, the
 probabilities resized back) and horizontal flips, as DeepLab's multi-scale
-inputs at test time. `make_predict_fn(model, variables)` turns any registered
-model into the `predict_fn` these functions take; `predict_image` runs the
+inputs at test time. `segjax.evaluation.make_predict_fn(model, variables)`
+turns any registered model into the `predict_fn` these functions take;
+`predict_image` runs the
 whole test-time recipe of `config.eval` (`EvalOptions`) on a raw image,
 including the dense CRF (`segjax.ops.crf`). Resizing here is a NumPy
 bilinear interpolation with half-pixel centres (PyTorch's
@@ -28,38 +29,13 @@ travel to the device.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable, Sequence
 
-import jax
 import numpy as np
 
-from segjax import host_memory
 from segjax.ops import crf as crf_lib
 
 BLENDS = ("average", "gaussian")
-
-
-def make_predict_fn(model, variables) -> Callable[[np.ndarray], np.ndarray]:
-    """A compiled `predict_fn`: a batch (B, *spatial, C) -> float32 logits as NumPy.
-
-    The returned function carries `output_shape(input_shape)`, computed
-    abstractly (no device work), which `output_margin` uses.
-    """
-
-    @functools.partial(jax.jit, compiler_options=host_memory.compiler_options())
-    def logits_fn(batch):
-        return model.apply(variables, batch, train=False)["logits"].astype(np.float32)
-
-    def predict_fn(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(logits_fn(np.asarray(batch, np.float32)))
-
-    def output_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
-        spec = jax.ShapeDtypeStruct(tuple(input_shape), np.float32)
-        return tuple(jax.eval_shape(logits_fn, spec).shape)
-
-    predict_fn.output_shape = output_shape
-    return predict_fn
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -75,7 +51,7 @@ def output_margin(predict_fn: Callable, tile: Sequence[int], channels: int,
                   batch_size: int = 1) -> tuple[int, ...]:
     """Per-axis context the model consumes: (input tile - output tile) / 2.
 
-    Uses `predict_fn.output_shape` when it exists (see `make_predict_fn`);
+    Uses `predict_fn.output_shape` when it exists (`segjax.evaluation.make_predict_fn`);
     otherwise probes `predict_fn` once with a batch of zeros of the shape the
     sliding window will use, so no extra shape gets compiled.
     """

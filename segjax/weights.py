@@ -238,18 +238,33 @@ def load_pretrained(variables: dict, path, part: str = "all") -> dict:
     return result
 
 
-def _find_config(path: Path, metadata: dict):
+def _run_config(path: Path):
+    """The config.json of the run that `path` belongs to (path or up to 3 parents), or None."""
     import ml_collections
     for candidate in (path, *path.parents[:3]):
         if (candidate / CONFIG_FILE).is_file():
             return ml_collections.ConfigDict(json.loads((candidate / CONFIG_FILE).read_text()))
-    if "model" in metadata:
+    return None
+
+
+def inference_config(path: Path, metadata: dict):
+    """The run's config with the model section the checkpoint itself stored.
+
+    The checkpoint's stored model config wins over config.json's: config.json
+    describes the run's latest start, which need not be the run that wrote
+    this checkpoint. Data and evaluation settings come from config.json.
+    """
+    import ml_collections
+    config = _run_config(path)
+    if config is None and "model" not in metadata:
+        raise FileNotFoundError(f"restore_for_inference: {path} has no {CONFIG_FILE} nearby and "
+                                "its metadata names no model")
+    if config is None:
         config = ml_collections.ConfigDict()
-        config.model = ml_collections.ConfigDict(metadata["model"])
         config.imports = tuple(metadata.get("imports", ()))
-        return config
-    raise FileNotFoundError(f"restore_for_inference: {path} has no {CONFIG_FILE} nearby and its "
-                            "metadata names no model")
+    if "model" in metadata:
+        config.model = ml_collections.ConfigDict(metadata["model"])
+    return config
 
 
 def restore_for_inference(workdir_or_checkpoint):
@@ -257,13 +272,14 @@ def restore_for_inference(workdir_or_checkpoint):
 
     A workdir gives its latest training checkpoint (its best-by-mIoU variables
     are at `workdir/checkpoints_best/variables`; pass that directory for
-    them). `config` is the run's config.json (a ConfigDict) when one is found
-    next to the checkpoint, else one with the `model` section of the metadata.
+    them). The model is built from the model config stored in the checkpoint;
+    `config` is the run's config.json (a ConfigDict) when one is found next to
+    the checkpoint, with that model section.
     """
     from segjax.models import registry
     path = Path(workdir_or_checkpoint)
     variables, metadata = read_checkpoint(path)
-    config = _find_config(path if path.is_dir() else path.parent, metadata)
+    config = inference_config(path if path.is_dir() else path.parent, metadata)
     registry.import_modules(config.get("imports", ()))
     model = registry.build(config.model)
     return model, variables, config

@@ -82,3 +82,22 @@ def test_nonewnet_isbi_3d_and_2d_share_split_and_budget(arg):
     assert all(s % 2 ** depth == 0 for s in tuple(volume.data.crop) + tuple(volume.eval.tile))
     with pytest.raises(ValueError, match="unknown argument"):
         load("nonewnet_isbi", "3d")
+
+
+def test_notebook_builds_its_config_without_the_repository_on_sys_path(tmp_path):
+    """The Colab notebook's config cell runs where only the installed package is importable."""
+    import json
+    import subprocess
+    import sys
+    notebook = json.loads((CONFIG_DIR.parent / "colab" / "unet_isbi.ipynb").read_text())
+    cell = next("".join(c["source"]) for c in notebook["cells"]
+                if "base_config()" in "".join(c["source"]))
+    code = ("import sys\nsys.path = [p for p in sys.path if p not in ('', '.')]\n" + cell +
+            "\nassert 'configs' not in sys.modules\n"
+            "assert config.model.name == 'unet' and config.data.label_values == (0, 255)\n"
+            "print('built', config.data.train_split, config.data.val_split)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "built train[:25] train[25:30]" in result.stdout

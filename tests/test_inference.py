@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax import inference
+from segjax import evaluation, inference
 from segjax.models import layers, registry
 
 
@@ -37,7 +37,7 @@ def _pixelwise(weights):
 @pytest.mark.parametrize("height,width", [(104, 104), (100, 120)])
 def test_overlap_tile_valid_unet_equals_whole_image(height, width, random_variables):
     model, variables = _tiny_unet(random_variables)
-    predict_fn = inference.make_predict_fn(model, variables)
+    predict_fn = evaluation.make_predict_fn(model, variables)
     image = np.random.default_rng(0).normal(size=(height, width, 1)).astype(np.float32)
     tiled = inference.sliding_window_predict(predict_fn, image, tile=(92, 92), batch_size=2)
     # Whole image at once: the same 20-pixel mirrored context, one forward pass.
@@ -49,7 +49,7 @@ def test_overlap_tile_valid_unet_equals_whole_image(height, width, random_variab
 
 def test_overlap_tile_3d_valid_unet_equals_whole_volume(random_variables):
     model, variables = _tiny_unet(random_variables, rank=3, depth=1, width=2, num_classes=2, size=28)
-    predict_fn = inference.make_predict_fn(model, variables)
+    predict_fn = evaluation.make_predict_fn(model, variables)
     assert inference.output_margin(predict_fn, (28, 28, 28), 1) == (8, 8, 8)
     volume = np.random.default_rng(1).normal(size=(24, 24, 24, 1)).astype(np.float32)
     tiled = inference.sliding_window_predict(predict_fn, volume, tile=(28, 28, 28), batch_size=4)
@@ -59,7 +59,7 @@ def test_overlap_tile_3d_valid_unet_equals_whole_volume(random_variables):
 
 def test_same_padding_unet_small_image_is_padded_and_cropped_back(random_variables):
     model, variables = _tiny_unet(random_variables, padding="same", size=32)
-    predict_fn = inference.make_predict_fn(model, variables)
+    predict_fn = evaluation.make_predict_fn(model, variables)
     image = np.random.default_rng(2).normal(size=(20, 27, 1)).astype(np.float32)
     probs = inference.sliding_window_predict(predict_fn, image, tile=(32, 32))
     padded = np.pad(image, [(0, 12), (0, 5), (0, 0)], mode="reflect")

@@ -39,6 +39,7 @@ them.
 
 from __future__ import annotations
 
+import collections.abc
 import sys
 
 import grain
@@ -75,10 +76,27 @@ def normalize(image: np.ndarray, data_config) -> np.ndarray:
     raise ValueError(f"data.normalization must be one of {NORMALIZATIONS}, got {method!r}")
 
 
-def load_split(data_config, split: str) -> list[dict]:
-    """Every example of `split`, unaugmented: {'image' uint8, 'label' int32 or None, 'name'}."""
-    source = make_source(data_config, split)
-    return [source[i] for i in range(len(source))]
+class SplitExamples(collections.abc.Sequence):
+    """The examples of a split, read from their source when accessed (a split of volumes
+    need not fit in memory); a slice is a SplitExamples over fewer indices."""
+
+    def __init__(self, source, indices: range | None = None):
+        self.source = source
+        self.indices = range(len(source)) if indices is None else indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return SplitExamples(self.source, self.indices[index])
+        return self.source[self.indices[index]]
+
+
+def load_split(data_config, split: str) -> SplitExamples:
+    """Every example of `split`, unaugmented ({'image', 'label' int32 or None, 'name'}),
+    read on access."""
+    return SplitExamples(make_source(data_config, split))
 
 
 class StreamPosition:

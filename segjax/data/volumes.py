@@ -438,17 +438,6 @@ def zscore(image: np.ndarray, over: str = "nonzero") -> np.ndarray:
     return normalized
 
 
-def middle_section(image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None):
-    """The middle depth section of a volume, its prediction and label, for 2D overlays: the
-    image as uint8 (min-max over the section, as any intensity scale can come in)."""
-    index = image.shape[0] // 2
-    section = np.asarray(image[index], np.float32)
-    low, high = float(section.min()), float(section.max())
-    scaled = (section - low) / (high - low) * 255.0 if high > low else np.zeros_like(section)
-    return (np.round(scaled).astype(np.uint8), prediction[index],
-            None if label is None else label[index])
-
-
 # ----------------------------------------------------------------------------- training patches
 
 def augmentation_context(crop: Sequence[int], augment) -> tuple[int, ...]:
