@@ -99,6 +99,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.checkpoint_every = 200
     config.train.keep_checkpoints = 2
     config.train.max_minutes = 0.0           # wall-clock budget for training (0: none)
+    config.train.allow_config_change = False  # resume although config.model/optim changed
     config.train.progress_bar = True
     config.train.num_overlays = 4            # PNG overlays of validation predictions
 
@@ -164,17 +165,21 @@ def _value(config, dotted: str):
     return value
 
 
+class ConfigError(ValueError):
+    """A config value out of its range; the message names the key."""
+
+
 def validate(config) -> None:
-    """Raises a ValueError naming the key for a count or interval out of its range."""
+    """Raises a ConfigError naming the key for a count or interval out of its range."""
     for key in POSITIVE_INTEGERS:
         value = _value(config, key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value <= 0):
-            raise ValueError(f"config.{key}={value!r}: expected a positive integer")
+            raise ConfigError(f"config.{key}={value!r}: expected a positive integer")
     for key in NON_NEGATIVE:
         value = _value(config, key)
         if value is not None and not value >= 0:
-            raise ValueError(f"config.{key}={value!r}: expected a number >= 0")
+            raise ConfigError(f"config.{key}={value!r}: expected a number >= 0")
     crop = _value(config, "data.crop")
     if crop is not None and (len(crop) == 0 or any(int(size) <= 0 for size in crop)):
-        raise ValueError(f"config.data.crop={tuple(crop)!r}: expected positive sizes")
+        raise ConfigError(f"config.data.crop={tuple(crop)!r}: expected positive sizes")

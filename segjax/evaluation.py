@@ -156,9 +156,8 @@ def evaluate(predict_fn: PredictFn, config, examples: Sequence[dict],
         label = np.asarray(example["label"])
         metrics_lib.validate_labels(label, num_classes, ignore_index, where=f"label of {name}")
         start = time.perf_counter()
-        probs = inference.predict_image(predict_fn, np.asarray(example["image"]), config.data,
-                                        options, num_classes)
-        prediction = np.argmax(probs, axis=-1).astype(np.int32)
+        prediction, _ = inference.predict_labels(predict_fn, np.asarray(example["image"]),
+                                                 config.data, options, num_classes)
         seconds.append(time.perf_counter() - start)
         confusion += np.asarray(metrics_lib.confusion_matrix(
             prediction[None], label[None], num_classes=num_classes, ignore_index=ignore_index),

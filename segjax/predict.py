@@ -116,14 +116,14 @@ def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
     written = []
     for path in tqdm(inputs, desc="predict", unit="image", disable=not progress):
         image = read_image(path, channels)
-        probs = inference.predict_image(predict_fn, image, config.data, options, num_classes)
-        prediction = np.argmax(probs, axis=-1)
+        prediction, probs = inference.predict_labels(predict_fn, image, config.data, options,
+                                                      num_classes, probabilities=probabilities)
         label_path = output / "labels" / f"{path.stem}.png"
         visualize.label_png(prediction, colours).save(label_path)
         Image.fromarray(visualize.overlay(image, prediction, colours, alpha)).save(
             output / "overlays" / f"{path.stem}.png")
         if probabilities:
-            np.save(output / "probabilities" / f"{path.stem}.npy", probs.astype(np.float16))
+            np.save(output / "probabilities" / f"{path.stem}.npy", probs)
         written.append(label_path)
     return written
 

@@ -64,11 +64,18 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, prediction: np.ndarray, colours: np.ndarray,
-            alpha: float = 0.5) -> np.ndarray:
-    """uint8 RGB: (1 - alpha) * image + alpha * class colour."""
-    colour = colours[np.clip(prediction, 0, len(colours) - 1)].astype(np.float32)
-    blended = (1 - alpha) * _rgb(image).astype(np.float32) + alpha * colour
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+            alpha: float = 0.5, rows_per_block: int = 512) -> np.ndarray:
+    """uint8 RGB: (1 - alpha) * image + alpha * class colour.
+
+    Blended in blocks of rows, so that a large image needs no float copy of itself.
+    """
+    result = np.empty((*prediction.shape, 3), np.uint8)
+    for top in range(0, prediction.shape[0], rows_per_block):
+        rows = slice(top, top + rows_per_block)
+        colour = colours[np.clip(prediction[rows], 0, len(colours) - 1)].astype(np.float32)
+        blended = (1 - alpha) * _rgb(image[rows]).astype(np.float32) + alpha * colour
+        result[rows] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    return result
 
 
 def middle_section(image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None = None):
@@ -103,7 +110,7 @@ def overlay_panel(image: np.ndarray, prediction: np.ndarray, label: np.ndarray |
 
 def label_png(prediction: np.ndarray, colours: np.ndarray) -> Image.Image:
     """A palette PNG whose pixel values are the class indices."""
-    image = Image.fromarray(prediction.astype(np.uint8), mode="P")
+    image = Image.fromarray(prediction.astype(np.uint8, copy=False), mode="P")
     image.putpalette(colours.reshape(-1).tolist())
     return image
 

@@ -32,12 +32,12 @@ import numpy as np
 import tqdm
 
 from segjax import config as config_lib, evaluation, metrics as metrics_lib, optim, runtime
-from segjax import visualize, weights
+from segjax import sharding, visualize, weights
 from segjax.models.segmenter import count_params
 from segjax.train import checkpoint as ckpt
-from segjax import sharding
 from segjax.train import state as state_lib, step as step_lib
 from segjax.train.logging import METRICS_FILE, TENSORBOARD_DIR, MetricWriter, ProgressBar
+from segjax.train.workdir import WorkdirLock, check_writable
 
 EVAL_FILE = "eval_metrics.json"
 PREDICTIONS_DIR = "predictions"
@@ -98,8 +98,12 @@ class _Run:
         state, self.schedule = state_lib.create_train_state(
             config, self.model, state_lib.init_key(seed), input_shape)
         self.state = sharding.replicate(sharding.same_on_all_processes(state), self.mesh)
-        self.checkpoints = ckpt.TrainingCheckpoints(workdir, config)
-        self.state, self.start_step = self.checkpoints.restore(self.state, self.loader)
+        self.checkpoints = ckpt.TrainingCheckpoints(workdir, config, log=_log)
+        try:
+            self.state, self.start_step = self.checkpoints.restore(self.state, self.loader)
+        except BaseException:
+            self.close()
+            raise
         self.train_fn = step_lib.compile_train_step(
             self.mesh, model=self.model, loss_config=config.loss, num_classes=self.num_classes,
             ignore_index=self.ignore_index)
@@ -112,6 +116,11 @@ class _Run:
 
     def variables(self) -> dict:
         return {"params": self.state.params, "batch_stats": self.state.batch_stats}
+
+    def close(self) -> None:
+        self.checkpoints.close()
+        if hasattr(self.loader, "close"):
+            self.loader.close()  # stops grain worker processes
 
     def predict_fn(self) -> evaluation.PredictFn:
         """Inference with the current weights, its tiles split over the run's mesh."""
@@ -289,30 +298,41 @@ def _train(run: _Run, writer: MetricWriter, bar: ProgressBar, hooks: Sequence[Ho
 def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
     """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the last eval.
 
-    `hooks` are called as hook(step, state) after every step, once the
-    step's logging, checkpoint and evaluation are done.
+    Before any work: the config's counts are validated, the workdir is
+    locked against a second run and checked writable. The resume check
+    (`TrainingCheckpoints.restore`) runs before config.json is written, so a
+    refused resume leaves the workdir as it was. `hooks` are called as
+    hook(step, state) after every step, once the step's logging, checkpoint
+    and evaluation are done.
     """
     workdir = Path(workdir).resolve()
     config_lib.validate(config)
     runtime.configure(config)
-    if _is_main():
-        write_config(config, workdir)
-    run = _Run(config, workdir)
-    _log(f"model {config.model.name}: {count_params(run.variables()):,} parameters; mesh "
-         f"{dict(run.mesh.shape)} over {jax.device_count()} devices, {jax.process_count()} "
-         f"process(es); " + (f"resumed at step {run.start_step}" if run.start_step
-                             else "starting from step 0"))
+    with WorkdirLock(workdir, enabled=_is_main()):
+        if _is_main():
+            check_writable(workdir, workdir / weights.CHECKPOINTS_DIR)
+        return _train_in(config, workdir, hooks)
 
-    writer = MetricWriter(workdir, console=False, enabled=_is_main())
-    bar = ProgressBar(int(config.train.steps), run.start_step,
-                      enabled=bool(config.train.progress_bar) and _is_main())
+
+def _train_in(config, workdir: Path, hooks: Sequence[Hook]) -> dict:
+    run = _Run(config, workdir)
     try:
-        result = _train(run, writer, bar, hooks)
+        if _is_main():
+            write_config(config, workdir)
+        _log(f"model {config.model.name}: {count_params(run.variables()):,} parameters; mesh "
+             f"{dict(run.mesh.shape)} over {jax.device_count()} devices, "
+             f"{jax.process_count()} process(es); "
+             + (f"resumed at step {run.start_step}" if run.start_step else "starting from step 0"))
+        writer = MetricWriter(workdir, console=False, enabled=_is_main(),
+                              resume_step=run.start_step)
+        bar = ProgressBar(int(config.train.steps), run.start_step,
+                          enabled=bool(config.train.progress_bar) and _is_main())
+        try:
+            result = _train(run, writer, bar, hooks)
+        finally:
+            bar.close()
+            writer.close()
     finally:
-        bar.close()
-        writer.close()
-        run.checkpoints.close()
-        if hasattr(run.loader, "close"):
-            run.loader.close()  # stops grain worker processes
+        run.close()
     _log(_summary(run))
     return result
