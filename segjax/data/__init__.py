@@ -17,9 +17,9 @@
 - `pipeline`: `make_train_loader(config.data, seed=..., process_index=...,
   process_count=...)`, a deterministic, per-process sharded, checkpointable grain
   iterator of batches; `load_split` and `normalize` for evaluation.
-- `builders`: tfds builders ('isbi2012_em', 'camvid', 'msd_brain_tumour') that download the public
-  data or read a local folder (`python -m segjax.data.builders`). Imported on
-  demand: it pulls in tensorflow_datasets.
+- `builders`: tfds builders ('isbi2012_em', 'camvid', 'msd_brain_tumour') that
+  download the public data or read a local folder (`python -m
+  segjax.data.builders`). Imported on demand: it pulls in tensorflow_datasets.
 
 Labels never pass through interpolation (nearest only), and every random
 choice of a training example is a function of (seed, its position in the
