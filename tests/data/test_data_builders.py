@@ -89,7 +89,8 @@ def test_msd_brain_tumour_from_a_tiny_local_task_folder(tmp_path):
 
     prepare("msd_brain_tumour", local_dir=task, data_dir=tmp_path / "tfds")
     data = base_config().data
-    data.source, data.tfds_name, data.root = "tfds_volume", "msd_brain_tumour", str(tmp_path / "tfds")
+    data.source, data.tfds_name = "tfds_volume", "msd_brain_tumour"
+    data.root = str(tmp_path / "tfds")
     data.image_channels = 4
     data.class_names = ("background", "edema", "non-enhancing tumour", "enhancing tumour")
     train = sources.make_source(data, "train")
