@@ -156,13 +156,12 @@ class TrainExample:
         if example["label"] is None:
             raise ValueError(f"training split {self.config.train_split!r} has no labels "
                              f"(record {example['name']})")
+        rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, int(position)])
         if example["image"].ndim == 4:
-            rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, int(position)])
             return volumes.training_patch(rng, example, self.config)
         example = {"image": example["image"], "label": example["label"]}
         if self.config.weight_map.enabled:
             example["weight"] = self.weight(record, example["label"])
-        rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, int(position)])
         example = transforms.augment(rng, example, self.config.augment,
                                      ignore_index=self.ignore_index)
         example = transforms.mirror_pad(example, int(self.config.pad_margin),
