@@ -53,7 +53,15 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.augment = ml_collections.ConfigDict(dict(
         hflip=True, vflip=False, rot90=False, scale=(1.0, 1.0), rotate_degrees=0.0,
         elastic_sigma=0.0,                   # U-Net paper: 10 (pixels, on a 3x3 grid)
-        elastic_grid=3, brightness=0.0, contrast=0.0))
+        elastic_grid=3, brightness=0.0, contrast=0.0,
+        dflip=False,                         # volumes: flip the depth axis too
+        rotate_out_of_plane=False))          # volumes: rotate (D, W) and (D, H) planes too
+    config.data.normalization = "fixed"      # fixed: (x / 255 - mean) / std | zscore: per volume
+    # Volumes (segjax.data.volumes): z-score mask, patch sampling, stack spacing.
+    config.data.volume = ml_collections.ConfigDict(dict(
+        zscore_over="nonzero",               # nonzero (BraTS: the brain) | all voxels
+        foreground_fraction=0.33,            # patches centred on a foreground voxel (nnU-Net)
+        spacing=()))                         # voxel spacing of slice stacks; () = 1 per axis
     config.data.weight_map = ml_collections.ConfigDict(dict(enabled=False, w0=10.0, sigma=5.0,
                                                             balance=True))
     config.data.synthetic = ml_collections.ConfigDict(dict(num_examples=16, height=64,
@@ -71,6 +79,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.loss.aux_weight = 0.4             # for models returning aux_logits
     config.loss.label_smoothing = 0.0
     config.loss.top_k_percent = 0.2          # bootstrapped_cross_entropy: hardest pixels kept
+    # The soft Dice term ('dice', 'dice_ce'): No New-Net's is batch=True, every class, smooth 0.
+    config.loss.dice = ml_collections.ConfigDict(dict(smooth=1.0, batch=True,
+                                                      include_background=True))
 
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "adam"               # a registered optimizer: adam | adamw | sgd

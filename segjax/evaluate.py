@@ -9,7 +9,9 @@
 split expression of the data source (`test`, `val[:10]`). Test-time options
 default to the run's `config.eval` and are overridden by the flags
 (`segjax.cli`). The evaluation itself is `segjax.evaluation.evaluate`, the
-same pass the train loop runs at its evaluation steps.
+same pass the train loop runs at its evaluation steps. A volumetric run's
+split holds volumes (`segjax.data.volumes`): each is predicted whole by the
+sliding window of config.eval, and IoU and Dice per class count voxels.
 
 Writes to --output (default `<workdir>/eval_<split>`):
   metrics.json      per-class IoU / accuracy / Dice, mIoU, pixel accuracy, mean Dice,

@@ -6,7 +6,8 @@ overlays, `segjax.predict`, `segjax.evaluate`):
 - `class_colours(config)`: the dataset's colours (`classes.txt` in the data
   root: "value name R G B"), else a fixed palette of distinguishable colours;
 - `overlay`: class colours blended over the image;
-- `overlay_panel`: [image | overlay | errors in red] for a labelled example;
+- `overlay_panel`: [image | overlay | errors in red] for a labelled example
+  (of a volume: its middle section, `middle_section`);
 - `label_png`: a palette PNG whose pixel values are the class indices;
 - `panoptic_colours` / `id_png`: panoptic maps with instance colours over the
   class palette, and panoptic ids as an RGB-encoded PNG;
@@ -79,9 +80,24 @@ def overlay(image: np.ndarray, prediction: np.ndarray, colours: np.ndarray,
     return result
 
 
+def middle_section(image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None = None):
+    """The middle depth section of a volume (D, H, W, C), its prediction and label, for 2D
+    pictures: the image as uint8, min-max scaled over the section (volumes come in any
+    intensity range)."""
+    index = image.shape[0] // 2
+    section = np.asarray(image[index], np.float32)
+    low, high = float(section.min()), float(section.max())
+    scaled = (section - low) / (high - low) * 255.0 if high > low else np.zeros_like(section)
+    return (np.round(scaled).astype(np.uint8), prediction[index],
+            None if label is None else label[index])
+
+
 def overlay_panel(image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None, *,
                   colours: np.ndarray, ignore_index: int) -> np.ndarray:
-    """[image | prediction colours over the image | errors in red] as one uint8 RGB array."""
+    """[image | prediction colours over the image | errors in red] as one uint8 RGB array
+    (a volume (D, H, W, C): of its middle section)."""
+    if np.ndim(image) == 4:
+        image, prediction, label = middle_section(image, prediction, label)
     rgb = _rgb(image)
     panels = [rgb, overlay(image, prediction, colours)]
     if label is not None:

@@ -250,9 +250,7 @@ class TfdsSource:
     def __init__(self, name: str, split: str, *, data_dir: str | None = None,
                  image_channels: int, label_values: Sequence[int] = (),
                  ignore_values: Sequence[int] = (), ignore_index: int = 255):
-        import tensorflow_datasets as tfds  # heavy import; only this source needs it
-
-        from segjax.data import builders  # noqa: F401  (registers segjax's builders)
+        from segjax.data import builders  # heavy (tensorflow_datasets); only tfds needs it
 
         if not name:
             raise ValueError("data.tfds_name is empty; name a prepared tfds dataset "
@@ -261,13 +259,7 @@ class TfdsSource:
         self.name, self.split, self.data_dir = name, split, data_dir or None
         self.spec = LabelSpec(int(image_channels), tuple(label_values), tuple(ignore_values),
                               int(ignore_index))
-        builder = tfds.builder(name, data_dir=self.data_dir)
-        if not builder.is_prepared():
-            raise FileNotFoundError(
-                f"tfds dataset {name!r} (data.tfds_name) is not prepared in {builder.data_dir} "
-                f"(data.root={data_dir!r}); build it with `python -m segjax.data.builders "
-                f"--name {name} --local_dir DIR --data_dir {data_dir or 'DATA_DIR'}`")
-        self._records = builder.as_data_source(split=split)
+        self._records = builders.prepared_records(name, split, self.data_dir)
 
     def __len__(self) -> int:
         return len(self._records)
