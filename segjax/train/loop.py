@@ -23,6 +23,7 @@ writes files; all of them run the same steps and evaluations.
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from pathlib import Path
@@ -339,10 +340,25 @@ def _train_in(config, workdir: Path, hooks: Sequence[Hook]) -> dict:
                           enabled=bool(config.train.progress_bar) and _is_main())
         try:
             result = _train(run, writer, bar, hooks)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise ckpt.CheckpointError(
+                f"the disk is full ({error.filename or workdir}: {error.strerror}); training "
+                f"stopped, the latest checkpoint (step {run.last_saved}) is intact") from None
         finally:
             bar.close()
-            writer.close()
+            _close_quietly(writer)
     finally:
         run.close()
     _log(_summary(run))
     return result
+
+
+def _close_quietly(writer: MetricWriter) -> None:
+    """Closes the writer; a full disk while flushing its last records is already reported."""
+    try:
+        writer.close()
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
