@@ -1,10 +1,12 @@
-"""UNet++, Linknet, FPN and PSPNet on ResNet-34 against segmentation_models_pytorch 0.6.0.
+"""UNet++, Linknet, FPN and PSPNet against segmentation_models_pytorch 0.6.0.
 
 For each, `<arch>_resnet34` must hold exactly the parameters of
 `smp.<Arch>("resnet34", encoder_weights=None, classes=K)` and, after
 `segjax.convert` with the arch's registered mapping (strict: every tensor used,
 every variable filled), give its logits within 1e-4 of their scale (float32,
-eval mode) at a square and a non-square input.
+eval mode) at a square and a non-square input. The same holds for smp's models
+on ResNet-50 and MobileNetV2 against `smp_<arch>(encoder)` (the decoder files'
+builders), at the non-square input.
 """
 
 import jax
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 from segjax.models import registry
+from segjax.models.decoders import fpn, linknet, pspnet, unetplusplus
 from segjax.models.segmenter import count_params
 from tests import torch_refs
 
@@ -31,6 +34,12 @@ SMP_ARCH = {"unetplusplus_resnet34": "UnetPlusPlus", "linknet_resnet34": "Linkne
 MAPPING = {"unetplusplus_resnet34": "smp_unetplusplus", "linknet_resnet34": "smp_linknet",
            "fpn_resnet34": "smp_fpn", "pspnet_resnet34": "smp_pspnet"}
 INPUTS = ((1, 64, 64, 3), (2, 96, 64, 3))   # square, and non-square with a batch of 2
+BUILDERS = {"unetplusplus_resnet34": unetplusplus.smp_unetplusplus,
+            "linknet_resnet34": linknet.smp_linknet, "fpn_resnet34": fpn.smp_fpn,
+            "pspnet_resnet34": pspnet.smp_pspnet}
+# smp encoder name -> segjax encoder name, for the other encoders checked.
+OTHER_ENCODERS = {"resnet50": "resnet50", "mobilenet_v2": "mobilenetv2"}
+OTHER_PAIRS = [(name, encoder) for name in sorted(SMP_PARAMS) for encoder in OTHER_ENCODERS]
 
 
 def randomize_norms(model, seed: int = 0):
@@ -62,14 +71,24 @@ def test_parameter_count_is_smps(name, smp):
     assert count_params(variables) == SMP_PARAMS[name]
 
 
-def reference_and_converted(name, smp, shape):
-    """A BN/GN-randomised smp model and its weights converted (strictly) into `name`'s variables."""
-    from segjax import convert  # pylint: disable=import-outside-toplevel
+def smp_reference(name, smp, encoder="resnet34"):
     torch = torch_refs.import_torch()
     torch.manual_seed(0)
-    reference = randomize_norms(getattr(smp, SMP_ARCH[name])(
-        "resnet34", encoder_weights=None, classes=NUM_CLASSES)).eval()
-    model = registry.build({"name": name, "num_classes": NUM_CLASSES})
+    return randomize_norms(getattr(smp, SMP_ARCH[name])(
+        encoder, encoder_weights=None, classes=NUM_CLASSES)).eval()
+
+
+def segjax_model(name, encoder="resnet34"):
+    if encoder == "resnet34":
+        return registry.build({"name": name, "num_classes": NUM_CLASSES})
+    return BUILDERS[name](OTHER_ENCODERS[encoder], NUM_CLASSES)
+
+
+def reference_and_converted(name, smp, shape, encoder="resnet34"):
+    """A BN/GN-randomised smp model and its weights converted (strictly) into segjax's model."""
+    from segjax import convert  # pylint: disable=import-outside-toplevel
+    reference = smp_reference(name, smp, encoder)
+    model = segjax_model(name, encoder)
     shapes = jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v, train=False),
                             jax.ShapeDtypeStruct(shape, jnp.float32))
     variables, report = convert.convert(torch_refs.state_dict_numpy(reference), shapes,
@@ -77,6 +96,27 @@ def reference_and_converted(name, smp, shape):
                                         strict=True)
     assert report.complete
     return reference, model, variables
+
+
+def check_logits(name, smp, shape, encoder="resnet34"):
+    reference, model, variables = reference_and_converted(name, smp, shape, encoder)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    ours = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False)["logits"])(
+        variables, x))
+    theirs = torch_refs.to_nhwc(torch_refs.run_nhwc(reference, x))
+    assert ours.shape == theirs.shape == shape[:3] + (NUM_CLASSES,)
+    difference = torch_refs.max_rel_diff(ours, theirs)
+    print(f"{name} on {encoder} {shape}: max |ours - smp| / max |smp| = {difference:.2e}")
+    assert difference < 1e-4, (name, encoder, shape)
+
+
+@pytest.mark.parametrize("name,encoder", OTHER_PAIRS)
+def test_parameter_count_is_smps_on_other_encoders(name, encoder, smp):
+    model = segjax_model(name, encoder)
+    x = jax.ShapeDtypeStruct(INPUTS[0], jnp.float32)
+    variables = jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v, train=False), x)
+    reference = getattr(smp, SMP_ARCH[name])(encoder, encoder_weights=None, classes=NUM_CLASSES)
+    assert count_params(variables) == sum(p.numel() for p in reference.parameters())
 
 
 @pytest.mark.parametrize("name", sorted(SMP_PARAMS))
@@ -88,14 +128,11 @@ def test_conversion_fills_every_variable(name, smp):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SMP_PARAMS))
 def test_logits_match_smp_after_conversion(name, smp):
-    rng = np.random.default_rng(0)
     for shape in INPUTS:
-        reference, model, variables = reference_and_converted(name, smp, shape)
-        x = rng.standard_normal(shape).astype(np.float32)
-        ours = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False)["logits"])(
-            variables, x))
-        theirs = torch_refs.to_nhwc(torch_refs.run_nhwc(reference, x))
-        assert ours.shape == theirs.shape == shape[:3] + (NUM_CLASSES,)
-        difference = torch_refs.max_rel_diff(ours, theirs)
-        print(f"{name} {shape}: max |ours - smp| / max |smp| = {difference:.2e}")
-        assert difference < 1e-4, (name, shape)
+        check_logits(name, smp, shape)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,encoder", OTHER_PAIRS)
+def test_logits_match_smp_on_other_encoders(name, encoder, smp):
+    check_logits(name, smp, INPUTS[1], encoder)
