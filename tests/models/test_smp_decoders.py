@@ -106,7 +106,8 @@ def check_logits(name, smp, shape, encoder="resnet34"):
     theirs = torch_refs.to_nhwc(torch_refs.run_nhwc(reference, x))
     assert ours.shape == theirs.shape == shape[:3] + (NUM_CLASSES,)
     difference = torch_refs.max_rel_diff(ours, theirs)
-    print(f"{name} on {encoder} {shape}: max |ours - smp| / max |smp| = {difference:.2e}")
+    print(f"smp {SMP_ARCH[name]} on {encoder} {shape}: max |ours - smp| / max |smp| = "
+          f"{difference:.2e}")
     assert difference < 1e-4, (name, encoder, shape)
 
 
