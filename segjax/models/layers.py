@@ -449,13 +449,41 @@ def _assemble_windows(pieces: dict, window: tuple[int, ...], prefix: tuple[int, 
 _window_max.defvjp(_window_max_forward, _window_max_backward)
 
 
-def avg_pool(x: jax.Array, window: int = 2, strides: int | None = None, padding="VALID"):
-    """Average pooling over all spatial axes, padding excluded from the count."""
+def avg_pool(x: jax.Array, window: int = 2, strides: int | None = None, padding="VALID",
+             count_include_pad: bool = False):
+    """Average pooling over all spatial axes; by default padding is excluded from the
+    count (`count_include_pad=True` is PyTorch's `AvgPool` default)."""
     rank = x.ndim - 2
     strides = window if strides is None else strides
     return nn.avg_pool(x, _as_tuple(window, rank), _as_tuple(strides, rank),
                        _pool_padding(padding, rank),
-                       count_include_pad=False)
+                       count_include_pad=count_include_pad)
+
+
+def _adaptive_bins(n: int, size: int) -> jax.Array:
+    """(size, n) averaging matrix of PyTorch's adaptive pooling bins along one axis:
+    bin i covers [floor(i * n / size), ceil((i + 1) * n / size))."""
+    rows = []
+    for i in range(size):
+        start, end = (i * n) // size, -((-(i + 1) * n) // size)
+        rows.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(n)])
+    return jnp.asarray(rows, jnp.float32)
+
+
+def adaptive_avg_pool(x: jax.Array, size: int | Sequence[int]) -> jax.Array:
+    """PyTorch's `AdaptiveAvgPool{2,3}d(size)` on a channels-last batch.
+
+    The bins (which overlap when a size does not divide the input, and repeat
+    pixels when the output is larger than the input) are a product of per-axis
+    intervals, so the pooling is one averaging matrix applied per spatial axis.
+    """
+    rank = x.ndim - 2
+    for axis, (n, m) in enumerate(zip(x.shape[1:-1], _as_tuple(size, rank)), start=1):
+        if n != m:
+            bins = _adaptive_bins(n, m).astype(x.dtype)
+            x = jnp.moveaxis(jnp.tensordot(bins, x, axes=((1,), (axis,)),
+                                           precision=jax.lax.Precision.HIGHEST), 0, axis)
+    return x
 
 
 def global_avg_pool(x: jax.Array) -> jax.Array:
