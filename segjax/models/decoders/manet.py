@@ -24,9 +24,11 @@ plain reshape, so channels and positions are interleaved; segjax keeps both
 for parity. `attention="per_query"` gives conventional position attention
 (a softmax per query position, each output at its own position, as DANet's
 position attention module, Fu et al. 2019, arXiv:1809.02983); it has the same
-parameters. The upsampling goes to the skip's size (smp: x2, the same for
-inputs divisible by 32), so a dilated encoder, whose deeper features share a
-size, also works.
+parameters. The attention weights (batch, N, N) are sown as
+`intermediates/.../pab/attention` (`apply(..., mutable="intermediates")`).
+The upsampling goes to the skip's size (smp: x2, the same for inputs
+divisible by 32), so a dilated encoder, whose deeper features share a size,
+also works.
 
 "manet_resnet34" is `smp.MAnet("resnet34")`: torchvision ResNet-34 at output
 stride 32, decoder channels (256, 128, 64, 32, 16), a 3x3 head at the input's
@@ -71,11 +73,14 @@ class PositionAttention(nn.Module):
         values = values.reshape(batch, positions, channels)
         if self.attention == "smp":
             weights = jax.nn.softmax(scores.reshape(batch, -1), axis=-1).reshape(scores.shape)
-            mixed = jnp.einsum("bij,bjc->bic", weights, values)
+        else:
+            weights = jax.nn.softmax(scores, axis=-1)
+        self.sow("intermediates", "attention", weights)
+        mixed = jnp.einsum("bij,bjc->bic", weights, values)
+        if self.attention == "smp":
             # smp reads the (N, C) result as (C, H, W) without a transpose.
             mixed = jnp.transpose(mixed.reshape(batch, channels, height, width), (0, 2, 3, 1))
         else:
-            mixed = jnp.einsum("bij,bjc->bic", jax.nn.softmax(scores, axis=-1), values)
             mixed = mixed.reshape(batch, height, width, channels)
         return layers.Conv(channels, 3, padding=1, dtype=self.dtype, name="out")(x + mixed)
 
