@@ -1,7 +1,7 @@
 """Mapping of segmentation_models_pytorch's `MAnet` onto segjax's MAnet models ("manet_resnet34").
 
-smp names: `encoder.*` (a torchvision ResNet without `fc`, see
-`segjax.convert.resnet`); `decoder.center.{top,center,bottom,out}_conv`
+smp names: `encoder.*` (a torchvision ResNet or MobileNetV2, see
+`segjax.convert.smp_encoders`); `decoder.center.{top,center,bottom,out}_conv`
 (the PAB); `decoder.blocks.{i}.hl_conv.{0,1}.{0: conv, 1: BN}`,
 `decoder.blocks.{i}.SE_{hl,ll}.{1: reduce, 3: expand}`,
 `decoder.blocks.{i}.conv{1,2}.{0: conv, 1: BN}`; `segmentation_head.0`.
@@ -10,8 +10,8 @@ segjax names (`segjax.models.decoders.manet`): `decoder/pab/{top,center,bottom,o
 `decoder/block{i}/se_{high,skip}/{reduce,expand}`, `head/classifier`.
 """
 
-from segjax.convert.core import chain, prefixed, register_mapping, rules
-from segjax.convert.resnet import torchvision_resnet
+from segjax.convert.core import chain, register_mapping, rules
+from segjax.convert.smp_encoders import smp_encoder
 
 SE_BRANCH = {"hl": "se_high", "ll": "se_skip"}
 SE_LAYER = {"1": "reduce", "3": "expand"}
@@ -24,9 +24,9 @@ def _squeeze_excite(match) -> str:
 
 @register_mapping("smp_manet", models=("manet_resnet34",))
 def smp_manet():
-    """smp MAnet with a ResNet encoder (any depth)."""
+    """smp MAnet with a ResNet or MobileNetV2 encoder."""
     return chain(
-        prefixed("encoder.", "encoder", torchvision_resnet()),
+        smp_encoder(),
         rules(
             (r"decoder\.center\.(top|center|bottom|out)_conv", r"decoder/pab/\1"),
             (r"decoder\.blocks\.(\d+)\.hl_conv\.([01])\.0", r"decoder/block\1/hl_conv\2/conv"),

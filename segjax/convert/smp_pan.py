@@ -1,7 +1,7 @@
 """Mapping of segmentation_models_pytorch's `PAN` onto segjax's PAN models ("pan_resnet34").
 
-smp names: `encoder.*` (a torchvision ResNet without `fc`, see
-`segjax.convert.resnet`); `decoder.fpa.{branch1.1, mid.0, down1.1, down2.1,
+smp names: `encoder.*` (a torchvision ResNet or MobileNetV2, see
+`segjax.convert.smp_encoders`); `decoder.fpa.{branch1.1, mid.0, down1.1, down2.1,
 down3.1, down3.2, conv1, conv2}` and `decoder.gau{k}.{conv1.1, conv2}`, each a
 `ConvBnRelu` with `.conv` and `.bn`; `segmentation_head.0` (the 3x3
 classifier). segjax names (`segjax.models.decoders.pan`):
@@ -11,8 +11,8 @@ classifier). segjax names (`segjax.models.decoders.pan`):
 both, so the rules hold at any encoder depth.
 """
 
-from segjax.convert.core import chain, prefixed, register_mapping, rules
-from segjax.convert.resnet import torchvision_resnet
+from segjax.convert.core import chain, register_mapping, rules
+from segjax.convert.smp_encoders import smp_encoder
 
 FPA_NAMES = {"branch1.1": "pool_branch", "mid.0": "mid", "down1.1": "down1", "down2.1": "down2",
              "down3.1": "down3_1", "down3.2": "down3_2", "conv1": "conv1", "conv2": "conv2"}
@@ -30,9 +30,9 @@ def _gau(match) -> str:
 
 @register_mapping("smp_pan", models=("pan_resnet34",))
 def smp_pan():
-    """smp PAN with a ResNet encoder (any depth, output stride 16 or 32)."""
+    """smp PAN with a ResNet or MobileNetV2 encoder."""
     return chain(
-        prefixed("encoder.", "encoder", torchvision_resnet()),
+        smp_encoder(),
         rules(
             (r"decoder\.fpa\.(branch1\.1|mid\.0|down[12]\.1|down3\.[12]|conv[12])\.(conv|bn)",
              _fpa),

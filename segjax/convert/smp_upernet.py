@@ -1,8 +1,8 @@
 """Mapping of segmentation_models_pytorch's `UPerNet` onto segjax's UPerNet models
 ("upernet_resnet34").
 
-smp names: `encoder.*` (a torchvision ResNet without `fc`, see
-`segjax.convert.resnet`); `decoder.feature_norms.{i}` (LayerNorms, finest
+smp names: `encoder.*` (a torchvision ResNet or MobileNetV2, see
+`segjax.convert.smp_encoders`); `decoder.feature_norms.{i}` (LayerNorms, finest
 first); `decoder.psp.blocks.{j}.1.{0: conv, 1: BN}`, `decoder.psp.out_conv`;
 `decoder.fpn_lateral_blocks.{i}.conv_norm_relu`, `decoder.fpn_conv_blocks.{i}`
 (deepest first), `decoder.fusion_block`, each a `Conv2dReLU` (`.0` conv, `.1`
@@ -12,8 +12,8 @@ BN); `segmentation_head.0` (the 1x1 classifier). segjax names
 `decoder/fusion` (each `conv`, `norm/bn`), `head/classifier`.
 """
 
-from segjax.convert.core import chain, prefixed, register_mapping, rules
-from segjax.convert.resnet import torchvision_resnet
+from segjax.convert.core import chain, register_mapping, rules
+from segjax.convert.smp_encoders import smp_encoder
 
 MODULES = (
     (r"decoder\.psp\.blocks\.(\d+)\.1", r"decoder/ppm/stage\1"),
@@ -35,9 +35,9 @@ def _conv_norm_rules():
 
 @register_mapping("smp_upernet", models=("upernet_resnet34",))
 def smp_upernet():
-    """smp UPerNet with a ResNet encoder (any depth)."""
+    """smp UPerNet with a ResNet or MobileNetV2 encoder."""
     return chain(
-        prefixed("encoder.", "encoder", torchvision_resnet()),
+        smp_encoder(),
         rules(
             (r"decoder\.feature_norms\.(\d+)", r"decoder/norm\1"),
             *_conv_norm_rules(),

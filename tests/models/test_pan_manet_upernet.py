@@ -136,6 +136,45 @@ def test_logits_equal_smp_after_conversion(name):
         assert torch_refs.max_rel_diff(ours, theirs) < 1e-4, size
 
 
+# The decoders over other encoders as smp builds them (generic "segmenter" models converted with
+# the same mappings): (decoder, smp encoder, smp options, segjax encoder, head kernel, input).
+# smp's PAN dilates with its own rule (every conv of the dilated stage at the new rate), which
+# segjax's ResNet reproduces with multi_grid (1, 1, 1); segjax's MobileNetV2 dilates as DeepLab
+# does, so PAN on MobileNetV2 is compared at output stride 32.
+OTHER_ENCODERS = [
+    ("pan", "resnet50", {}, {"name": "resnet50", "output_stride": 16, "multi_grid": (1, 1, 1)},
+     3, (128, 160)),
+    ("manet", "resnet50", {}, {"name": "resnet50"}, 3, (64, 96)),
+    ("upernet", "resnet50", {}, {"name": "resnet50"}, 1, (96, 64)),
+    ("pan", "mobilenet_v2", {"encoder_output_stride": 32}, {"name": "mobilenetv2"}, 3,
+     (256, 288)),
+    ("manet", "mobilenet_v2", {}, {"name": "mobilenetv2"}, 3, (64, 96)),
+    ("upernet", "mobilenet_v2", {}, {"name": "mobilenetv2"}, 1, (64, 96)),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,smp_encoder,smp_options,encoder,head_kernel,size", OTHER_ENCODERS)
+def test_decoder_equals_smp_over_other_encoders(name, smp_encoder, smp_options, encoder,
+                                                head_kernel, size):
+    smp = torch_refs.import_smp()
+    torch = torch_refs.import_torch()
+    torch.manual_seed(0)
+    reference = torch_refs.randomize_bn(getattr(smp, CASES[name][0])(
+        smp_encoder, encoder_weights=None, classes=4, **smp_options)).eval()
+    model = registry.build({"name": "segmenter", "encoder": encoder, "decoder": {"name": name},
+                            "head": {"name": "conv", "kernel_size": head_kernel},
+                            "num_classes": 4, "align_corners": True})
+    x = np.random.default_rng(0).standard_normal((1, *size, 3)).astype(np.float32)
+    variables = jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v), x)
+    assert count_params(variables) == sum(p.numel() for p in reference.parameters())
+    variables, _ = convert.convert(torch_refs.state_dict_numpy(reference), variables,
+                                   convert.get_mapping(f"smp_{name}").factory(), strict=True)
+    ours = jax.jit(model.apply)(variables, x)["logits"]
+    theirs = torch_refs.to_nhwc(torch_refs.run_nhwc(reference, x))
+    assert torch_refs.max_rel_diff(ours, theirs) < 1e-4
+
+
 @pytest.mark.parametrize("attention", ["smp", "per_query"])
 def test_manet_attention_weights_normalise_as_the_style_says(attention):
     from segjax.models.decoders.manet import PositionAttention  # pylint: disable=import-outside-toplevel

@@ -1,0 +1,47 @@
+"""The CamVid configs of PAN, MAnet, UPerNet and CGNet: data section, variants, the model
+builds from each config, and (slow) each smoke variant trains on real CamVid frames."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from segjax.models import build
+from tests.test_camvid_configs import forward_backward, get_config
+
+CONFIGS = ("pan_camvid", "manet_camvid", "upernet_camvid", "cgnet_camvid")
+MODELS = {"pan_camvid": "pan_resnet34", "manet_camvid": "manet_resnet34",
+          "upernet_camvid": "upernet_resnet34", "cgnet_camvid": "cgnet"}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_data_section_and_variants(name):
+    config = get_config(name)
+    assert config.model.name == MODELS[name] and config.model.num_classes == 11
+    assert tuple(config.data.ignore_values) == (11,) and config.data.root.endswith("camvid")
+    smoke, cpu = get_config(name, "smoke"), get_config(name, "cpu")
+    # PAN's feature pyramid attention needs the 1/16 map at 8x8 or more: 128x128 crops.
+    assert smoke.train.steps <= 4 and max(smoke.data.crop) <= (128 if name == "pan_camvid" else 64)
+    assert cpu.train.max_minutes > 0 and cpu.data.batch_size <= 4
+    with pytest.raises(ValueError, match=rf"configs/{name}.py: unknown argument\(s\) \['smok'\]"):
+        get_config(name, "smok")
+
+
+def test_cgnet_cpu_budget_is_stated():
+    cpu = get_config("cgnet_camvid", "cpu")
+    assert tuple(cpu.data.crop) == (256, 256) and cpu.data.batch_size == 4
+    assert cpu.train.eval_every == cpu.train.steps and cpu.train.max_minutes == 100.0
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_model_builds_from_the_config(name):
+    config = get_config(name, "smoke")
+    model = build(config.model)
+    x = jax.ShapeDtypeStruct((2, *config.data.crop, 3), jnp.float32)
+    variables = jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v), x)
+    assert jax.eval_shape(model.apply, variables, x)["logits"].shape == (2, *config.data.crop, 11)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CONFIGS)
+def test_smoke_configs_train_on_camvid(name, camvid_root):
+    forward_backward(name, camvid_root)
