@@ -29,7 +29,9 @@ def test_data_section_and_variants(name):
 def test_cgnet_cpu_budget_is_stated():
     cpu = get_config("cgnet_camvid", "cpu")
     assert tuple(cpu.data.crop) == (256, 256) and cpu.data.batch_size == 4
-    assert cpu.train.eval_every == cpu.train.steps and cpu.train.max_minutes == 100.0
+    assert cpu.train.steps == 1000 and cpu.train.eval_every == cpu.train.steps
+    assert cpu.train.max_minutes == 120.0
+    assert get_config("cgnet_camvid", "smoke,cpu").train.steps == 4  # smoke wins
 
 
 @pytest.mark.parametrize("name", CONFIGS)
