@@ -1,12 +1,10 @@
 """The CamVid configs of PAN, MAnet, UPerNet and CGNet: data section, variants, the model
 builds from each config, and (slow) each smoke variant trains on real CamVid frames."""
 
-import jax
-import jax.numpy as jnp
 import pytest
 
-from segjax.models import build
-from tests.test_camvid_configs import forward_backward, get_config
+from tests import test_camvid_configs as camvid
+from tests.test_camvid_configs import get_config
 
 CONFIGS = ("pan_camvid", "manet_camvid", "upernet_camvid", "cgnet_camvid")
 MODELS = {"pan_camvid": "pan_resnet34", "manet_camvid": "manet_resnet34",
@@ -36,14 +34,10 @@ def test_cgnet_cpu_budget_is_stated():
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_model_builds_from_the_config(name):
-    config = get_config(name, "smoke")
-    model = build(config.model)
-    x = jax.ShapeDtypeStruct((2, *config.data.crop, 3), jnp.float32)
-    variables = jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v), x)
-    assert jax.eval_shape(model.apply, variables, x)["logits"].shape == (2, *config.data.crop, 11)
+    camvid.test_model_builds_from_the_config(name)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_smoke_configs_train_on_camvid(name, camvid_root):
-    forward_backward(name, camvid_root)
+    camvid.forward_backward(name, camvid_root)
