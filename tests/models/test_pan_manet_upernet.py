@@ -9,6 +9,7 @@ import pytest
 
 from segjax import convert
 from segjax.models import layers, registry
+from segjax.models.decoders.manet import PositionAttention
 from segjax.models.segmenter import count_params
 from tests import torch_refs
 
@@ -77,16 +78,16 @@ RESNET34_WIDTHS = {2: 64, 4: 64, 8: 128, 16: 256, 32: 512}
 
 
 def smp_decoder(name: str):
-    torch_refs.import_smp()
+    smp = torch_refs.import_smp()
     torch = torch_refs.import_torch()
-    from segmentation_models_pytorch.decoders.manet.decoder import MAnetDecoder  # pylint: disable=import-outside-toplevel
-    from segmentation_models_pytorch.decoders.pan.decoder import PANDecoder  # pylint: disable=import-outside-toplevel
-    from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder  # pylint: disable=import-outside-toplevel
     channels = (3, *RESNET34_WIDTHS.values())
     torch.manual_seed(0)
-    decoder = {"pan": lambda: PANDecoder(channels, 5, 32),
-               "manet": lambda: MAnetDecoder(channels, (256, 128, 64, 32, 16), 5),
-               "upernet": lambda: UPerNetDecoder(channels, 5, 256)}[name]()
+    decoders = smp.decoders
+    decoder = {"pan": lambda: decoders.pan.decoder.PANDecoder(channels, 5, 32),
+               "manet": lambda: decoders.manet.decoder.MAnetDecoder(
+                   channels, (256, 128, 64, 32, 16), 5),
+               "upernet": lambda: decoders.upernet.decoder.UPerNetDecoder(channels, 5, 256)}[
+        name]()
     return torch_refs.randomize_bn(decoder).eval()
 
 
@@ -177,7 +178,6 @@ def test_decoder_equals_smp_over_other_encoders(name, smp_encoder, smp_options, 
 
 @pytest.mark.parametrize("attention", ["smp", "per_query"])
 def test_manet_attention_weights_normalise_as_the_style_says(attention):
-    from segjax.models.decoders.manet import PositionAttention  # pylint: disable=import-outside-toplevel
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 5, 8))
     module = PositionAttention(4, attention=attention)
     variables = module.init(jax.random.PRNGKey(1), x)

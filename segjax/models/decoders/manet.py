@@ -1,6 +1,6 @@
-"""MA-Net: Multi-scale Attention Net (Fan, Wang, Li, Chen 2020, IEEE Access, doi:10.1109/ACCESS.2020.3025372).
+"""MA-Net: Multi-scale Attention Net (Fan, Wang, Li, Chen 2020, IEEE Access).
 
-A U-Net-shaped decoder with two attention blocks:
+doi:10.1109/ACCESS.2020.3025372. A U-Net-shaped decoder with two attention blocks:
 - Position-wise Attention Block (PAB) on the deepest feature: 1x1
   convolutions give queries and keys (`pab_channels` wide), a 3x3
   convolution the values; the pairwise query-key scores, normalised by a
@@ -86,7 +86,8 @@ class PositionAttention(nn.Module):
 
 
 class SqueezeExcite(nn.Module):
-    """Global pool, 1x1 conv to max(1, C // reduction), ReLU, 1x1 conv, sigmoid (channel weights)."""
+    """Channel weights: global pool, 1x1 conv to max(1, C // reduction), ReLU, 1x1 conv,
+    sigmoid."""
 
     reduction: int = 16
     dtype: Any = None
