@@ -1,12 +1,14 @@
-"""Prints docs/decoders_unetpp_linknet_fpn_pspnet.md's table: decoder x encoder, parameters,
-forward GFLOPs at 512x512, parity status.
+"""The decoder x encoder table of the CNN decoder family: parameters, forward GFLOPs, parity.
 
-    python experiments/decoders_table.py [--size 512] [--num_classes 11]
+    python experiments/decoders_table.py [--size 512] [--num_classes 19]
 
-Each decoder sits on each encoder in smp's layout (the decoder files' `smp_<arch>(encoder)`
-builders, which `<arch>_resnet34` are); the papers' own networks follow. FLOPs are XLA's cost
-analysis of the compiled forward pass at batch 1, size x size x 3, float32, with native
-convolutions (`experiments/models_table.measure_model`).
+Every decoder of segmentation_models_pytorch's family at smp's defaults over ResNet-34,
+ResNet-50 and MobileNetV2 (UNet++, Linknet, FPN, PSPNet through their decoder files'
+`smp_<arch>(encoder, num_classes)` builders; PAN, MAnet and UPerNet as "segmenter"
+configs, PAN's encoder at output stride 16 dilated as smp dilates ResNets), then the papers'
+own networks and CGNet. FLOPs are XLA's cost analysis of the compiled forward pass at batch 1,
+size x size x 3, float32, native convolutions (`experiments/models_table.measure_model`; a
+multiply-add counts 2). docs/decoders_*.md hold its output.
 """
 
 from __future__ import annotations
@@ -20,54 +22,75 @@ import jax
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.models_table import measure_model  # noqa: E402
+from segjax import runtime  # noqa: E402
 from segjax.models import registry  # noqa: E402
 from segjax.models.decoders import fpn, linknet, pspnet, unetplusplus  # noqa: E402
-from segjax.ops import conv as conv_ops  # noqa: E402
 
-BUILDERS = {"unetplusplus": unetplusplus.smp_unetplusplus, "linknet": linknet.smp_linknet,
-            "fpn": fpn.smp_fpn, "pspnet": pspnet.smp_pspnet}
 ENCODERS = ("resnet34", "resnet50", "mobilenetv2")
-PARITY_TEST = "tests/models/test_smp_decoders.py"
-PARITY = {
-    "resnet34": f"logits = smp's (`{PARITY_TEST}`, 2 inputs, slow) and parameter count (fast)",
-    "resnet50": f"logits = smp's (`{PARITY_TEST}`, slow) and parameter count (fast)",
-    "mobilenetv2": f"logits = smp's (`{PARITY_TEST}`, slow) and parameter count (fast)",
-}
+SMP_BUILDERS = {"unetplusplus": unetplusplus.smp_unetplusplus, "linknet": linknet.smp_linknet,
+                "fpn": fpn.smp_fpn, "pspnet": pspnet.smp_pspnet}
+HEAD_KERNEL = {"pan": 3, "manet": 3, "upernet": 1}
+PARITY_A = "tests/models/test_smp_decoders.py"
+PARITY_B = "tests/models/test_pan_manet_upernet.py"
 PAPER_MODELS = {
-    "unetplusplus": "paper network: analytic parameter count (`tests/models/"
-                    "test_unetplusplus.py`); no reference implementation here",
-    "pspnet_resnet50": "paper layout; no reference implementation here (shapes only)",
-    "fpn_resnet50": "paper layout; no reference implementation here (shapes only)",
+    "unetplusplus": ("its own (VGG-style)", "analytic parameter count (`tests/models/"
+                     "test_unetplusplus.py`); the paper's 9.04M"),
+    "pspnet_resnet50": ("resnet50_v1c, OS 8", "paper layout (shapes only)"),
+    "fpn_resnet50": ("resnet50", "paper layout (shapes only)"),
+    "cgnet": ("its own (M3N21)", "equal to a PyTorch re-implementation of the official module "
+              "(`tests/models/test_cgnet.py`); 496,306 parameters at 19 classes"),
 }
 
 
-def row(decoder: str, encoder: str, params: int, gflops: float, parity: str) -> str:
-    return f"| `{decoder}` | {encoder} | {params:,} | {gflops:,.1f} | {parity} |"
+def smp_segmenter(decoder: str, encoder: str, num_classes: int):
+    """PAN / MAnet / UPerNet at smp's defaults as a "segmenter" config."""
+    encoder_config = {"name": encoder}
+    if decoder == "pan":
+        encoder_config["output_stride"] = 16
+        if encoder.startswith("resnet"):
+            encoder_config["multi_grid"] = (1, 1, 1)
+    return registry.build({"name": "segmenter", "num_classes": num_classes,
+                           "encoder": encoder_config, "decoder": {"name": decoder},
+                           "head": {"name": "conv", "kernel_size": HEAD_KERNEL[decoder]},
+                           "align_corners": decoder != "manet"})
+
+
+def parity(decoder: str, encoder: str) -> str:
+    if decoder in SMP_BUILDERS:
+        return f"logits and parameter count = smp's (`{PARITY_A}`)"
+    if decoder == "pan" and encoder == "mobilenetv2":
+        return ("differs from smp at output stride 16 (segjax's MobileNetV2 dilates as DeepLab); "
+                f"equal at 32 (`{PARITY_B}`)")
+    return f"logits and parameter count = smp's (`{PARITY_B}`)"
+
+
+def smp_rows(num_classes: int):
+    for decoder in (*SMP_BUILDERS, "pan", "manet", "upernet"):
+        for encoder in ENCODERS:
+            model = (SMP_BUILDERS[decoder](encoder, num_classes) if decoder in SMP_BUILDERS
+                     else smp_segmenter(decoder, encoder, num_classes))
+            yield decoder, encoder, model, parity(decoder, encoder)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--num_classes", type=int, default=11)
+    parser.add_argument("--num_classes", type=int, default=19)
     args = parser.parse_args(argv)
-    conv_ops.set_default_implementation("native")
+    runtime.configure(conv_impl="native")  # XLA's convolutions: what cost analysis counts
     shape = (1, args.size, args.size, 3)
-    print(f"| decoder (smp layout) | encoder | parameters | GFLOPs @ {args.size}x{args.size} "
-          "| parity with smp 0.6.0 |")
+    header = f"| parameters | GFLOPs @ {args.size}x{args.size} |"
+    print(f"| decoder (smp layout) | encoder {header} parity with smp 0.6.0 |")
     print("| --- | --- | ---: | ---: | --- |")
-    for decoder, builder in BUILDERS.items():
-        for encoder in ENCODERS:
-            params, gflops = measure_model(builder(encoder, args.num_classes), shape)
-            print(row(decoder, encoder, params, gflops, PARITY[encoder]), flush=True)
-    print(f"\n| paper's network | encoder | parameters | GFLOPs @ {args.size}x{args.size} "
-          "| verification |")
+    for decoder, encoder, model, status in smp_rows(args.num_classes):
+        params, gflops = measure_model(model, shape)
+        print(f"| `{decoder}` | {encoder} | {params:,} | {gflops:,.1f} | {status} |", flush=True)
+    print(f"\n| paper's network | encoder {header} verification |")
     print("| --- | --- | ---: | ---: | --- |")
-    for name, status in PAPER_MODELS.items():
+    for name, (encoder, status) in PAPER_MODELS.items():
         model = registry.build({"name": name, "num_classes": args.num_classes})
         params, gflops = measure_model(model, shape)
-        encoder = {"unetplusplus": "its own (VGG-style)", "pspnet_resnet50": "resnet50_v1c, OS 8",
-                   "fpn_resnet50": "resnet50"}[name]
-        print(row(name, encoder, params, gflops, status), flush=True)
+        print(f"| `{name}` | {encoder} | {params:,} | {gflops:,.1f} | {status} |", flush=True)
     print(f"\n{args.num_classes} classes. Generated by `python experiments/decoders_table.py` "
           f"(jax {jax.__version__}, XLA cost analysis on {jax.default_backend()}).")
     return 0

@@ -51,9 +51,10 @@ MODELS = (
 )
 
 
-def measure(name: str, size: int) -> tuple[int, float]:
-    """(parameters, forward GFLOPs at size x size) of a registered model."""
-    return measure_model(registry.build({"name": name}), (1, size, size, 3))
+def measure(name: str | dict, size: int) -> tuple[int, float]:
+    """(parameters, forward GFLOPs at size x size) of a registered model name or model config."""
+    model = registry.build(name if isinstance(name, dict) else {"name": name})
+    return measure_model(model, (1, size, size, 3))
 
 
 def measure_model(model, shape) -> tuple[int, float]:

@@ -450,13 +450,15 @@ def _assemble_windows(pieces: dict, window: tuple[int, ...], prefix: tuple[int, 
 _window_max.defvjp(_window_max_forward, _window_max_backward)
 
 
-def avg_pool(x: jax.Array, window: int = 2, strides: int | None = None, padding="VALID"):
-    """Average pooling over all spatial axes, padding excluded from the count."""
+def avg_pool(x: jax.Array, window: int = 2, strides: int | None = None, padding="VALID",
+             count_include_pad: bool = False):
+    """Average pooling over all spatial axes; by default padding is excluded from the
+    count (`count_include_pad=True` is PyTorch's `AvgPool` default)."""
     rank = x.ndim - 2
     strides = window if strides is None else strides
     return nn.avg_pool(x, _as_tuple(window, rank), _as_tuple(strides, rank),
                        _pool_padding(padding, rank),
-                       count_include_pad=False)
+                       count_include_pad=count_include_pad)
 
 
 def global_avg_pool(x: jax.Array) -> jax.Array:
@@ -487,7 +489,8 @@ def adaptive_avg_pool(x: jax.Array, output_size: int | Sequence[int]) -> jax.Arr
     rank = x.ndim - 2
     for axis, bins in enumerate(_as_tuple(output_size, rank), start=1):
         matrix = jnp.asarray(adaptive_bins(x.shape[axis], bins), x.dtype)
-        x = jnp.moveaxis(jnp.tensordot(matrix, x, axes=[[1], [axis]]), 0, axis)
+        x = jnp.moveaxis(jnp.tensordot(matrix, x, axes=[[1], [axis]],
+                                       precision=jax.lax.Precision.HIGHEST), 0, axis)
     return x
 
 
