@@ -60,7 +60,8 @@ from typing import Sequence
 import numpy as np
 
 from segjax.data import transforms
-from segjax.data.sources import FolderSource, LabelSpec, parse_split, sort_names, spec_from_config
+from segjax.data.sources import (FolderSource, LabelSpec, parse_split, sort_names,
+                                 spec_from_config, split_folder)
 from segjax.registry import register
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -235,15 +236,8 @@ class VolumeFolderSource:
         self.channels = int(image_channels)
         self.spec = spec or LabelSpec(self.channels)
         self.num_classes = num_classes
-        folder, selection = parse_split(split)
-        image_dir = self.root / folder / "images"
-        if not image_dir.is_dir():
-            raise FileNotFoundError(f"split {split!r}: no images folder {image_dir} (expected "
-                                    "<root>/<split>/images and <root>/<split>/labels)")
-        images = _volume_files(image_dir)
-        if not images:
-            raise FileNotFoundError(f"split {split!r}: no {'/'.join(VOLUME_SUFFIXES)} files in "
-                                    f"{image_dir}")
+        folder, selection, image_dir, images = split_folder(self.root, split, _volume_files,
+                                                            VOLUME_SUFFIXES)
         names = sort_names(list(images))[selection]
         if not names:
             raise ValueError(f"split {split!r} selects no files from the {len(images)} in "
