@@ -1,0 +1,110 @@
+"""SegFormer's all-MLP decoder and the SegFormer-B0..B5 models (Xie et al. 2021, arXiv:2105.15203).
+
+The decoder ("segformer"): each encoder feature at `strides` (4, 8, 16, 32)
+goes through its own linear layer to `features` channels and is resized
+(bilinear, half-pixel centres) to the shallowest one's resolution; the maps
+are concatenated deepest first, fused by a 1x1 convolution (no bias) + batch
+norm + ReLU. The head (`segjax.models.segmenter.SegmentationHead`) applies
+dropout 0.1 and a 1x1 convolution to the classes; `Segmenter` resizes the
+stride-4 logits to the input.
+
+It reads only the stride-keyed feature dict, so it works on any encoder that
+returns those strides (MiT, ResNet, DPT's reassembled ViT ...).
+
+Models `segformer_b0` .. `segformer_b5`: MiT-B0..B5 (`segjax.models.encoders.mit`)
++ this decoder with 256 channels (B0, B1) or 768 (B2-B5), as the paper's
+ADE20K models. `style` picks between the layouts that publish weights:
+
+    style    layer-norm eps   decoder channels   logits upsampled        dropout
+    paper    1e-6             256 / 768          bilinear, half-pixel    0.1
+    hf       1e-5             256 / 768          bilinear, half-pixel    0.1
+    smp      1e-6             256                align_corners=True      0
+
+"paper" is the official NVlabs/mmsegmentation network; "hf" is transformers'
+`SegformerForSemanticSegmentation` (whose `SegformerModel` uses PyTorch's
+1e-5 everywhere; its logits are at stride 4 and its loss upsamples them with
+half-pixel centres, as `Segmenter` does); "smp" is
+segmentation_models_pytorch's `Segformer` (256 channels for every encoder, a
+x4 `UpsamplingBilinear2d`, i.e. align_corners=True, no dropout). Parameter
+counts at 150 classes equal transformers' (3,752,694 for B0 ... 84,708,694
+for B5; tests/models/test_segformer.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from segjax.models import layers, transformer
+from segjax.models.encoders.mit import VARIANTS, MixTransformer
+from segjax.models.registry import register
+from segjax.models.segmenter import SegmentationHead, Segmenter
+
+
+@register("decoder", "segformer", paper="Xie et al. 2021, SegFormer all-MLP decoder, "
+                                        "arXiv:2105.15203")
+class SegFormerDecoder(nn.Module):
+    """Per-stride linear projections, resize to the shallowest stride, concat, 1x1 fuse."""
+
+    features: int = 256
+    strides: Sequence[int] = (4, 8, 16, 32)
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, features: dict, *, train: bool = False):
+        missing = [stride for stride in self.strides if stride not in features]
+        if missing:
+            raise KeyError(f"segformer decoder: strides {missing} (of strides="
+                           f"{tuple(self.strides)}) are not encoder strides; encoder strides: "
+                           f"{sorted(features)}")
+        strides = sorted(self.strides)
+        size = features[strides[0]].shape[1:-1]
+        projected = [layers.resize(transformer.dense(self.features, f"proj{index}",
+                                                     dtype=self.dtype)(features[stride]), size)
+                     for index, stride in enumerate(strides)]
+        x = jnp.concatenate(projected[::-1], axis=-1)
+        return layers.ConvNormAct(self.features, 1, padding=0, dtype=self.dtype,
+                                  name="fuse")(x, train=train)
+
+
+STYLES = {
+    "paper": {"layer_norm_epsilon": 1e-6, "align_corners": False, "dropout": 0.1},
+    "hf": {"layer_norm_epsilon": 1e-5, "align_corners": False, "dropout": 0.1},
+    "smp": {"layer_norm_epsilon": 1e-6, "align_corners": True, "dropout": 0.0,
+            "decoder_features": 256},
+}
+
+
+def segformer(variant: str, num_classes: int = 150, style: str = "paper",
+              decoder_features: int | None = None, drop_path_rate: float = 0.1,
+              dtype: Any = None) -> Segmenter:
+    """SegFormer-`variant` (b0..b5) in one of `STYLES`' layouts."""
+    if variant not in VARIANTS:
+        raise ValueError(f"segformer: variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    if style not in STYLES:
+        raise ValueError(f"segformer: style must be one of {sorted(STYLES)}, got {style!r}")
+    options = STYLES[style]
+    if decoder_features is None:
+        decoder_features = options.get("decoder_features",
+                                       256 if variant in ("b0", "b1") else 768)
+    encoder = MixTransformer(**VARIANTS[variant], drop_path_rate=drop_path_rate,
+                             layer_norm_epsilon=options["layer_norm_epsilon"], dtype=dtype)
+    decoder = SegFormerDecoder(decoder_features, dtype=dtype)
+    head = SegmentationHead(num_classes, 1, dropout=options["dropout"], dtype=dtype)
+    return Segmenter(encoder, decoder, head, align_corners=options["align_corners"])
+
+
+def _register(variant: str) -> None:
+    def build(**options) -> Segmenter:
+        return segformer(variant, **options)
+
+    build.__name__ = build.__qualname__ = f"segformer_{variant}"
+    build.__doc__ = f"SegFormer-{variant.upper()}: MiT-{variant.upper()} + the all-MLP decoder."
+    register("model", f"segformer_{variant}", input_shape=(1, 512, 512, 3),
+             paper=f"Xie et al. 2021, SegFormer-{variant.upper()}, arXiv:2105.15203")(build)
+
+
+for _variant in VARIANTS:
+    _register(_variant)
