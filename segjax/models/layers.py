@@ -56,6 +56,9 @@ class Conv(nn.Module):
     kernel_init: Initializer = kaiming_normal_fan_out
     bias_init: Initializer = nn.initializers.zeros
     impl: str | None = None
+    # Weight standardisation (Qiao et al. 2019, arXiv:1903.10520; BiT's StdConv): each output
+    # channel's kernel is normalised to zero mean and unit variance with this epsilon.
+    weight_standardization: float | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -68,6 +71,8 @@ class Conv(nn.Module):
         kernel = self.param("kernel", self.kernel_init,
                             kernel_size + (in_features // self.groups, self.features),
                             self.param_dtype)
+        if self.weight_standardization is not None:
+            kernel = standardize_kernel(kernel, self.weight_standardization)
         dtype = self.dtype or x.dtype
         y = conv_ops.conv(x.astype(dtype), kernel.astype(dtype), strides=self.strides,
                           padding=self.padding, rhs_dilation=self.dilation,
@@ -76,6 +81,14 @@ class Conv(nn.Module):
             bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             y = y + bias.astype(dtype)
         return y
+
+
+def standardize_kernel(kernel: jax.Array, epsilon: float) -> jax.Array:
+    """(kernel - mean) / sqrt(var + epsilon) per output channel (the last axis)."""
+    axes = tuple(range(kernel.ndim - 1))
+    mean = jnp.mean(kernel, axis=axes, keepdims=True)
+    var = jnp.var(kernel, axis=axes, keepdims=True)
+    return (kernel - mean) * jax.lax.rsqrt(var + epsilon)
 
 
 class ConvTranspose(nn.Module):

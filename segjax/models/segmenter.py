@@ -6,7 +6,8 @@ maps that dict to one feature map (or a dict with a "features" entry plus
 named extra outputs such as "center"/"offset"); the head maps features to
 `num_classes` logits, which are resized to the input resolution. An optional
 auxiliary head reads the encoder feature at `aux_stride` (deep supervision,
-as in PSPNet and torchvision's FCN/DeepLabv3).
+as in PSPNet and torchvision's FCN/DeepLabv3), or the decoder's output when
+`aux_stride="decoder"` (DPT's auxiliary head).
 
 The model's `__call__(x, *, train)` returns a dict with "logits" always and
 "aux_logits" / decoder extras where they exist; the train loop reads names,
@@ -90,7 +91,7 @@ class Segmenter(nn.Module):
     decoder: nn.Module
     head: nn.Module
     aux_head: nn.Module | None = None
-    aux_stride: int | None = None
+    aux_stride: int | str | None = None
     align_corners: bool = False
 
     @nn.compact
@@ -107,10 +108,11 @@ class Segmenter(nn.Module):
         for name, value in extras.items():
             outputs[name] = layers.resize(value, spatial, align_corners=self.align_corners)
         if self.aux_head is not None:
-            if self.aux_stride not in features:
-                raise KeyError(f"aux_stride {self.aux_stride} is not an encoder stride; "
-                               f"encoder strides: {sorted(features)}")
-            aux = self.aux_head(features[self.aux_stride], train=train)
+            if self.aux_stride != "decoder" and self.aux_stride not in features:
+                raise KeyError(f"aux_stride {self.aux_stride} is not an encoder stride or "
+                               f"'decoder'; encoder strides: {sorted(features)}")
+            aux_input = decoded if self.aux_stride == "decoder" else features[self.aux_stride]
+            aux = self.aux_head(aux_input, train=train)
             outputs["aux_logits"] = layers.resize(aux, spatial, align_corners=self.align_corners)
         return outputs
 

@@ -6,6 +6,7 @@
   block's variables sit next to its norms and converters map transformers'
   `q_proj`/`query`... one to one. The keys and values may come from another
   token set (`context`), as in SegFormer's sequence-reduced attention.
+- `SelfAttention`: that function as a module, the tokens attending to themselves.
 - `MLP`: Dense, activation, Dense (`fc1`, `fc2`); the feed-forward of a ViT
   block (SegFormer's Mix-FFN puts a depthwise convolution in between and has
   its own module).
@@ -61,6 +62,19 @@ def multi_head_attention(x: jax.Array, context: jax.Array | None = None, *, num_
                                   heads(context, "value"))
     out = out.reshape(out.shape[:2] + (width,))
     return dense(width, "out", dtype=dtype)(out).reshape(x.shape[:-1] + (width,))
+
+
+class SelfAttention(nn.Module):
+    """`multi_head_attention` of the tokens over themselves, as a module (`query`...`out`)."""
+
+    num_heads: int
+    qkv_bias: bool = True
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        return multi_head_attention(x, num_heads=self.num_heads, qkv_bias=self.qkv_bias,
+                                    dtype=self.dtype)
 
 
 class MLP(nn.Module):

@@ -108,3 +108,64 @@ def logits(module, variables, x: np.ndarray) -> np.ndarray:
 
 def random_image(shape, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+# transformers DPTConfig fields of the three reference configurations (the conversion
+# scripts' ADE20K settings: batch norm in the fusion units, the auxiliary head).
+DPT_CONFIGS = {
+    "b16": {"use_batch_norm_in_fusion_residual": True},
+    "l16": {"use_batch_norm_in_fusion_residual": True, "hidden_size": 1024,
+            "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
+            "backbone_out_indices": [5, 11, 17, 23], "neck_hidden_sizes": [256, 512, 1024, 1024]},
+    "hybrid": {"use_batch_norm_in_fusion_residual": True, "is_hybrid": True,
+               "reassemble_factors": [1, 1, 1, 0.5], "neck_hidden_sizes": [256, 512, 768, 768]},
+}
+
+
+def hf_dpt(variant: str, num_classes: int, seed: int = 0, meta: bool = False, **overrides):
+    """transformers' DPTForSemanticSegmentation, random weights, eval (or on the meta device)."""
+    transformers = torch_refs.import_transformers()
+    torch = torch_refs.import_torch()
+    fields = {**DPT_CONFIGS[variant], **overrides}
+    if variant == "hybrid" and "image_size" in overrides:
+        size = overrides["image_size"]
+        fields["backbone_featmap_shape"] = [1, 1024, size // 16, size // 16]
+    config = transformers.DPTConfig(num_labels=num_classes, **fields)
+    if meta:
+        with torch.device("meta"):
+            return transformers.DPTForSemanticSegmentation(config)
+    torch.manual_seed(seed)
+    model = transformers.DPTForSemanticSegmentation(config)
+    with torch.no_grad():  # transformers initialises both to zeros
+        model.dpt.embeddings.cls_token.normal_(0, 0.5)
+        model.dpt.embeddings.position_embeddings.normal_(0, 0.5)
+    return randomize_norms(model, seed).eval()
+
+
+def hf_dpt_logits(model, x_nhwc: np.ndarray) -> np.ndarray:
+    """`DPTForSemanticSegmentation.forward`'s logits, its steps written out so that the
+    patch grid reaches the neck: the model's own forward assumes a square grid, and the
+    hybrid's embeddings need `interpolate_pos_encoding` at any other size than
+    `config.image_size`. Upsampled to the input's size (align_corners=True), NHWC."""
+    torch = torch_refs.import_torch()
+    config = model.config
+    pixels = torch_refs.to_nchw(x_nhwc)
+    with torch.no_grad():
+        if config.is_hybrid:
+            embedded = model.dpt.embeddings(pixels, interpolate_pos_encoding=True)
+        else:
+            embedded = model.dpt.embeddings(pixels)
+        hidden, taps = embedded.last_hidden_states, []
+        for layer in model.dpt.encoder.layer:
+            hidden = layer(hidden)
+            taps.append(hidden)
+        if config.is_hybrid:
+            selected = list(embedded.intermediate_activations) + [
+                taps[index] for index in config.backbone_out_indices[2:]]
+        else:
+            selected = [taps[index] for index in config.backbone_out_indices]
+        grid = [n // config.patch_size for n in x_nhwc.shape[1:3]]
+        logits = model.head(model.neck(selected, *grid))
+        logits = torch.nn.functional.interpolate(logits, size=x_nhwc.shape[1:3],
+                                                 mode="bilinear", align_corners=True)
+    return torch_refs.to_nhwc(logits)
