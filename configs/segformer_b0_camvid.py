@@ -1,0 +1,41 @@
+"""SegFormer-B0 (Xie et al. 2021, arXiv:2105.15203) on CamVid, from scratch.
+
+MiT-B0 encoder (stochastic depth 0.1) and the all-MLP decoder with 256
+channels, the paper's network (`model.style="paper"`; "hf" and "smp" take the
+layouts whose weights `segjax.convert` imports). The paper fine-tunes
+ImageNet-pretrained encoders with AdamW at 6e-5; from scratch (nothing can be
+downloaded here) AdamW at 6e-4 with weight decay 0.01 and the poly schedule
+trains it (set `config.model.init_from` to converted MiT weights to fine-tune
+instead, at a lower learning rate).
+
+    python -m segjax.main --config configs/segformer_b0_camvid.py --workdir runs/segformer_b0
+    python -m segjax.main --config configs/segformer_b0_camvid.py:cpu --workdir runs/segformer_b0_cpu
+    python -m segjax.main --config configs/segformer_b0_camvid.py:smoke --workdir /tmp/smoke
+
+Arguments: smoke, cpu, sgd (see configs/common_camvid.py). `:cpu` keeps the
+CamVid CPU recipe (256x256 crops, batch 4, validation on the 101 full val
+frames at the end) within the wall-clock budget DeepLabv3+ ResNet-50's `:cpu`
+run took (90.7 minutes for its 360 steps): SegFormer-B0's step costs a
+fraction of DeepLabv3+'s, so it takes 1800 steps, and
+`train.max_minutes` = 95 stops it in any case.
+"""
+
+from configs import common_camvid
+
+CPU_STEPS = 1800
+
+
+def get_config(arg: str = ""):
+    config, options = common_camvid.camvid_config(arg, "configs/segformer_b0_camvid.py",
+                                                  learning_rate=6e-4)
+    config.model.name = "segformer_b0"
+    config.model.style = "paper"
+    config.optim.weight_decay = 0.01
+    if "cpu" in options and "smoke" not in options:
+        config.train.steps = CPU_STEPS
+        config.optim.warmup_steps = 150
+        config.train.max_minutes = 95.0
+        config.train.eval_every = CPU_STEPS
+        config.train.checkpoint_every = 300
+    config.lock()
+    return config
