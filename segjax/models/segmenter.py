@@ -58,6 +58,7 @@ class FCNHead(nn.Module):
     channels: int | None = None
     dropout: float = 0.1
     dtype: Any = None
+    classifier_init: Any = layers.kaiming_normal_fan_out  # torchvision's; DPT: Glorot
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
@@ -66,7 +67,7 @@ class FCNHead(nn.Module):
             x, train=train)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return layers.Conv(self.num_classes, 1, padding=0, dtype=self.dtype,
-                           name="classifier")(x)
+                           kernel_init=self.classifier_init, name="classifier")(x)
 
 
 @register("head", "identity")

@@ -123,7 +123,10 @@ def dpt(variant: str, num_classes: int = 150, readout: str = "project", aux: boo
     encoder = DPTViT(**VARIANTS[variant], readout=readout, image_size=image_size,
                      layer_norm_epsilon=layer_norm_epsilon, dtype=dtype)
     decoder = DPTDecoder(batch_norm=batch_norm, dtype=dtype)
-    head = lambda: FCNHead(num_classes, channels=decoder.features, dropout=dropout, dtype=dtype)
+    # Glorot-initialised classifiers, as SegmentationHead's: the He fan-out init would start
+    # a 256-channel head at logits of std ~5 (initial cross-entropy ~8 for 11 classes).
+    head = lambda: FCNHead(num_classes, channels=decoder.features, dropout=dropout, dtype=dtype,
+                           classifier_init=nn.initializers.xavier_uniform())
     return Segmenter(encoder, decoder, head(), head() if aux else None,
                      "decoder" if aux else None, align_corners=True)
 
