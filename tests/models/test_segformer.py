@@ -148,3 +148,23 @@ def test_bad_options_name_the_field():
     encoder = registry.build_part("encoder", {"name": "mit_b0", "num_heads": (1, 2, 5)})
     with pytest.raises(ValueError, match="one entry per stage"):
         encoder.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+
+
+@pytest.mark.slow
+def test_convert_cli_picks_the_mapping_by_layout(tmp_path, capsys):
+    """`python -m segjax.convert` on configs/segformer_b0_camvid.py: a transformers
+    checkpoint goes through 'hf_segformer', an smp one through 'smp_segformer'."""
+    from segjax.convert.__main__ import main  # pylint: disable=import-outside-toplevel
+    from segjax.weights import load_variables  # pylint: disable=import-outside-toplevel
+    torch = torch_refs.import_torch()
+    for mapping, reference in (("hf_segformer", refs.hf_segformer("b0", 11)),
+                               ("smp_segformer", refs.smp_segformer("b0", 11))):
+        checkpoint = tmp_path / f"{mapping}.pth"
+        torch.save(reference.state_dict(), str(checkpoint))
+        output = tmp_path / mapping
+        assert main(["--checkpoint", str(checkpoint), "--config",
+                     "configs/segformer_b0_camvid.py:smoke", "--output", str(output)]) == 0
+        assert f"mapping {mapping!r}" in capsys.readouterr().out
+        variables, metadata = load_variables(output)
+        assert metadata["source"]["unused"] == [] and metadata["source"]["unmapped"] == []
+        assert count_params(variables) == refs.torch_param_count(reference)
