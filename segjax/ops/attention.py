@@ -22,30 +22,31 @@ Implementations (`implementation=`):
   are multiples of 8 up to 128, no mask (a bias is fine).
 - "einsum": the same mathematics written out: the query is scaled before the
   first einsum (T x H multiplications instead of T x S), the logits are
-  computed in float32 (`preferred_element_type`), softmax, second einsum in
-  the input dtype.
+  computed in float32 (`preferred_element_type`), a float32 softmax, the
+  second einsum in the input dtype.
 - "auto" (default): "cudnn" on a GPU when the inputs qualify (above),
   "einsum" on CPU, "xla" otherwise. JAX's own default (`implementation=None`)
   is its XLA path on every backend, including GPUs, which is why "auto" asks
   for cuDNN by name.
 
-Why "einsum" on CPU (`experiments/bench_attention.py`, 2-core Xeon VM with
-AVX-512, float32, median of 5 timed calls, ms; forward / forward+backward):
+Why "einsum" on CPU (`python experiments/bench_attention.py`: float32, the two
+formulations' calls interleaved, minimum of 15 calls in ms, forward /
+forward+backward, on the shared 2-core AVX-512 VM under a load average of
+about 6, so compare within a row):
 
-    shape (batch, T, S, N, H)        xla              einsum
-    SegFormer-B0 stage 1, 256x256:   (8, 4096, 64, 1, 32)
-                                     11.0 / 30.7      8.8 / 26.0
-    SegFormer-B0 stage 2:            (8, 1024, 64, 2, 32)
-                                     5.2 / 14.0       4.2 / 11.2
-    SegFormer-B0 stage 3:            (8, 256, 64, 5, 32)
-                                     3.4 / 8.5        2.7 / 7.7
-    ViT-B/16 at 384x384:             (2, 577, 577, 12, 64)
-                                     55.1 / 167.8     49.5 / 146.6
+    shape                        (batch, T, S, N, H)       xla             einsum
+    SegFormer-B0 256x256 stage 1 (8, 4096, 64, 1, 32)      5.8 / 17.9      5.5 / 16.1
+    SegFormer-B0 stage 2         (8, 1024, 64, 2, 32)      2.4 / 7.5       2.5 / 5.4
+    SegFormer-B0 stage 3         (8, 256, 64, 5, 32)       1.7 / 9.0       1.9 / 3.7
+    SegFormer-B0 stage 4         (8, 64, 64, 8, 32)        0.8 / 2.1       0.8 / 1.6
+    ViT-B/16 at 384x384          (2, 577, 577, 12, 64)     116.1 / 351.8   56.4 / 195.6
 
-The einsum formulation was 1.1-1.25x faster in every case (forward and
-backward), mostly from scaling the query instead of the logits and from the
-one fewer transpose the grouped-head vmap of the XLA path introduces. Both
-agree to float32 rounding (tests/ops/test_attention.py).
+Forward passes are on par at SegFormer's shapes (a single head, short key
+sequences) and twice as fast at ViT's; forward+backward is 1.1-2.4x faster
+with the written-out einsums (the XLA path vmaps its dots over head groups
+and scales the T x S logits, the einsum form scales the T x H query). Both
+agree to float32 rounding
+(tests/ops/test_attention.py).
 """
 
 from __future__ import annotations
