@@ -132,3 +132,28 @@ def test_bad_options_name_the_field():
     encoder = registry.build_part("encoder", {"name": "dpt_vit_b16", "out_layers": (2, 5, 8, 12)})
     with pytest.raises(ValueError, match=r"out_layers \[12\] are not block indices"):
         abstract_variables(encoder)
+
+
+@pytest.mark.parametrize("size", [(70, 90)])
+def test_bit_resnet50_matches_transformers_bit_backbone(size):
+    """DPT-Hybrid's ResNet-50: segjax's ResNet with style='bit' against transformers'
+    BitBackbone (weight standardisation, group norm, 'SAME' padding: odd sizes pad at the end)."""
+    transformers = torch_refs.import_transformers()
+    torch = torch_refs.import_torch()
+    from segjax.convert.dpt import hf_bit_backbone  # pylint: disable=import-outside-toplevel
+    from segjax.models.encoders.resnet import ResNet  # pylint: disable=import-outside-toplevel
+    torch.manual_seed(0)
+    reference = refs.randomize_norms(transformers.BitBackbone(transformers.BitConfig(
+        layer_type="bottleneck", global_padding="same", depths=[3, 4, 9],
+        out_features=["stage1", "stage2", "stage3"], embedding_dynamic_padding=True))).eval()
+    encoder = ResNet(50, style="bit", stage_sizes=(3, 4, 9))
+    x = refs.random_image((1, *size, 3))
+    shapes = jax.eval_shape(lambda x: encoder.init(jax.random.PRNGKey(0), x), x)
+    from segjax import convert  # pylint: disable=import-outside-toplevel
+    variables, _ = convert.convert(torch_refs.state_dict_numpy(reference), shapes,
+                                   hf_bit_backbone(), strict=True)
+    ours = jax.jit(lambda v, x: encoder.apply(v, x))(variables, x)
+    with torch.no_grad():
+        theirs = reference(torch_refs.to_nchw(x)).feature_maps
+    for stride, expected in zip((4, 8, 16), theirs):
+        assert torch_refs.max_rel_diff(ours[stride], torch_refs.to_nhwc(expected)) < TOLERANCE

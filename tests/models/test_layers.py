@@ -97,3 +97,16 @@ def test_stored_relu_lets_the_raw_convolution_output_die_in_the_forward_pass():
 
     activation_bytes = 158 * 158 * 32 * 4
     assert temporaries(layers.stored_relu) <= temporaries(jax.nn.relu) - activation_bytes // 2
+
+
+def test_conv_weight_standardization_normalises_each_output_channel():
+    """Conv(weight_standardization=eps): kernels of zero mean, unit variance per output
+    channel (BiT), so scaling the stored kernel does not change the output."""
+    conv = layers.Conv(4, 3, padding=1, use_bias=False, weight_standardization=1e-8)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 8, 8, 3)), jnp.float32)
+    variables = conv.init(jax.random.PRNGKey(0), x)
+    scaled = jax.tree_util.tree_map(lambda k: 3.0 * k + 1.0, variables)
+    np.testing.assert_allclose(conv.apply(variables, x), conv.apply(scaled, x), atol=1e-4)
+    kernel = layers.standardize_kernel(variables["params"]["kernel"], 1e-8)
+    np.testing.assert_allclose(kernel.mean(axis=(0, 1, 2)), 0, atol=1e-6)
+    np.testing.assert_allclose(kernel.var(axis=(0, 1, 2)), 1, atol=1e-4)
