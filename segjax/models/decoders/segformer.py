@@ -8,6 +8,15 @@ norm + ReLU. The head (`segjax.models.segmenter.SegmentationHead`) applies
 dropout 0.1 and a 1x1 convolution to the classes; `Segmenter` resizes the
 stride-4 logits to the input.
 
+It is computed in an equal, cheaper order (`FusedProjections`): resizing is
+linear, so the 1x1 fuse convolution's block for each branch is multiplied
+into that branch's projection and applied at the branch's own resolution,
+and the upsampled results are summed; the 4F-channel concatenation at
+stride 4 is never formed. The parameters are the paper's (and
+transformers'), so weights convert one to one; the whole forward at 512x512
+drops from 31.3 to 22.8 GFLOPs for B0 and from 143.5 to 67.4 for B2 (XLA's
+count, docs/transformers.md).
+
 It reads only the stride-keyed feature dict, so it works on any encoder that
 returns those strides (MiT, ResNet, DPT's reassembled ViT ...).
 
@@ -35,7 +44,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
+import jax
 
 from segjax.models import layers, transformer
 from segjax.models.encoders.mit import VARIANTS, MixTransformer
@@ -43,10 +52,57 @@ from segjax.models.registry import register
 from segjax.models.segmenter import SegmentationHead, Segmenter
 
 
+class LinearWeights(nn.Module):
+    """A linear layer's kernel (and bias) under this module's name, returned unapplied."""
+
+    shape: tuple[int, ...]
+    use_bias: bool = True
+    kernel_init: Any = transformer.trunc_normal_002
+
+    @nn.compact
+    def __call__(self):
+        kernel = self.param("kernel", self.kernel_init, tuple(self.shape))
+        bias = (self.param("bias", nn.initializers.zeros, (self.shape[-1],))
+                if self.use_bias else None)
+        return kernel, bias
+
+
+class FusedProjections(nn.Module):
+    """sum_j resize(x_j @ (P_j W_j)) + sum_j b_j W_j, then batch norm and ReLU.
+
+    Equal to the paper's concat(resize(x_j @ P_j + b_j))[deepest first] @ W: resizing is
+    linear and preserves constants, so each branch's 1x1 fuse block W_j applies before the
+    upsampling, folded into its projection P_j. `fuse/conv` holds W as the (1, 1, n F, F)
+    kernel of the paper's 1x1 convolution.
+    """
+
+    features: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, branches, size, *, train: bool):
+        count, width = len(branches), self.features
+        fuse, _ = LinearWeights((1, 1, count * width, width), use_bias=False,
+                                kernel_init=layers.kaiming_normal_fan_out, name="conv")()
+        fuse = fuse.reshape(count * width, width)
+        total, constant = 0.0, 0.0
+        for position, (x, kernel, bias) in enumerate(reversed(branches)):  # deepest first
+            block = fuse[position * width:(position + 1) * width]
+            folded = kernel @ block
+            if self.dtype is not None:
+                x, folded = x.astype(self.dtype), folded.astype(self.dtype)
+            total = total + layers.resize(x @ folded, size)
+            constant = constant + bias @ block
+        y = total + constant.astype(total.dtype)
+        y = layers.Norm("batch", dtype=self.dtype, name="norm")(y, train=train)
+        return jax.nn.relu(y)
+
+
 @register("decoder", "segformer", paper="Xie et al. 2021, SegFormer all-MLP decoder, "
                                         "arXiv:2105.15203")
 class SegFormerDecoder(nn.Module):
-    """Per-stride linear projections, resize to the shallowest stride, concat, 1x1 fuse."""
+    """Per-stride linear projections, resize to the shallowest stride, concat, 1x1 fuse
+    (computed in the folded form of `FusedProjections`)."""
 
     features: int = 256
     strides: Sequence[int] = (4, 8, 16, 32)
@@ -61,12 +117,13 @@ class SegFormerDecoder(nn.Module):
                            f"{sorted(features)}")
         strides = sorted(self.strides)
         size = features[strides[0]].shape[1:-1]
-        projected = [layers.resize(transformer.dense(self.features, f"proj{index}",
-                                                     dtype=self.dtype)(features[stride]), size)
-                     for index, stride in enumerate(strides)]
-        x = jnp.concatenate(projected[::-1], axis=-1)
-        return layers.ConvNormAct(self.features, 1, padding=0, dtype=self.dtype,
-                                  name="fuse")(x, train=train)
+        branches = []
+        for index, stride in enumerate(strides):
+            x = features[stride]
+            kernel, bias = LinearWeights((x.shape[-1], self.features), name=f"proj{index}")()
+            branches.append((x, kernel, bias))
+        return FusedProjections(self.features, self.dtype, name="fuse")(branches, size,
+                                                                        train=train)
 
 
 STYLES = {
