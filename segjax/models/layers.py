@@ -379,8 +379,9 @@ def _upsample_half_pixel(x: jax.Array, axis: int, factor: int) -> jax.Array:
     a fixed mix of x[i] and its neighbour (x[i - 1] for t_r < 0, x[i + 1] otherwise; the
     edge pixel repeats past the ends, as PyTorch clamps): elementwise work and an
     interleaving reshape, forward and backward. `jax.image.resize` computes the same
-    values as dense (m x n) matmuls per axis: 1.6x slower for SegFormer's 4x upsampling of
-    150-class logits (batch 8, 64x64 -> 256x256), 3-6x for small maps.
+    values as dense (m x n) matmuls per axis: 1.6x slower alone for SegFormer's 4x
+    upsampling of 150-class logits (batch 8, 64x64 -> 256x256; 4% of that model's
+    gradient step), 2-6x for small maps.
     """
     if factor == 1:
         return x
