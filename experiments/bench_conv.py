@@ -77,7 +77,9 @@ def _time_once(fn, *args) -> float:
 def bench_conv_case(size: int, channels: int, padding: str, dtype: str, repeats: int):
     import jax
 
-    key = jax.random.PRNGKey(0)
+    from segjax import runtime
+
+    key = runtime.key(0)
     x = jax.random.normal(key, (1, size, size, channels)).astype(dtype)
     w = (jax.random.normal(key, (3, 3, channels, channels)) * 0.05).astype(dtype)
     out = size - 2 if padding == "VALID" else size
@@ -174,7 +176,6 @@ def _rss_mb() -> float:
 def prepare_torch(model_name: str, mode: str):
     """PyTorch's model, optimizer and data: (one step as a function, parameter count, RSS MB)."""
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -187,12 +188,20 @@ def prepare_torch(model_name: str, mode: str):
         torch_refs.define_torchvision_schemas()
         import segmentation_models_pytorch as smp  # pylint: disable=import-outside-toplevel
         model = smp.Unet("resnet34", encoder_weights=None, classes=classes)
-    n, h, w, c = shape
-    x = torch.randn(n, c, h, w)
+    n, *spatial, c = shape
+    return torch_step(model, torch.randn(n, c, *spatial), classes, mode)
+
+
+def torch_step(model, x, classes: int, mode: str):
+    """(one Adam + cross-entropy train step or forward of `model` on `x` (N, C, *spatial) as a
+    function, parameter count, RSS MB); 2D and 3D alike."""
+    import torch
+    import torch.nn.functional as F
+
     params = sum(p.numel() for p in model.parameters())
     with torch.no_grad():
         out_shape = model.eval()(x).shape
-    labels = torch.randint(0, classes, (n, out_shape[2], out_shape[3]))
+    labels = torch.randint(0, classes, (out_shape[0], *out_shape[2:]))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def train_step():
@@ -212,29 +221,35 @@ def prepare_torch(model_name: str, mode: str):
 
 def prepare_jax(model_name: str, mode: str, impl: str, dtype: str):
     """segjax's model, optimizer and data: (one step as a function, parameter count, RSS MB)."""
+    from segjax import runtime
+    from segjax.models import registry
+
+    runtime.configure(conv_impl=impl)
+    shape, classes = MODELS[model_name]
+    config = {"name": model_name, "num_classes": classes,
+              "dtype": None if dtype == "float32" else dtype}
+    return jax_step(registry.build(config), shape, classes, mode)
+
+
+def jax_step(model, shape, classes: int, mode: str):
+    """(one Adam + cross-entropy train step or forward of `model` on an input of `shape`
+    (N, *spatial, C) as a function, parameter count, RSS MB), jitted as segjax's own."""
     import jax
     import jax.numpy as jnp
     import optax
 
-    from segjax import host_memory
-    from segjax.models import registry
+    from segjax import host_memory, runtime
     from segjax.models.segmenter import count_params
-    from segjax.ops import conv as conv_ops
     from segjax.train import state as state_lib
 
-    conv_ops.set_default_implementation(impl)
-    shape, classes = MODELS[model_name]
-    config = {"name": model_name, "num_classes": classes,
-              "dtype": None if dtype == "float32" else dtype}
-    model = registry.build(config)
-    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    x = jax.random.normal(runtime.key(0), shape)
     # As segjax's train loop initialises: one compiled program (eager
     # initialisation at 572x572 left ~1 GB of freed-but-resident heap).
-    variables = state_lib.init_variables(model, jax.random.PRNGKey(1), (1,) + shape[1:])
+    variables = state_lib.init_variables(model, runtime.key(1), (1,) + shape[1:])
     params = variables["params"]
     extra = {k: v for k, v in variables.items() if k != "params"}
     out_shape = jax.eval_shape(lambda v: model.apply(v, x), variables)["logits"].shape
-    labels = jax.random.randint(jax.random.PRNGKey(2), out_shape[:-1], 0, classes)
+    labels = jax.random.randint(runtime.key(2), out_shape[:-1], 0, classes)
     optimizer = optax.adam(1e-4)
     opt_state = optimizer.init(params)
 
@@ -269,17 +284,21 @@ def prepare_jax(model_name: str, mode: str, impl: str, dtype: str):
     return step, count_params(variables), _rss_mb()
 
 
-def worker(spec: dict) -> None:
+def prepare(spec: dict):
+    """(step function, parameter count, RSS MB) of one model row's spec."""
+    if spec["framework"] == "torch":
+        return prepare_torch(spec["model"], spec["mode"])
+    return prepare_jax(spec["model"], spec["mode"], spec["impl"], spec["dtype"])
+
+
+def worker(spec: dict, prepare_fn=prepare) -> None:
     """One implementation in this (fresh) process, driven over stdin/stdout.
 
-    Prepares and warms up, prints READY, then times one step per "step" line
-    it reads (printing TIME seconds) until "done", when it prints its RESULT.
+    `prepare_fn(spec)` builds it; the worker warms it up, prints READY, then
+    times one step per "step" line it reads (printing TIME seconds) until
+    "done", when it prints its RESULT.
     """
-    if spec["framework"] == "torch":
-        step, params, baseline = prepare_torch(spec["model"], spec["mode"])
-    else:
-        step, params, baseline = prepare_jax(spec["model"], spec["mode"], spec["impl"],
-                                             spec["dtype"])
+    step, params, baseline = prepare_fn(spec)
     step()  # compile + warm-up
     print("READY", flush=True)
     times = []
@@ -298,11 +317,12 @@ def worker(spec: dict) -> None:
 class Worker:
     """A `worker` subprocess seen from the benchmark: start, wait ready, step, finish."""
 
-    def __init__(self, spec: dict):
+    def __init__(self, spec: dict, script: str | None = None):
         env = dict(os.environ,
                    PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
+        self.proc = subprocess.Popen([sys.executable, script or __file__, "--worker",
+                                      json.dumps(spec)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.stderr, text=True, env=env)
         self.error = None
@@ -363,13 +383,15 @@ def spec_name(spec: dict) -> str:
     return f"{spec['model']}/{spec['mode']}/{label(spec)}"
 
 
-def run_group(specs: list[dict], steps: int, pause: float = 0.5) -> list[dict]:
+def run_group(specs: list[dict], steps: int, pause: float = 0.5,
+              script: str | None = None) -> list[dict]:
     """Prepare the workers of one model and mode together, then step them in turn.
 
     Between steps the next worker waits `pause` seconds, so that the previous
-    one's spinning threads have gone to sleep before it starts.
+    one's spinning threads have gone to sleep before it starts. `script` is
+    the benchmark whose `--worker` runs them (default: this one).
     """
-    workers = [Worker(spec) for spec in specs]
+    workers = [Worker(spec, script) for spec in specs]
     ready = [w.ready() for w in workers]
     for _ in range(steps):
         for w, ok in zip(workers, ready):

@@ -54,7 +54,8 @@ def prepare_segjax():
     from segjax import runtime
     from segjax.models import registry
     from segjax.models.segmenter import count_params
-    from segjax.train import sharding, state as state_lib, step as step_lib
+    from segjax import sharding
+    from segjax.train import state as state_lib, step as step_lib
 
     config = segformer_b0_camvid.get_config()
     with config.unlocked():

@@ -26,18 +26,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segjax import evaluate, inference, metrics as metrics_lib, predict  # noqa: E402
+from segjax import cli, evaluate, inference, metrics as metrics_lib  # noqa: E402
 from segjax.ops import crf as crf_lib  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    predict.add_checkpoint_flags(parser)
+    cli.add_checkpoint_flags(parser)
     parser.add_argument("--split", default="train[:24]", help="split expression to search on")
-    parser.add_argument("--bi_w", type=predict.comma_floats, default=(3.0, 5.0))
-    parser.add_argument("--bi_xy_std", type=predict.comma_floats, default=(20.0, 50.0, 80.0))
-    parser.add_argument("--bi_rgb_std", type=predict.comma_floats, default=(3.0, 5.0, 10.0))
-    parser.add_argument("--pos_w", type=predict.comma_floats, default=(3.0,))
+    parser.add_argument("--bi_w", type=cli.comma_floats, default=(3.0, 5.0))
+    parser.add_argument("--bi_xy_std", type=cli.comma_floats, default=(20.0, 50.0, 80.0))
+    parser.add_argument("--bi_rgb_std", type=cli.comma_floats, default=(3.0, 5.0, 10.0))
+    parser.add_argument("--pos_w", type=cli.comma_floats, default=(3.0,))
     parser.add_argument("--iterations", type=int, default=10)
     return parser.parse_args(argv)
 
@@ -60,7 +60,8 @@ def miou(predictions, labels, num_classes: int, ignore_index: int) -> float:
 def main(argv=None) -> int:
     from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
     args = parse_args(argv)
-    predict_fn, config = predict.load_model(args.workdir, args.checkpoint)
+    loaded = cli.load_model(args)
+    predict_fn, config = loaded.predict_fn, loaded.config
     num_classes = int(config.model.num_classes)
     ignore_index = int(config.data.ignore_index)
     split = evaluate.split_expression(config, args.split)

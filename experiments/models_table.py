@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from segjax.models import registry
 from segjax.models.segmenter import count_params
-from segjax.ops import conv as conv_ops
+from segjax import runtime
 
 # (registered model, output stride of its default configuration, parity test or None).
 MODELS = (
@@ -51,10 +51,15 @@ MODELS = (
 )
 
 
-def measure(name: str, size: int) -> tuple[int, float]:
-    """(parameters, forward GFLOPs at size x size)."""
-    model = registry.build({"name": name})
-    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+def measure(name: str | dict, size: int) -> tuple[int, float]:
+    """(parameters, forward GFLOPs at size x size) of a registered model name or model config."""
+    model = registry.build(name if isinstance(name, dict) else {"name": name})
+    return measure_model(model, (1, size, size, 3))
+
+
+def measure_model(model, shape) -> tuple[int, float]:
+    """(parameters, forward GFLOPs at input `shape`) of a model module."""
+    x = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
     variables = jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v, train=False), x)
     compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile()
     analysis = compiled.cost_analysis()
@@ -68,7 +73,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--only", nargs="*", help="registered model names (default: all)")
     args = parser.parse_args(argv)
-    conv_ops.set_default_implementation("native")
+    runtime.configure(conv_impl="native")  # XLA's convolutions: what cost analysis counts
     command = "python experiments/models_table.py" + (f" --size {args.size}"
                                                       if args.size != 512 else "")
     print(f"| model | parameters | output stride | GFLOPs @ {args.size}x{args.size} "

@@ -83,8 +83,8 @@ def _default_input_shape(config) -> tuple[int, ...]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m segjax.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    from segjax import predict  # the exporter's CLI only; artifacts load without segjax
-    predict.add_checkpoint_flags(parser)
+    from segjax import cli  # the exporter's CLI only; artifacts load without segjax
+    cli.add_checkpoint_flags(parser)
     parser.add_argument("--output", required=True, help="artifact path (metadata at <path>.json)")
     parser.add_argument("--input_shape", help="spatial size and channels, e.g. 572,572,1")
     parser.add_argument("--batch", type=int, help="fixed batch size (default: symbolic)")
@@ -94,9 +94,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from segjax import weights  # pylint: disable=import-outside-toplevel
+    from segjax import cli  # pylint: disable=import-outside-toplevel
     args = parse_args(argv)
-    model, variables, config = weights.restore_for_inference(args.workdir or args.checkpoint)
+    model, variables, config = cli.restore(args)
     input_shape = (tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape
                    else _default_input_shape(config))
     exported = export_model(model, variables, input_shape, batch=args.batch,

@@ -16,8 +16,9 @@ mirror-padded and cropped back.
 
 `tta_predict` averages probabilities over scales (the image is resized, the
 probabilities resized back) and horizontal flips, as DeepLab's multi-scale
-inputs at test time. `make_predict_fn(model, variables)` turns any registered
-model into the `predict_fn` these functions take; `predict_image` runs the
+inputs at test time. `segjax.evaluation.make_predict_fn(model, variables)`
+turns any registered model into the `predict_fn` these functions take;
+`predict_image` runs the
 whole test-time recipe of `config.eval` (`EvalOptions`) on a raw image,
 including the dense CRF (`segjax.ops.crf`). Resizing here is a NumPy
 bilinear interpolation with half-pixel centres (PyTorch's
@@ -28,38 +29,13 @@ travel to the device.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable, Sequence
 
-import jax
 import numpy as np
 
-from segjax import host_memory
 from segjax.ops import crf as crf_lib
 
 BLENDS = ("average", "gaussian")
-
-
-def make_predict_fn(model, variables) -> Callable[[np.ndarray], np.ndarray]:
-    """A compiled `predict_fn`: a batch (B, *spatial, C) -> float32 logits as NumPy.
-
-    The returned function carries `output_shape(input_shape)`, computed
-    abstractly (no device work), which `output_margin` uses.
-    """
-
-    @functools.partial(jax.jit, compiler_options=host_memory.compiler_options())
-    def logits_fn(batch):
-        return model.apply(variables, batch, train=False)["logits"].astype(np.float32)
-
-    def predict_fn(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(logits_fn(np.asarray(batch, np.float32)))
-
-    def output_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
-        spec = jax.ShapeDtypeStruct(tuple(input_shape), np.float32)
-        return tuple(jax.eval_shape(logits_fn, spec).shape)
-
-    predict_fn.output_shape = output_shape
-    return predict_fn
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -75,7 +51,7 @@ def output_margin(predict_fn: Callable, tile: Sequence[int], channels: int,
                   batch_size: int = 1) -> tuple[int, ...]:
     """Per-axis context the model consumes: (input tile - output tile) / 2.
 
-    Uses `predict_fn.output_shape` when it exists (see `make_predict_fn`);
+    Uses `predict_fn.output_shape` when it exists (`segjax.evaluation.make_predict_fn`);
     otherwise probes `predict_fn` once with a batch of zeros of the shape the
     sliding window will use, so no extra shape gets compiled.
     """
@@ -112,6 +88,51 @@ def blend_weights(out_tile: Sequence[int], blend: str) -> np.ndarray:
     return np.maximum(weights, 1e-3).astype(np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Where the tiles of a sliding window go over an image of `spatial` size.
+
+    Tiles are read from the image mirrored by `pads` (so every output pixel has
+    full context and the image is at least one output tile large); a tile at
+    `start` covers padded positions [start, start + tile) and writes output
+    positions [start, start + out_tile) of an output `covered` large, which is
+    then cropped to `spatial`. `starts` are in raster order.
+    """
+
+    spatial: tuple[int, ...]
+    tile: tuple[int, ...]
+    out_tile: tuple[int, ...]
+    margins: tuple[int, ...]
+    covered: tuple[int, ...]
+    grids: tuple[tuple[int, ...], ...]
+
+    @property
+    def pads(self) -> list[tuple[int, int]]:
+        return [(m, m + c - s) for m, c, s in zip(self.margins, self.covered, self.spatial)]
+
+    @property
+    def starts(self) -> list[tuple[int, ...]]:
+        return [tuple(int(v) for v in s) for s in
+                np.stack(np.meshgrid(*self.grids, indexing="ij"), -1).reshape(-1, len(self.tile))]
+
+
+def make_window(predict_fn: Callable, spatial: Sequence[int], channels: int,
+                tile: Sequence[int], overlap: float, batch_size: int) -> Window:
+    """The tiling of an image of `spatial` size (see `Window`)."""
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"eval.overlap must be in [0, 1), got {overlap}")
+    spatial, tile = tuple(int(s) for s in spatial), tuple(int(t) for t in tile)
+    if len(tile) != len(spatial):
+        raise ValueError(f"eval.tile {tile} has {len(tile)} axes; the image has "
+                         f"{len(spatial)} spatial axes {spatial}")
+    margins = output_margin(predict_fn, tile, channels, batch_size)
+    out_tile = tuple(t - 2 * m for t, m in zip(tile, margins))
+    covered = tuple(max(s, o) for s, o in zip(spatial, out_tile))
+    strides = [max(1, int(o * (1 - overlap))) for o in out_tile]
+    grids = tuple(tuple(_tile_starts(c, o, st)) for c, o, st in zip(covered, out_tile, strides))
+    return Window(spatial, tile, out_tile, margins, covered, grids)
+
+
 def sliding_window_predict(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, *,
                            tile: Sequence[int] | None = None, overlap: float = 0.0,
                            batch_size: int = 1, num_classes: int | None = None,
@@ -126,43 +147,29 @@ def sliding_window_predict(predict_fn: Callable[[np.ndarray], np.ndarray], image
     """
     image = np.asarray(image, np.float32)
     spatial = image.shape[:-1]
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"eval.overlap must be in [0, 1), got {overlap}")
     if tile is None or len(tile) == 0:
         logits = np.asarray(predict_fn(image[None]), np.float32)[0]
         if logits.shape[:-1] != spatial:
             raise ValueError(f"model output {logits.shape[:-1]} differs from its input {spatial} "
                              "(valid convolutions?): set eval.tile to use overlap-tile")
         return _check_classes(_softmax(logits), num_classes)
-    tile = tuple(int(t) for t in tile)
-    if len(tile) != len(spatial):
-        raise ValueError(f"eval.tile {tile} has {len(tile)} axes; the image {image.shape} has "
-                         f"{len(spatial)} spatial axes")
-    margins = output_margin(predict_fn, tile, image.shape[-1], batch_size)
-    out_tile = tuple(t - 2 * m for t, m in zip(tile, margins))
-    weights = blend_weights(out_tile, blend)
-    # Mirror the image so that every output pixel has full context and the
-    # image is at least one output tile large.
-    pads = [(m, m + max(0, o - s)) for m, o, s in zip(margins, out_tile, spatial)]
-    padded = (np.pad(image, pads + [(0, 0)], mode="reflect") if any(map(any, pads))
-              else image)
-    covered = tuple(max(s, o) for s, o in zip(spatial, out_tile))
-    strides = [max(1, int(o * (1 - overlap))) for o in out_tile]
-    grids = [_tile_starts(c, o, st) for c, o, st in zip(covered, out_tile, strides)]
-    starts = [tuple(s) for s in
-              np.stack(np.meshgrid(*grids, indexing="ij"), -1).reshape(-1, len(tile))]
+    window = make_window(predict_fn, spatial, image.shape[-1], tile, overlap, batch_size)
+    weights = blend_weights(window.out_tile, blend)
+    padded = (np.pad(image, window.pads + [(0, 0)], mode="reflect")
+              if any(map(any, window.pads)) else image)
+    starts = window.starts
     total = None
-    weight_sum = np.zeros(covered, np.float32)
+    weight_sum = np.zeros(window.covered, np.float32)
     for first in range(0, len(starts), batch_size):
         chunk = starts[first:first + batch_size]
-        tiles = np.zeros((batch_size, *tile, image.shape[-1]), np.float32)
+        tiles = np.zeros((batch_size, *window.tile, image.shape[-1]), np.float32)
         for index, start in enumerate(chunk):
-            tiles[index] = padded[tuple(slice(s, s + t) for s, t in zip(start, tile))]
+            tiles[index] = padded[tuple(slice(s, s + t) for s, t in zip(start, window.tile))]
         probs = _softmax(np.asarray(predict_fn(tiles), np.float32)[:len(chunk)])
         if total is None:
-            total = np.zeros(covered + (probs.shape[-1],), np.float32)
+            total = np.zeros(window.covered + (probs.shape[-1],), np.float32)
         for start, prob in zip(chunk, probs):
-            region = tuple(slice(s, s + o) for s, o in zip(start, out_tile))
+            region = tuple(slice(s, s + o) for s, o in zip(start, window.out_tile))
             total[region] += prob * weights[..., None]
             weight_sum[region] += weights
     total /= weight_sum[..., None]
@@ -263,6 +270,112 @@ def predict_image(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndar
             raise ValueError(f"eval.crf works on 2D images (H, W, C); got shape {image.shape}")
         probs = crf_lib.dense_crf(image, probs, options.crf_params)
     return probs
+
+
+def predict_labels(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+                   data_config, options: EvalOptions, num_classes: int, *,
+                   probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class indices (*spatial) of a raw uint8 image, and float16 probabilities if asked.
+
+    The result equals `argmax(predict_image(...))`. With a sliding window at
+    scale 1 and no CRF (flip allowed) it is computed in bands along the first
+    axis (`stream_probabilities`): host memory stays at the tile batch, one band
+    of tile rows and the outputs (uint8 labels for up to 256 classes), however
+    large the image. Other options need whole probability maps.
+    """
+    image = np.asarray(image)
+    label_dtype = np.uint8 if num_classes <= 256 else np.int32
+    if not options.tile or options.crf or tuple(options.scales) != (1.0,):
+        probs = predict_image(predict_fn, image, data_config, options, num_classes)
+        return (np.argmax(probs, axis=-1).astype(label_dtype),
+                probs.astype(np.float16) if probabilities else None)
+    spatial = image.shape[:-1]
+    labels = np.empty(spatial, label_dtype)
+    probs_out = np.empty((*spatial, num_classes), np.float16) if probabilities else None
+    for start, stop, band in stream_probabilities(predict_fn, image, data_config, options,
+                                                  num_classes):
+        labels[start:stop] = np.argmax(band, axis=-1)
+        if probs_out is not None:
+            probs_out[start:stop] = band
+    return labels, probs_out
+
+
+def stream_probabilities(predict_fn, image: np.ndarray, data_config, options: EvalOptions,
+                         num_classes: int):
+    """Yields (start, stop, probabilities of positions start..stop-1 along axis 0), in order.
+
+    The same arithmetic as `tta_predict` at scale 1 (with or without flip), in
+    bands: a position is final once every tile row that covers it is done.
+    The flipped pass runs over a flipped view of the image, whose tile rows
+    are the same, and its bands are un-flipped and averaged with the plain ones.
+    """
+    passes = [_stream_pass(predict_fn, image, data_config, options, num_classes)]
+    if options.flip:
+        passes.append(_stream_pass(predict_fn, np.flip(image, axis=-2), data_config, options,
+                                   num_classes))
+    for bands in zip(*passes):
+        start, stop, total = bands[0]
+        if options.flip:
+            total = total + np.flip(bands[1][2], axis=-2)
+        yield start, stop, total / (2 if options.flip else 1)
+
+
+def _reflect(indices: np.ndarray, length: int) -> np.ndarray:
+    """np.pad(mode='reflect')'s source index of each (possibly out-of-range) position."""
+    if length == 1:
+        return np.zeros_like(indices)
+    period = 2 * (length - 1)
+    folded = np.mod(indices, period)
+    return np.where(folded >= length, period - folded, folded)
+
+
+def _read_tile(image: np.ndarray, start: Sequence[int], window: Window, data_config):
+    """The normalised tile at padded position `start`, read through the mirror (no padded copy)."""
+    from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
+    axes = [_reflect(np.arange(s - m, s - m + t), n)
+            for s, m, t, n in zip(start, window.margins, window.tile, window.spatial)]
+    return pipeline.normalize(image[np.ix_(*axes)], data_config)
+
+
+def _stream_pass(predict_fn, image: np.ndarray, data_config, options: EvalOptions,
+                 num_classes: int):
+    """One pass of `stream_probabilities`: final bands of one tiling, in order."""
+    window = make_window(predict_fn, image.shape[:-1], image.shape[-1], options.tile,
+                         options.overlap, options.batch_size)
+    weights = blend_weights(window.out_tile, options.blend)
+    rows, depth = window.grids[0], window.out_tile[0]
+    remaining = {row: 0 for row in rows}
+    starts = window.starts
+    for start in starts:
+        remaining[start[0]] += 1
+    band = np.zeros((depth, *window.covered[1:], num_classes), np.float32)
+    band_weight = np.zeros((depth, *window.covered[1:]), np.float32)
+    band_start, row_index = 0, 0
+    for first in range(0, len(starts), options.batch_size):
+        chunk = starts[first:first + options.batch_size]
+        tiles = np.zeros((options.batch_size, *window.tile, image.shape[-1]), np.float32)
+        for index, start in enumerate(chunk):
+            tiles[index] = _read_tile(image, start, window, data_config)
+        probs = _check_classes(
+            _softmax(np.asarray(predict_fn(tiles), np.float32)[:len(chunk)]), num_classes)
+        for start, prob in zip(chunk, probs):
+            region = (slice(start[0] - band_start, start[0] - band_start + depth),
+                      *(slice(s, s + o) for s, o in zip(start[1:], window.out_tile[1:])))
+            band[region] += prob * weights[..., None]
+            band_weight[region] += weights
+            remaining[start[0]] -= 1
+            while row_index < len(rows) and remaining[rows[row_index]] == 0:
+                row_index += 1
+                stop = rows[row_index] if row_index < len(rows) else window.covered[0]
+                count = stop - band_start
+                final = band[:count] / band_weight[:count, ..., None]
+                inside = min(stop, window.spatial[0]) - band_start
+                if inside > 0:
+                    yield band_start, band_start + inside, final[
+                        (slice(0, inside), *(slice(0, n) for n in window.spatial[1:]))]
+                band[:depth - count], band_weight[:depth - count] = band[count:], band_weight[count:]
+                band[depth - count:], band_weight[depth - count:] = 0.0, 0.0
+                band_start = stop
 
 
 def resize_linear(array: np.ndarray, size: Sequence[int]) -> np.ndarray:

@@ -11,6 +11,8 @@ locked, so a misspelt key fails naming it. Running again with the same
 
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -29,7 +31,20 @@ def main(argv) -> None:
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     from segjax.train.loop import train_and_evaluate
-    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    try:
+        train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except user_errors() as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message says all a user needs: printed as one line, no traceback."""
+    from segjax.config import ConfigError
+    from segjax.train.checkpoint import CheckpointError
+    from segjax.train.loop import TrainingDiverged
+    from segjax.train.workdir import WorkdirBusy
+    return (ConfigError, CheckpointError, TrainingDiverged, WorkdirBusy, PermissionError)
 
 
 def run() -> None:

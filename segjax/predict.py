@@ -1,4 +1,4 @@
-"""Predict a folder (or glob) of images with a trained model.
+"""Predict a folder (or glob) of images, or of volumes, with a trained model.
 
     python -m segjax.predict --workdir runs/deeplab_camvid --input 'photos/*.png' --output out/
     python -m segjax.predict --checkpoint runs/x/checkpoints_best/variables \\
@@ -8,9 +8,24 @@ Writes, per input image `<stem>`:
   out/labels/<stem>.png          class indices as a palette PNG (the dataset's class colours)
   out/overlays/<stem>.png        the class colours blended over the input
   out/probabilities/<stem>.npy   float16 (H, W, K) probabilities, with --probabilities
+and for panoptic models (outputs "center" and "offset", config.data.panoptic.thing_classes;
+Panoptic-DeepLab's post-processing with the run's config.eval.panoptic, whole image):
+  out/panoptic/<stem>.png        instance colours over the class colours, void black
+  out/panoptic_ids/<stem>.png    panoptic ids class * label_divisor + instance (void:
+                                 ignore_index * label_divisor) as RGB: id = R + 256 G + 256^2 B
 
+A volumetric run (its config.data.crop has three axes, e.g. `nonewnet`) reads
+volumes instead (`.nii.gz`, `.nii`, multi-page `.tif`/`.tiff`, `.npy`; see
+`segjax.data.volumes`), predicts each whole by a sliding window, and writes:
+  out/labels/<stem>.nii.gz       class indices (uint8) on the input's voxel grid: the input
+                                 NIfTI's affine (identity for TIFF stacks and .npy)
+  out/overlays/<stem>.png        the class colours over the volume's middle section
+  out/probabilities/<stem>.npy   float16 (D, H, W, K) probabilities, with --probabilities
+
+The model, its weights and its test-time options come from `segjax.evaluation`
+(the same path as the train loop's validation and `segjax.evaluate`).
 Test-time options (sliding window, scales, flip, CRF) default to the run's
-`config.eval` and are overridden by the flags. An unreadable image or one whose
+`config.eval` and are overridden by the flags (`segjax.cli`). An unreadable image or one whose
 channel count differs from the model's (`config.data.image_channels`) stops
 the run with an error naming the file.
 """
@@ -26,125 +41,46 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from segjax import inference
+from segjax import cli, inference, visualize
+from segjax.data import volumes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".ppm", ".pgm")
-
-
-# ----------------------------------------------------------------------------- model and config
-
-
-def load_model(workdir: str | None = None, checkpoint: str | None = None):
-    """(predict_fn, config) from a run directory or a checkpoint (directory or variables file)."""
-    from segjax import weights  # pylint: disable=import-outside-toplevel
-    if bool(workdir) == bool(checkpoint):
-        raise ValueError("give exactly one of --workdir or --checkpoint")
-    model, variables, config = weights.restore_for_inference(workdir or checkpoint)
-    if "data" not in config:
-        raise ValueError(f"{workdir or checkpoint}: no config.json with a data section was found "
-                         "next to the checkpoint; the image normalisation and channel count "
-                         "come from it")
-    return inference.make_predict_fn(model, variables), config
-
-
-def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
-    """--workdir RUN or --checkpoint PATH: where the model comes from (exactly one)."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workdir", help="a training run directory (its latest checkpoint)")
-    source.add_argument("--checkpoint", help="a checkpoint directory or a variables checkpoint")
-
-
-def comma_ints(text: str) -> tuple[int, ...]:
-    """'512,512' -> (512, 512); '' -> ()."""
-    return tuple(int(v) for v in text.split(",") if v)
-
-
-def comma_floats(text: str) -> tuple[float, ...]:
-    """'0.5,1,1.5' -> (0.5, 1.0, 1.5); '' -> ()."""
-    return tuple(float(v) for v in text.split(",") if v)
-
-
-def add_eval_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags overriding config.eval (unset flags keep the run's values)."""
-    parser.add_argument("--tile", type=comma_ints,
-                        help="sliding-window tile, e.g. 512,512 ('' = whole)")
-    parser.add_argument("--overlap", type=float, help="overlap fraction of the output tile")
-    parser.add_argument("--blend", choices=inference.BLENDS)
-    parser.add_argument("--scales", type=comma_floats, help="e.g. 0.5,0.75,1,1.25,1.5,1.75")
-    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--crf", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--batch_size", type=int, help="tiles per device call")
-    parser.add_argument("--crf_params", type=_key_values,
-                        help="CRF overrides, e.g. bi_w=5,bi_xy_std=50,iterations=5")
-
-
-def _key_values(text: str) -> dict:
-    """'a=1,b=x' -> {'a': 1.0, 'b': 'x'} (numbers as float, 'iterations' as int)."""
-    result = {}
-    for item in filter(None, text.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"--crf_params: expected key=value, got {item!r}")
-        try:
-            result[key] = int(value) if key == "iterations" else float(value)
-        except ValueError:
-            result[key] = value
-    return result
-
-
-def eval_options(config, args: argparse.Namespace) -> inference.EvalOptions:
-    eval_config = config.get("eval")
-    crf_params = None
-    if args.crf_params:
-        base = eval_config.get("crf_params", {}) if eval_config is not None else {}
-        crf_params = {**(base.to_dict() if hasattr(base, "to_dict") else dict(base)),
-                      **args.crf_params}
-    return inference.EvalOptions.from_config(
-        eval_config, tile=args.tile, overlap=args.overlap, blend=args.blend,
-        scales=args.scales, flip=args.flip, crf=args.crf, batch_size=args.batch_size,
-        crf_params=crf_params)
-
-
-# ----------------------------------------------------------------------------- colours
-
-
-def class_colours(config) -> np.ndarray:
-    """(K, 3) uint8 colours: the dataset's classes.txt ("value name R G B") or a fixed palette."""
-    num_classes = int(config.model.num_classes)
-    data = config.data
-    raw_values = tuple(int(v) for v in data.get("label_values", ())) or tuple(range(num_classes))
-    table = Path(str(data.get("root", ""))) / "classes.txt"
-    colours = {}
-    if table.is_file():
-        for line in table.read_text().splitlines():
-            fields = line.split()
-            if len(fields) >= 5 and not line.lstrip().startswith("#"):
-                try:
-                    colours[int(fields[0])] = [int(v) for v in fields[-3:]]
-                except ValueError:
-                    continue
-    if all(value in colours for value in raw_values):
-        return np.array([colours[value] for value in raw_values], np.uint8)
-    from segjax.train.loop import palette  # pylint: disable=import-outside-toplevel
-    return palette(num_classes)
 
 
 # ----------------------------------------------------------------------------- images
 
 
-def resolve_inputs(spec: str) -> list[Path]:
-    """The image files of a directory, or the files matching a glob, sorted."""
+def resolve_inputs(spec: str, *, volumetric: bool = False) -> list[Path]:
+    """The image (or volume) files of a directory, or the files matching a glob, sorted."""
+    suffixes = volumes.VOLUME_SUFFIXES if volumetric else IMAGE_SUFFIXES
+    kind = "volume" if volumetric else "image"
     path = Path(spec)
     if path.is_dir():
-        files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        files = [p for p in path.iterdir()
+                 if p.is_file() and not p.name.startswith(".")
+                 and p.name.lower().endswith(suffixes)]
     elif path.is_file():
         files = [path]
     else:
         files = [Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file()]
     if not files:
-        raise FileNotFoundError(f"--input {spec!r}: no image files found (a directory of "
-                                f"{', '.join(IMAGE_SUFFIXES)} files, a file or a glob)")
+        raise FileNotFoundError(f"--input {spec!r}: no {kind} files found (a directory of "
+                                f"{', '.join(suffixes)} files, a file or a glob)")
     return sorted(files)
+
+
+def is_volumetric(config) -> bool:
+    """True for a run trained on volume patches (config.data.crop with three axes)."""
+    return len(tuple(config.data.get("crop", ()) or ())) == 3
+
+
+def output_stems(inputs: Sequence[Path], volumetric: bool) -> list[str]:
+    """Output names: file stems ('x.nii.gz' -> 'x'); two inputs of one stem are an error."""
+    stems = [volumes.volume_stem(p) if volumetric else p.stem for p in inputs]
+    if len(set(stems)) != len(stems):
+        duplicate = next(stem for stem in stems if stems.count(stem) > 1)
+        raise ValueError(f"two inputs share the name {duplicate!r}; outputs are named by stem")
+    return stems
 
 
 def read_image(path: Path, channels: int) -> np.ndarray:
@@ -167,52 +103,86 @@ def read_image(path: Path, channels: int) -> np.ndarray:
     return array
 
 
-def overlay(image: np.ndarray, prediction: np.ndarray, colours: np.ndarray,
-            alpha: float = 0.5) -> np.ndarray:
-    """uint8 RGB: (1 - alpha) * image + alpha * class colour."""
-    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
-    blended = (1 - alpha) * rgb.astype(np.float32) + alpha * colours[prediction].astype(np.float32)
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
-
-
-def label_png(prediction: np.ndarray, colours: np.ndarray) -> Image.Image:
-    """A palette PNG whose pixel values are the class indices."""
-    image = Image.fromarray(prediction.astype(np.uint8), mode="P")
-    image.putpalette(colours.reshape(-1).tolist())
-    return image
-
-
 # ----------------------------------------------------------------------------- command
+
+
+def write_panoptic(panoptic_fn, config, image: np.ndarray, stem: str, output: Path,
+                   colours: np.ndarray) -> None:
+    """The panoptic colour and id PNGs of one image (see the module docstring)."""
+    from segjax import evaluation  # pylint: disable=import-outside-toplevel
+    maps = evaluation.panoptic_maps(panoptic_fn, image, config.data)
+    void = int(config.data.ignore_index)
+    Image.fromarray(visualize.panoptic_colours(maps["panoptic_class"], maps["panoptic_instance"],
+                                               colours, void_label=void)).save(
+        output / "panoptic" / f"{stem}.png")
+    visualize.id_png(maps["panoptic"]).save(output / "panoptic_ids" / f"{stem}.png")
 
 
 def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
                    options: inference.EvalOptions, *, probabilities: bool = False,
-                   alpha: float = 0.5, progress: bool = True) -> list[Path]:
-    """Predicts every input; returns the label PNG paths written."""
+                   alpha: float = 0.5, progress: bool = True,
+                   panoptic_fn=None) -> list[Path]:
+    """Predicts every input; returns the label PNG paths written. With `panoptic_fn`
+    (`segjax.evaluation.make_panoptic_fn`) also the panoptic PNGs."""
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
     num_classes = int(config.model.num_classes)
     if num_classes > 256:
         raise ValueError(f"label PNGs hold at most 256 classes; the model has {num_classes}")
     channels = int(config.data.image_channels)
-    colours = class_colours(config)
-    stems = [path.stem for path in inputs]
-    if len(set(stems)) != len(stems):
-        duplicate = next(stem for stem in stems if stems.count(stem) > 1)
-        raise ValueError(f"two inputs share the name {duplicate!r}; outputs are named by stem")
-    folders = ["labels", "overlays"] + (["probabilities"] if probabilities else [])
-    for folder in folders:
-        (output / folder).mkdir(parents=True, exist_ok=True)
+    colours = visualize.class_colours(config)
+    output_stems(inputs, volumetric=False)
+    _output_folders(output, probabilities, panoptic=panoptic_fn is not None)
     written = []
     for path in tqdm(inputs, desc="predict", unit="image", disable=not progress):
         image = read_image(path, channels)
-        probs = inference.predict_image(predict_fn, image, config.data, options, num_classes)
-        prediction = np.argmax(probs, axis=-1)
+        prediction, probs = inference.predict_labels(predict_fn, image, config.data, options,
+                                                      num_classes, probabilities=probabilities)
         label_path = output / "labels" / f"{path.stem}.png"
-        label_png(prediction, colours).save(label_path)
-        Image.fromarray(overlay(image, prediction, colours, alpha)).save(
+        visualize.label_png(prediction, colours).save(label_path)
+        Image.fromarray(visualize.overlay(image, prediction, colours, alpha)).save(
             output / "overlays" / f"{path.stem}.png")
         if probabilities:
-            np.save(output / "probabilities" / f"{path.stem}.npy", probs.astype(np.float16))
+            np.save(output / "probabilities" / f"{path.stem}.npy", probs)
+        if panoptic_fn is not None:
+            write_panoptic(panoptic_fn, config, image, path.stem, output, colours)
+        written.append(label_path)
+    return written
+
+
+def _output_folders(output: Path, probabilities: bool, panoptic: bool = False) -> None:
+    folders = (["labels", "overlays"] + (["probabilities"] if probabilities else [])
+               + (["panoptic", "panoptic_ids"] if panoptic else []))
+    for folder in folders:
+        (output / folder).mkdir(parents=True, exist_ok=True)
+
+
+def predict_volumes(predict_fn, config, inputs: Sequence[Path], output: Path,
+                    options: inference.EvalOptions, *, probabilities: bool = False,
+                    alpha: float = 0.5, progress: bool = True) -> list[Path]:
+    """Predicts every input volume whole; returns the NIfTI label paths written."""
+    from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+    num_classes = int(config.model.num_classes)
+    if num_classes > 256:
+        raise ValueError(f"uint8 label volumes hold at most 256 classes; the model has "
+                         f"{num_classes}")
+    channels = int(config.data.image_channels)
+    colours = visualize.class_colours(config)
+    stems = output_stems(inputs, volumetric=True)
+    _output_folders(output, probabilities)
+    written = []
+    for path, stem in tqdm(list(zip(inputs, stems)), desc="predict", unit="volume",
+                           disable=not progress):
+        volume = volumes.read_volume(path)
+        image = volumes.image_array(volume.data, channels, str(path))
+        probs = inference.predict_image(predict_fn, image, config.data, options, num_classes)
+        prediction = np.argmax(probs, axis=-1).astype(np.uint8)
+        label_path = volumes.write_nifti(output / "labels" / f"{stem}.nii.gz", prediction,
+                                         volume.affine)
+        section, section_prediction, _ = visualize.middle_section(image, prediction)
+        Image.fromarray(visualize.overlay(section, section_prediction, colours, alpha)).save(
+            output / "overlays" / f"{stem}.png")
+        if probabilities:
+            np.save(output / "probabilities" / f"{stem}.npy", probs.astype(np.float16))
         written.append(label_path)
     return written
 
@@ -220,25 +190,34 @@ def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m segjax.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_flags(parser)
+    cli.add_checkpoint_flags(parser)
     parser.add_argument("--input", required=True, help="a directory, an image file or a glob")
     parser.add_argument("--output", required=True, help="output directory")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write per-class probabilities (.npy, float16)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     parser.add_argument("--no_progress", action="store_true")
-    add_eval_flags(parser)
+    cli.add_eval_flags(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    inputs = resolve_inputs(args.input)
-    predict_fn, config = load_model(args.workdir, args.checkpoint)
-    written = predict_folder(predict_fn, config, inputs, Path(args.output),
-                             eval_options(config, args), probabilities=args.probabilities,
-                             alpha=args.alpha, progress=not args.no_progress)
-    print(f"wrote {len(written)} label maps and overlays to {args.output}")
+    loaded = cli.load_model(args)
+    config = loaded.config
+    volumetric = is_volumetric(config)
+    inputs = resolve_inputs(args.input, volumetric=volumetric)
+    options = cli.eval_options(config, args)
+    if volumetric:
+        written = predict_volumes(loaded.predict_fn, config, inputs, Path(args.output), options,
+                                  probabilities=args.probabilities, alpha=args.alpha,
+                                  progress=not args.no_progress)
+    else:
+        written = predict_folder(loaded.predict_fn, config, inputs, Path(args.output), options,
+                                 probabilities=args.probabilities, alpha=args.alpha,
+                                 progress=not args.no_progress, panoptic_fn=loaded.panoptic_fn)
+    print(f"wrote {len(written)} label {'volumes' if volumetric else 'maps'} and overlays to "
+          f"{args.output}")
     return 0
 
 

@@ -97,21 +97,43 @@ def load_variables(path) -> tuple[dict, dict]:
         raise ValueError(f"load_variables: {path} is not a segjax variables checkpoint "
                          "(expected an Orbax directory with 'variables' and 'metadata' items, "
                          "as written by save_variables or python -m segjax.convert)")
-    ocp = orbax_checkpoint()
-    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
-        meta = checkpointer.restore(path / "metadata")
+    meta, tree = _restore_on_one_device(path, "variables", "metadata")
     if meta.get("format") != VARIABLES_FORMAT:
         raise ValueError(f"load_variables: {path} has format {meta.get('format')!r}, "
                          f"expected {VARIABLES_FORMAT!r}")
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    with ocp.PyTreeCheckpointer() as checkpointer:
-        stored = checkpointer.metadata(path / "variables").item_metadata
-        target = jax.tree_util.tree_map(
-            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), dict(stored))
-        tree = checkpointer.restore(path / "variables", args=ocp.args.PyTreeRestore(
-            item=target, restore_args=jax.tree_util.tree_map(
-                lambda _: ocp.ArrayRestoreArgs(sharding=device), target)))
     return _to_numpy_tree(tree), dict(meta["metadata"])
+
+
+def _restore_on_one_device(directory: Path, tree_item: str, json_item: str,
+                           keys: tuple[str, ...] | None = None,
+                           other_items: dict | None = None) -> tuple[dict, dict]:
+    """(json item, array tree item) of an Orbax composite checkpoint, arrays on one device.
+
+    Read through the checkpoint's top level (where Orbax keeps its metadata file)
+    with a target on this process's first device, so that checkpoints written by
+    another topology (a pod, several processes) read on one machine. `keys`
+    restores only those top-level entries of the tree; `other_items` names the
+    handlers of items that are there but not read (Orbax warns about any item
+    it has no handler for).
+    """
+    ocp = orbax_checkpoint()
+    handler = ocp.CompositeCheckpointHandler(
+        **{tree_item: ocp.PyTreeCheckpointHandler(), json_item: ocp.JsonCheckpointHandler()},
+        **(other_items or {}))
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    with ocp.Checkpointer(handler) as checkpointer:
+        stored = dict(checkpointer.metadata(directory).item_metadata[tree_item])
+        if keys is not None:
+            stored = {key: stored[key] for key in keys if stored.get(key)}
+        target = jax.tree_util.tree_map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), stored)
+        restored = checkpointer.restore(directory, args=ocp.args.Composite(**{
+            tree_item: ocp.args.PyTreeRestore(
+                item=target, partial_restore=keys is not None,
+                restore_args=jax.tree_util.tree_map(
+                    lambda _: ocp.ArrayRestoreArgs(sharding=device), target)),
+            json_item: ocp.args.JsonRestore()}))
+    return dict(restored[json_item]), dict(restored[tree_item])
 
 
 def _flatten(tree, prefix=()) -> dict[tuple[str, ...], Any]:
@@ -179,19 +201,10 @@ def read_checkpoint(path) -> tuple[dict, dict]:
             return load_variables(best)
         raise FileNotFoundError(f"no checkpoint in {path}: no {CHECKPOINTS_DIR}/<step>/state "
                                 f"and no {BEST_DIR}/{BEST_FILE}")
-    ocp = orbax_checkpoint()
-    checkpointer = ocp.StandardCheckpointer()
-    # A target on this process's first device, so that checkpoints written by
-    # another topology (a pod, several processes) read on one machine.
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    stored = dict(checkpointer.metadata(step_dir / "state").item_metadata)
-    target = {key: jax.tree_util.tree_map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), stored[key])
-        for key in ("params", "batch_stats") if stored.get(key)}
-    state = ocp.PyTreeCheckpointer().restore(step_dir / "state", args=ocp.args.PyTreeRestore(
-        item=target, restore_args=jax.tree_util.tree_map(
-            lambda _: ocp.ArrayRestoreArgs(sharding=device), target), partial_restore=True))
-    meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(step_dir / "meta")
+    import grain  # the data iterator's item of a training checkpoint
+    meta, state = _restore_on_one_device(step_dir, "state", "meta",
+                                         keys=("params", "batch_stats"),
+                                         other_items={"data": grain.checkpoint.CheckpointHandler()})
     variables = {"params": _to_numpy_tree(state["params"]),
                  "batch_stats": _to_numpy_tree(state.get("batch_stats") or {})}
     return variables, dict(meta)
@@ -238,18 +251,33 @@ def load_pretrained(variables: dict, path, part: str = "all") -> dict:
     return result
 
 
-def _find_config(path: Path, metadata: dict):
+def _run_config(path: Path):
+    """The config.json of the run that `path` belongs to (path or up to 3 parents), or None."""
     import ml_collections
     for candidate in (path, *path.parents[:3]):
         if (candidate / CONFIG_FILE).is_file():
             return ml_collections.ConfigDict(json.loads((candidate / CONFIG_FILE).read_text()))
-    if "model" in metadata:
+    return None
+
+
+def inference_config(path: Path, metadata: dict):
+    """The run's config with the model section the checkpoint itself stored.
+
+    The checkpoint's stored model config wins over config.json's: config.json
+    describes the run's latest start, which need not be the run that wrote
+    this checkpoint. Data and evaluation settings come from config.json.
+    """
+    import ml_collections
+    config = _run_config(path)
+    if config is None and "model" not in metadata:
+        raise FileNotFoundError(f"restore_for_inference: {path} has no {CONFIG_FILE} nearby and "
+                                "its metadata names no model")
+    if config is None:
         config = ml_collections.ConfigDict()
-        config.model = ml_collections.ConfigDict(metadata["model"])
         config.imports = tuple(metadata.get("imports", ()))
-        return config
-    raise FileNotFoundError(f"restore_for_inference: {path} has no {CONFIG_FILE} nearby and its "
-                            "metadata names no model")
+    if "model" in metadata:
+        config.model = ml_collections.ConfigDict(metadata["model"])
+    return config
 
 
 def restore_for_inference(workdir_or_checkpoint):
@@ -257,13 +285,14 @@ def restore_for_inference(workdir_or_checkpoint):
 
     A workdir gives its latest training checkpoint (its best-by-mIoU variables
     are at `workdir/checkpoints_best/variables`; pass that directory for
-    them). `config` is the run's config.json (a ConfigDict) when one is found
-    next to the checkpoint, else one with the `model` section of the metadata.
+    them). The model is built from the model config stored in the checkpoint;
+    `config` is the run's config.json (a ConfigDict) when one is found next to
+    the checkpoint, with that model section.
     """
     from segjax.models import registry
     path = Path(workdir_or_checkpoint)
     variables, metadata = read_checkpoint(path)
-    config = _find_config(path if path.is_dir() else path.parent, metadata)
+    config = inference_config(path if path.is_dir() else path.parent, metadata)
     registry.import_modules(config.get("imports", ()))
     model = registry.build(config.model)
     return model, variables, config

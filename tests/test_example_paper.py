@@ -1,9 +1,11 @@
-"""A new paper in one file: config.imports registers a decoder that segjax/ never names."""
+"""A new paper in its own files: config.imports registers a decoder, a loss and a data source
+that segjax/ never names."""
 
 import importlib.util
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from segjax.models import registry
@@ -31,3 +33,42 @@ def test_config_imports_register_the_new_decoder_and_the_model_builds():
 def test_a_missing_import_module_is_named():
     with pytest.raises(ImportError, match="config.imports: cannot import 'experiments.nope'"):
         registry.import_modules(["experiments.nope"])
+
+
+def test_the_papers_focal_loss_is_registered_and_matches_a_hand_value():
+    config = load_config("smoke")
+    registry.import_modules(config.imports)
+    from segjax import losses
+    assert "focal" in registry.names("loss") and "npz" in registry.names("source")
+    # Two valid pixels: p_t = softmax([2, 0])[0] and softmax([0, 1])[1]; one ignored pixel.
+    logits = jnp.array([[[2.0, 0.0], [0.0, 1.0], [5.0, -5.0]]])
+    labels = jnp.array([[0, 1, 255]])
+    p0, p1 = 1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(-1.0))
+    gamma = 2.0
+    expected = -((1 - p0) ** gamma * np.log(p0) + (1 - p1) ** gamma * np.log(p1)) / 2
+    total, parts = losses.segmentation_loss({"logits": logits}, {"label": labels}, config.loss,
+                                            num_classes=2, ignore_index=255)
+    assert float(parts["focal"]) == pytest.approx(expected, rel=1e-6)
+    dice = losses.soft_dice_loss(logits, labels, num_classes=2, ignore_index=255)
+    assert float(total) == pytest.approx(expected + float(dice), rel=1e-6)
+
+
+def test_a_run_reads_the_papers_npz_source_and_trains_with_its_loss(tmp_path):
+    from segjax.train import loop
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("val", 2)):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        for index in range(count):
+            label = rng.integers(0, 12, size=(40, 40))
+            image = (label[..., None] * 20 + rng.integers(0, 10, size=(40, 40, 3))).astype(
+                np.uint8)
+            np.savez(tmp_path / "data" / split / f"{index}.npz", image=image, label=label)
+    config = load_config("smoke,npz")
+    config.data.root = str(tmp_path / "data")
+    config.data.crop = (32, 32)
+    config.model.encoder = {"name": "resnet18"}
+    result = loop.train_and_evaluate(config, tmp_path / "run")
+    assert result["num_images"] == 2 and 0.0 <= result["miou"] <= 1.0
+    import json
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert any("train/focal" in record and "train/dice" in record for record in logged)

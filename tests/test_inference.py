@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax import inference
+from segjax import evaluation, inference
 from segjax.models import layers, registry
 
 
@@ -37,7 +37,7 @@ def _pixelwise(weights):
 @pytest.mark.parametrize("height,width", [(104, 104), (100, 120)])
 def test_overlap_tile_valid_unet_equals_whole_image(height, width, random_variables):
     model, variables = _tiny_unet(random_variables)
-    predict_fn = inference.make_predict_fn(model, variables)
+    predict_fn = evaluation.make_predict_fn(model, variables)
     image = np.random.default_rng(0).normal(size=(height, width, 1)).astype(np.float32)
     tiled = inference.sliding_window_predict(predict_fn, image, tile=(92, 92), batch_size=2)
     # Whole image at once: the same 20-pixel mirrored context, one forward pass.
@@ -49,7 +49,7 @@ def test_overlap_tile_valid_unet_equals_whole_image(height, width, random_variab
 
 def test_overlap_tile_3d_valid_unet_equals_whole_volume(random_variables):
     model, variables = _tiny_unet(random_variables, rank=3, depth=1, width=2, num_classes=2, size=28)
-    predict_fn = inference.make_predict_fn(model, variables)
+    predict_fn = evaluation.make_predict_fn(model, variables)
     assert inference.output_margin(predict_fn, (28, 28, 28), 1) == (8, 8, 8)
     volume = np.random.default_rng(1).normal(size=(24, 24, 24, 1)).astype(np.float32)
     tiled = inference.sliding_window_predict(predict_fn, volume, tile=(28, 28, 28), batch_size=4)
@@ -59,7 +59,7 @@ def test_overlap_tile_3d_valid_unet_equals_whole_volume(random_variables):
 
 def test_same_padding_unet_small_image_is_padded_and_cropped_back(random_variables):
     model, variables = _tiny_unet(random_variables, padding="same", size=32)
-    predict_fn = inference.make_predict_fn(model, variables)
+    predict_fn = evaluation.make_predict_fn(model, variables)
     image = np.random.default_rng(2).normal(size=(20, 27, 1)).astype(np.float32)
     probs = inference.sliding_window_predict(predict_fn, image, tile=(32, 32))
     padded = np.pad(image, [(0, 12), (0, 5), (0, 0)], mode="reflect")
@@ -172,3 +172,53 @@ def test_bad_options_raise_clear_errors():
         inference.sliding_window_predict(lambda x: np.zeros((1, 8, 8, 2), np.float32), image)
     with pytest.raises(ValueError, match="eval.scales"):
         inference.tta_predict(predict_fn, image, scales=(0.0,))
+
+
+@pytest.mark.parametrize("length,low,high", [(5, -7, 14), (1, -3, 4), (2, -5, 7), (9, -2, 11)])
+def test_reflect_indices_match_numpy_pad(length, low, high):
+    values = np.arange(length)
+    padded = np.pad(values, (-low, high - length), mode="reflect") if length > 1 else \
+        np.zeros(high - low, int)
+    np.testing.assert_array_equal(values[inference._reflect(np.arange(low, high), length)], padded)
+
+
+def _data_config(mean=0.3, std=0.2):
+    from segjax.config import base_config
+    config = base_config().data
+    config.mean, config.std = (mean,), (std,)
+    return config
+
+
+@pytest.mark.parametrize("shape,tile,overlap,batch,flip,blend", [
+    ((131, 97), (92, 92), 0.5, 3, True, "gaussian"),   # valid convs: 20-px margins, batches span rows
+    ((40, 41), (92, 92), 0.0, 1, False, "average"),    # image smaller than one output tile
+    ((200, 60), (92, 92), 0.25, 2, True, "average"),
+])
+def test_streamed_labels_equal_the_whole_map_path(random_variables, shape, tile, overlap, batch,
+                                                  flip, blend):
+    model, variables = _tiny_unet(random_variables)
+    predict_fn = evaluation.make_predict_fn(model, variables)
+    image = np.random.default_rng(3).integers(0, 256, size=(*shape, 1)).astype(np.uint8)
+    options = inference.EvalOptions(tile=tile, overlap=overlap, batch_size=batch, flip=flip,
+                                    blend=blend)
+    data = _data_config()
+    reference = inference.predict_image(predict_fn, image, data, options, 3)
+    labels, probs = inference.predict_labels(predict_fn, image, data, options, 3,
+                                             probabilities=True)
+    assert labels.dtype == np.uint8 and labels.shape == shape
+    np.testing.assert_array_equal(labels, reference.argmax(-1))
+    np.testing.assert_array_equal(probs, reference.astype(np.float16))
+    bands = list(inference.stream_probabilities(predict_fn, image, data, options, 3))
+    assert bands[0][0] == 0 and bands[-1][1] == shape[0]
+    assert all(a[1] == b[0] for a, b in zip(bands, bands[1:]))
+    np.testing.assert_array_equal(np.concatenate([band for _, _, band in bands]), reference)
+
+
+def test_other_options_fall_back_to_whole_maps(random_variables):
+    model, variables = _tiny_unet(random_variables, padding="same", size=32)
+    predict_fn = evaluation.make_predict_fn(model, variables)
+    image = np.random.default_rng(4).integers(0, 256, size=(48, 40, 1)).astype(np.uint8)
+    options = inference.EvalOptions(tile=(32, 32), overlap=0.5, scales=(0.75, 1.0))
+    reference = inference.predict_image(predict_fn, image, _data_config(), options, 3)
+    labels, _ = inference.predict_labels(predict_fn, image, _data_config(), options, 3)
+    np.testing.assert_array_equal(labels, reference.argmax(-1))

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from segjax.config import base_config
-from segjax import evaluate, inference, predict
+from segjax import cli, evaluate, evaluation, inference, predict
 from segjax.models import registry
 from segjax.ops import crf
 from segjax import weights
@@ -59,7 +59,7 @@ def test_predict_writes_labels_overlays_probabilities(run_dir, input_dir, tmp_pa
                          str(tmp_path), "--probabilities", "--flip", "--no_progress"]) == 0
     image = np.asarray(Image.open(input_dir / "frame0.png"))
     normalized = (image / 255.0 - 0.4) / 0.3
-    expected = inference.tta_predict(inference.make_predict_fn(model, variables), normalized,
+    expected = inference.tta_predict(evaluation.make_predict_fn(model, variables), normalized,
                                      flip=True)
     label = Image.open(tmp_path / "labels" / "frame0.png")
     assert label.mode == "P"
@@ -143,9 +143,9 @@ def test_crf_params_flag_overrides_config():
     config = base_config()
     args = evaluate.parse_args(["--workdir", "x", "--crf", "--crf_params",
                                 "bi_w=5,bi_xy_std=50,iterations=3"])
-    options = predict.eval_options(config, args)
+    options = cli.eval_options(config, args)
     assert options.crf and options.crf_params == crf.CRFParams(bi_w=5.0, bi_xy_std=50.0,
                                                                 iterations=3)
     bad = evaluate.parse_args(["--workdir", "x", "--crf_params", "bi_weight=5"])
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['bi_weight'\]"):
-        predict.eval_options(config, bad)
+        cli.eval_options(config, bad)

@@ -76,3 +76,18 @@ def test_restore_for_inference_from_a_variables_file(tmp_path):
     apply = jax.jit(lambda m, v: m.apply(v, x)["logits"], static_argnums=0)
     np.testing.assert_allclose(apply(restored_model, restored), apply(model, variables),
                                rtol=1e-6)
+
+
+def test_inference_builds_the_model_the_checkpoint_stored_not_config_json(tmp_path):
+    """A later config.json (another width) must not change what a checkpoint restores as."""
+    config = tiny_config()
+    from segjax.models import registry
+    model = registry.build(config.model)
+    variables = state_lib.init_variables(model, state_lib.init_key(0), (1, 16, 16, 1))
+    path = weights.save_variables(tmp_path / weights.BEST_DIR / weights.BEST_FILE, variables,
+                                  {"model": json.loads(config.model.to_json_best_effort())})
+    later = tiny_config(model__width=8, data__mean=(0.25,))
+    (tmp_path / weights.CONFIG_FILE).write_text(later.to_json_best_effort())
+    restored_model, _, restored_config = weights.restore_for_inference(path)
+    assert restored_config.model.width == 4 and restored_model.width == 4
+    assert tuple(restored_config.data.mean) == (0.25,)  # data settings from config.json

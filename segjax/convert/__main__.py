@@ -32,9 +32,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from segjax import config as config_lib
+from segjax import config as config_lib, runtime
 from segjax.convert import core
 from segjax.convert.io import load_state_dict
+from segjax.ops import conv
 
 
 def _name(config) -> str | None:
@@ -84,7 +85,7 @@ def _nest(variables, part: str) -> dict:
 def convert_module(state_dict, module, part: str, mapping, scope, strict: bool, input_shape):
     """Converts into `module`'s variables; initialises it only if something stays unfilled."""
     x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
-    init = lambda v: module.init(jax.random.PRNGKey(0), v, train=False)
+    init = lambda v: module.init(runtime.key(0), v, train=False)
     shapes = _nest(jax.eval_shape(init, x), part)
     converted, report = core.convert(state_dict, shapes, mapping, scope=scope, strict=strict)
     leaves = jax.tree_util.tree_leaves(converted)
@@ -103,12 +104,13 @@ def output_file(output: str) -> Path:
 
 def run(checkpoint: str, config_spec: str, output: str, *, part: str = "all",
         mapping_name: str | None = None, strict: bool = True, input_size=None,
-        verbose: bool = True) -> Path:
+        conv_impl: str | None = None, verbose: bool = True) -> Path:
     from segjax.models import registry
     from segjax.weights import save_variables
     if part not in ("all", "encoder"):
         raise ValueError(f"--part must be 'all' or 'encoder', got {part!r}")
     config = config_lib.load(config_spec)
+    runtime.configure(config, conv_impl=conv_impl)
     registry.import_modules(config.get("imports", ()))
     state_dict = load_state_dict(checkpoint)
     mapping, name, scope = choose_mapping(state_dict, config.model, part, mapping_name)
@@ -147,11 +149,14 @@ def main(argv=None) -> int:
                         help="refuse unused tensors / unfilled variables (default: on)")
     parser.add_argument("--input_size", default=None,
                         help="H,W to initialise the model at (default: config.data.crop)")
+    parser.add_argument("--conv_impl", choices=conv.IMPLEMENTATIONS,
+                        help="convolution formulation (default: the config's runtime.conv_impl)")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.input_size.split(",")) if args.input_size else None
     try:
         run(args.checkpoint, args.config, args.output, part=args.part,
-            mapping_name=args.mapping, strict=args.strict, input_size=size)
+            mapping_name=args.mapping, strict=args.strict, input_size=size,
+            conv_impl=args.conv_impl)
     except (core.ConversionError, KeyError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

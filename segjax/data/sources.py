@@ -15,14 +15,18 @@ is the kind of bug nobody finds later.
 
 Splits are written like tfds slices: 'train', 'train[:25]', 'train[25:30]',
 'val'. The part before '[' names the folder (or tfds split); the slice selects
-by position in the sorted file list. File names are sorted numerically when
-every name is a number (ISBI's 0.png .. 29.png), otherwise lexically.
+by position in the file list, in natural order (digits compare as numbers:
+ISBI's 0.png .. 29.png, frame2 before frame10), so a stray file cannot move the
+others. A folder source reads every file's header at start: an unreadable file
+is an error naming it; an image without a label (or a label without an image)
+is left out with a warning naming it.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +53,21 @@ def parse_split(split: str) -> tuple[str, slice]:
     return match.group("name"), slice(int(start) if start else None, int(stop) if stop else None)
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple:
+    """'slice10.png' -> ('slice', 10, '.png'): runs of digits compare as numbers, letters
+    case-blind; the name itself breaks ties, so the order is total."""
+    parts = tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+                  for part in _DIGITS.split(name) if part)
+    return parts, name
+
+
 def sort_names(names: Sequence[str]) -> list[str]:
-    """Numerically when every stem is an integer (0, 1, .., 10), else lexically."""
-    stems = [Path(n).stem for n in names]
-    if names and all(s.isdigit() for s in stems):
-        return [n for _, n in sorted(zip((int(s) for s in stems), names))]
-    return sorted(names)
+    """Natural order (0.png, 1.png, .., 10.png; frame2 before frame10), the same whatever else
+    the folder holds: adding a file never moves the others relative to each other."""
+    return sorted(names, key=natural_key)
 
 
 @dataclass(frozen=True)
@@ -151,31 +164,22 @@ class FolderSource:
                               int(ignore_index))
         self.root = Path(root)
         self.split = split
-        folder, selection = parse_split(split)
         if not self.root.is_dir():
             raise FileNotFoundError(f"data.root {str(self.root)!r} does not exist or is not a "
                                     "directory")
-        image_dir = self.root / folder / "images"
-        if not image_dir.is_dir():
-            raise FileNotFoundError(f"split {split!r}: no images folder {image_dir} (expected "
-                                    "<root>/<split>/images and <root>/<split>/labels)")
-        images = _image_files(image_dir)
-        if not images:
-            raise FileNotFoundError(f"split {split!r}: no {'/'.join(IMAGE_SUFFIXES)} files in "
-                                    f"{image_dir}")
+        folder, selection, image_dir, images = split_folder(self.root, split, _image_files,
+                                                            IMAGE_SUFFIXES)
         label_dir = self.root / folder / "labels"
+        labels = ({Path(n).stem: p for n, p in _image_files(label_dir).items()}
+                  if label_dir.is_dir() else None)
+        if labels is not None:
+            images = _paired_images(images, labels, image_dir, label_dir)
         names = sort_names(list(images))
+        check_readable([images[n] for n in names] +
+                       ([labels[Path(n).stem] for n in names] if labels is not None else []))
         self.image_paths = [images[n] for n in names][selection]
-        if label_dir.is_dir():
-            labels = {Path(n).stem: p for n, p in _image_files(label_dir).items()}
-            self.label_paths = []
-            for path in self.image_paths:
-                if path.stem not in labels:
-                    raise FileNotFoundError(f"image {path} has no label: expected "
-                                            f"{label_dir / path.stem}.<png|tif|jpg>")
-                self.label_paths.append(labels[path.stem])
-        else:
-            self.label_paths = [None] * len(self.image_paths)
+        self.label_paths = ([labels[path.stem] for path in self.image_paths]
+                            if labels is not None else [None] * len(self.image_paths))
         if not self.image_paths:
             raise ValueError(f"split {split!r} selects no files from the {len(names)} in "
                              f"{image_dir}")
@@ -195,9 +199,52 @@ class FolderSource:
         return f"FolderSource({str(self.root)!r}, {self.split!r}, {len(self)} examples)"
 
 
+def split_folder(root: Path, split: str, list_files, suffixes: Sequence[str]):
+    """(folder, selection, images dir, {name: path}) of `<root>/<split>/images`; errors name
+    the folder when it is missing or holds no file with one of `suffixes`."""
+    folder, selection = parse_split(split)
+    image_dir = Path(root) / folder / "images"
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"split {split!r}: no images folder {image_dir} (expected "
+                                "<root>/<split>/images and <root>/<split>/labels)")
+    files = list_files(image_dir)
+    if not files:
+        raise FileNotFoundError(f"split {split!r}: no {'/'.join(suffixes)} files in {image_dir}")
+    return folder, selection, image_dir, files
+
+
 def _image_files(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in folder.iterdir()
             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _paired_images(images: dict[str, Path], labels: dict[str, Path], image_dir: Path,
+                   label_dir: Path) -> dict[str, Path]:
+    """The images that have a label; a warning names the files of either side left unpaired."""
+    unlabelled = sort_names([n for n, p in images.items() if p.stem not in labels])
+    stems = {p.stem for p in images.values()}
+    orphans = sort_names([p.name for stem, p in labels.items() if stem not in stems])
+    if unlabelled:
+        warnings.warn(f"{image_dir}: {len(unlabelled)} image(s) without a label in {label_dir}, "
+                      f"left out: {', '.join(unlabelled[:10])}", stacklevel=3)
+    if orphans:
+        warnings.warn(f"{label_dir}: {len(orphans)} label(s) without an image in {image_dir}, "
+                      f"ignored: {', '.join(orphans[:10])}", stacklevel=3)
+    return {n: p for n, p in images.items() if p.stem in labels}
+
+
+def check_readable(paths: Sequence[Path]) -> None:
+    """Opens every file's header; a ValueError names each one that is not a readable image."""
+    broken = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.size  # noqa: B018  (parses the header)
+        except (OSError, ValueError) as error:
+            broken.append(f"{path} ({error})")
+    if broken:
+        raise ValueError(f"{len(broken)} file(s) in the dataset folder are not readable images; "
+                         f"remove or replace them: {'; '.join(broken[:10])}")
 
 
 class TfdsSource:
@@ -210,9 +257,7 @@ class TfdsSource:
     def __init__(self, name: str, split: str, *, data_dir: str | None = None,
                  image_channels: int, label_values: Sequence[int] = (),
                  ignore_values: Sequence[int] = (), ignore_index: int = 255):
-        import tensorflow_datasets as tfds  # heavy import; only this source needs it
-
-        from segjax.data import builders  # noqa: F401  (registers segjax's builders)
+        from segjax.data import builders  # heavy (tensorflow_datasets); only tfds needs it
 
         if not name:
             raise ValueError("data.tfds_name is empty; name a prepared tfds dataset "
@@ -221,13 +266,7 @@ class TfdsSource:
         self.name, self.split, self.data_dir = name, split, data_dir or None
         self.spec = LabelSpec(int(image_channels), tuple(label_values), tuple(ignore_values),
                               int(ignore_index))
-        builder = tfds.builder(name, data_dir=self.data_dir)
-        if not builder.is_prepared():
-            raise FileNotFoundError(
-                f"tfds dataset {name!r} (data.tfds_name) is not prepared in {builder.data_dir} "
-                f"(data.root={data_dir!r}); build it with `python -m segjax.data.builders "
-                f"--name {name} --local_dir DIR --data_dir {data_dir or 'DATA_DIR'}`")
-        self._records = builder.as_data_source(split=split)
+        self._records = builders.prepared_records(name, split, self.data_dir)
 
     def __len__(self) -> int:
         return len(self._records)

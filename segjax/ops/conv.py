@@ -41,7 +41,7 @@ import jax.numpy as jnp
 
 Padding = str | Sequence[tuple[int, int]]
 
-_IMPLEMENTATIONS = ("auto", "native", "cpu")
+IMPLEMENTATIONS = ("auto", "native", "cpu")
 _default_implementation = "auto"
 
 
@@ -67,9 +67,9 @@ def resolve_implementation(impl: str | None = None) -> str:
 
 
 def _check_implementation(name, where: str) -> None:
-    if name not in _IMPLEMENTATIONS:
+    if name not in IMPLEMENTATIONS:
         raise ValueError(f"{where}: conv implementation {name!r} is not one of "
-                         f"{_IMPLEMENTATIONS} (config.runtime.conv_impl)")
+                         f"{IMPLEMENTATIONS} (config.runtime.conv_impl)")
 
 
 def dimension_numbers(rank: int) -> tuple[str, str, str]:

@@ -1,10 +1,13 @@
-"""Training: state and optimiser, the sharded train/eval steps, checkpoints, the loop.
+"""Training: the train state, the sharded train step, training checkpoints, the loop.
 
     state.py       TrainState, create_train_state (optimisers: segjax.optim)
-    sharding.py    make_mesh(config.mesh), batch/replicated shardings, global batches
-    step.py        train_step / eval_step (pure functions, jitted with mesh shardings)
-    checkpoint.py  plain variable files, Orbax training checkpoints, restore_for_inference
+    step.py        train_step (a pure function), compile_train_step over a mesh
+    checkpoint.py  Orbax training checkpoints (state + data iterator), the best checkpoint
     loop.py        train_and_evaluate(config, workdir)
+    logging.py     TensorBoard events, metrics.jsonl, the progress bar
 
-Modules are imported lazily by their users; this package imports nothing heavy.
+Only training needs this package: inference, evaluation, export and conversion
+(`segjax.evaluation`, `segjax.weights`, `segjax.sharding`, ...) never import
+it. Modules are imported lazily by their users; this package imports nothing
+heavy.
 """

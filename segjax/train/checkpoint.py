@@ -15,14 +15,15 @@ the workdir layout are in `segjax.weights`, which never imports this package.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from segjax.weights import (BEST_DIR, BEST_FILE, CHECKPOINTS_DIR, CONFIG_FILE,  # noqa: F401
-                            orbax_checkpoint, first_mismatch, is_variables_checkpoint, load_variables,
-                            model_name, save_variables)
+                            first_mismatch, is_variables_checkpoint, load_variables,
+                            orbax_checkpoint, save_variables)
 
 STATE_KEYS = ("params", "batch_stats", "opt_state", "step")
 
@@ -34,8 +35,57 @@ def _handlers():
             "data": grain.checkpoint.CheckpointHandler()}
 
 
+CORRUPT_DIR = "checkpoints_corrupt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message says why and what to do."""
+
+
+class ConfigChanged(CheckpointError):
+    """A resume whose model (or optimiser state layout) differs from the checkpoint's."""
+
+
 def _model_config_dict(config) -> dict:
     return json.loads(config.model.to_json_best_effort())
+
+
+def run_record(config) -> dict:
+    """What a checkpoint stores of the config to check a resume: architecture and optimiser."""
+    from segjax.models.registry import architecture
+    return {"model": json.loads(json.dumps(architecture(config.model), default=str)),
+            "optim": json.loads(config.optim.to_json_best_effort()),
+            "imports": list(config.get("imports", ()))}
+
+
+def _flat(tree, prefix: str) -> dict[str, object]:
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}.{key}"))
+        return out
+    return {prefix: tuple(tree) if isinstance(tree, list) else tree}
+
+
+def changed_fields(stored: dict, current: dict, section: str) -> list[str]:
+    """'section.key: checkpoint A, config B' for every field whose value differs."""
+    before, after = _flat(stored, section), _flat(current, section)
+    return [f"{key}: checkpoint {before.get(key, '(absent)')!r}, config "
+            f"{after.get(key, '(absent)')!r}"
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+
+
+def _key_name(key) -> str:
+    for field in ("key", "idx", "name"):
+        if hasattr(key, field):
+            return str(getattr(key, field))
+    return str(key)
+
+
+def _tree_paths(tree) -> set[str]:
+    """Leaf paths as 'a.0.mu' (stored metadata names namedtuple fields as dict keys)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {".".join(_key_name(key) for key in path) for path, _ in flat}
 
 
 def _abstract(leaf) -> jax.ShapeDtypeStruct:
@@ -46,72 +96,168 @@ def _abstract(leaf) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(value.shape, value.dtype)
 
 
+def _reason(error: BaseException) -> str:
+    """One line from an Orbax/tensorstore error (their messages run to many lines)."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
+
+
 class TrainingCheckpoints:
     """Orbax checkpoints of the train state and the data iterator in `workdir/checkpoints`.
 
     Each step directory holds three items written together: 'state' (params,
     batch_stats, opt_state, step), 'data' (every process's grain iterator
-    state) and 'meta' (step and config.model). Orbax writes into a temporary
-    directory and renames it when complete, so a run killed mid-save leaves
-    the previous checkpoints intact. The `keep_checkpoints` latest are kept.
-    Saving is synchronous: the loop checks the state is finite just before.
+    state) and 'meta' (the step, the model's architecture and the optimiser
+    config). Orbax writes into a temporary directory and renames it when
+    complete, so a run killed mid-save leaves the previous checkpoints intact.
+    The `keep_checkpoints` latest are kept. Saving is synchronous: the loop
+    checks the state is finite just before.
+
+    Restoring takes the newest checkpoint that reads back: one that does not
+    (a deleted or truncated file) is moved to `workdir/checkpoints_corrupt/`
+    with a one-line warning naming the step and why, and the next older one
+    is tried. A checkpoint of another model is refused (`ConfigChanged`), not
+    skipped.
     """
 
-    def __init__(self, workdir, config):
-        ocp = orbax_checkpoint()
-        self.directory = Path(workdir).resolve() / CHECKPOINTS_DIR
-        self.model_config = _model_config_dict(config)
-        options = ocp.CheckpointManagerOptions(
+    def __init__(self, workdir, config, *, log=None):
+        self.workdir = Path(workdir).resolve()
+        self.directory = self.workdir / CHECKPOINTS_DIR
+        self.record = run_record(config)
+        self.allow_config_change = bool(config.train.get("allow_config_change", False))
+        self.log = log or (lambda message: print(message, flush=True))
+        options = orbax_checkpoint().CheckpointManagerOptions(
             max_to_keep=max(1, int(config.train.keep_checkpoints)),
             enable_async_checkpointing=False, cleanup_tmp_directories=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_handlers=_handlers())
+        self.manager = orbax_checkpoint().CheckpointManager(
+            self.directory, options=options, item_handlers=_handlers())
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, step: int, state, data_iterator) -> None:
+        """Writes step `step`; a failed write (a full disk) is one CheckpointError line."""
         import grain
         ocp = orbax_checkpoint()
         items = {key: getattr(state, key) for key in STATE_KEYS}
-        self.manager.save(int(step), args=ocp.args.Composite(
-            state=ocp.args.StandardSave(items),
-            data=grain.checkpoint.CheckpointSave(data_iterator),
-            meta=ocp.args.JsonSave({"step": int(step), "model": self.model_config})))
-        self.manager.wait_until_finished()
+        previous = self.latest_step()
+        try:
+            self.manager.save(int(step), args=ocp.args.Composite(
+                state=ocp.args.StandardSave(items),
+                data=grain.checkpoint.CheckpointSave(data_iterator),
+                meta=ocp.args.JsonSave({"step": int(step), **self.record})))
+            self.manager.wait_until_finished()
+        except Exception as error:  # Orbax wraps OSErrors in its own and tensorstore's types
+            kept = f"step {previous} is intact" if previous is not None else "none was saved"
+            raise CheckpointError(f"saving checkpoint step {step} in {self.directory} failed "
+                                  f"({_reason(error)}); the previous checkpoint: {kept}") from None
 
-    def _check_compatible(self, step: int, state) -> None:
-        location = self.directory / str(step)
-        meta = self.manager.restore(step, args=orbax_checkpoint().args.Composite(
-            meta=orbax_checkpoint().args.JsonRestore())).meta
+    # ------------------------------------------------------------------ restoring
+
+    def _stored(self, step: int) -> tuple[dict, dict]:
+        """(meta, state item metadata) of `step`; raises whatever Orbax raises if unreadable."""
+        ocp = orbax_checkpoint()
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         found = self.manager.item_metadata(step)["state"]
+        if meta is None or found is None or "params" not in found:
+            raise CheckpointError("its meta or state item is missing")
+        return dict(meta), found
+
+    def _check_model(self, step: int, meta: dict, found, state) -> None:
+        from segjax.models.registry import architecture
+        location = self.directory / str(step)
+        stored_model = architecture(meta.get("model") or {})
+        changes = changed_fields(stored_model, self.record["model"], "config.model")
         expected = {"params": state.params, "batch_stats": state.batch_stats}
         saved = {"params": found["params"], "batch_stats": found.get("batch_stats") or {}}
         mismatch = first_mismatch(expected, saved)
-        if mismatch:
-            raise ValueError(
-                f"checkpoint {location} was written by model {model_name(meta.get('model'))!r} "
-                f"but config.model.name is {model_name(self.model_config)!r}; the parameters "
-                f"differ at {mismatch}. Use another --workdir, or config.model.init_from to "
-                "start from compatible weights.")
+        if (changes and not self.allow_config_change) or mismatch:
+            listed = "; ".join(changes) or "(no stored field differs)"
+            raise ConfigChanged(
+                f"checkpoint {location} was written by another model than the config "
+                f"describes: {listed}" + (f"; parameters differ at {mismatch}" if mismatch
+                                          else "") +
+                ". Resume refused and nothing in the workdir was changed. Use another "
+                "--workdir (with config.model.init_from to start from these weights), or "
+                "config.train.allow_config_change=True to continue this run with the new "
+                "model when its parameter shapes agree.")
 
-    def restore(self, state, data_iterator):
-        """(state, step) restored from the latest checkpoint, or (state, 0) if there is none.
+    def _optimizer_matches(self, step: int, meta: dict, found, state) -> bool:
+        """True when the stored optimiser state has the layout `state.opt_state` has."""
+        if _tree_paths(found.get("opt_state")) == _tree_paths(state.opt_state):
+            return True
+        changes = changed_fields(meta.get("optim") or {}, self.record["optim"], "config.optim")
+        listed = "; ".join(changes) or "the optimiser state's layout differs"
+        if not self.allow_config_change:
+            raise ConfigChanged(
+                f"checkpoint {self.directory / str(step)} holds the state of another optimiser "
+                f"than the config's ({listed}). Resume refused; set "
+                "config.train.allow_config_change=True to keep its weights and start a fresh "
+                "optimiser state, or use another --workdir.")
+        self.log(f"warning: config.optim differs from checkpoint step {step} ({listed}); its "
+                 "weights are kept and the optimiser state starts afresh")
+        return False
 
-        `data_iterator` is restored in place to continue with the next batch.
-        """
+    def _quarantine(self, step: int, reason: str) -> None:
+        target = self.workdir / CORRUPT_DIR / str(step)
+        self.log(f"warning: checkpoint step {step} in {self.directory} is unreadable ({reason}); "
+                 f"moved to {target}, trying the next older one")
+        if jax.process_index() == 0:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.move(str(self.directory / str(step)), str(target))
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"segjax quarantine {step}")
+        self.manager.reload()
+
+    def _restore_step(self, step: int, state, data_iterator, keys):
         import grain
         ocp = orbax_checkpoint()
-        step = self.latest_step()
-        if step is None:
-            return state, 0
-        self._check_compatible(step, state)
-        target = {key: jax.tree_util.tree_map(_abstract, getattr(state, key))
-                  for key in STATE_KEYS}
+        target = {key: jax.tree_util.tree_map(_abstract, getattr(state, key)) for key in keys}
         restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target),
+            state=ocp.args.StandardRestore(target, strict=len(keys) == len(STATE_KEYS)),
             data=grain.checkpoint.CheckpointRestore(data_iterator)))
-        return state.replace(**restored.state), step
+        if restored.state is None or set(restored.state) != set(keys):
+            raise CheckpointError("its state item did not read back")
+        return state.replace(**restored.state)
+
+    def restore(self, state, data_iterator):
+        """(state, step) from the newest intact checkpoint, or (state, 0) if there is none.
+
+        `data_iterator` is restored in place to continue with the next batch.
+        Raises `ConfigChanged` for a checkpoint of another model or optimiser,
+        `CheckpointError` when checkpoints exist and none reads back.
+        """
+        unreadable = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                meta, found = self._stored(step)
+            except Exception as error:  # pylint: disable=broad-except
+                unreadable.append(step)
+                self._quarantine(step, _reason(error))
+                continue
+            self._check_model(step, meta, found, state)
+            keys = STATE_KEYS if self._optimizer_matches(step, meta, found, state) \
+                else ("params", "batch_stats", "step")
+            try:
+                restored = self._restore_step(step, state, data_iterator, keys)
+            except ConfigChanged:
+                raise
+            except Exception as error:  # pylint: disable=broad-except
+                unreadable.append(step)
+                self._quarantine(step, _reason(error))
+                continue
+            if unreadable:
+                self.log(f"resuming from step {step}, the newest intact checkpoint")
+            return restored, step
+        if unreadable:
+            raise CheckpointError(
+                f"no intact checkpoint in {self.directory}: step(s) {unreadable} are unreadable "
+                f"(moved to {self.workdir / CORRUPT_DIR}). Remove the workdir's checkpoints to "
+                "start over, or use another --workdir.")
+        return state, 0
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -8,6 +8,8 @@ every write so a killed run keeps what it logged. Non-finite values become
 `null` in JSON (strict JSON has no NaN). `read_metrics` reads the lines back;
 `read_tensorboard_scalars` reads the event files back without TensorFlow or
 the tensorboard package (a TFRecord reader over tensorboardX's protobufs).
+A writer created with `resume_step` first drops the records of later steps,
+which the resumed run replays (`drop_records_after`).
 
 On multi-host runs create the writer with `enabled=jax.process_index() == 0`
 so only one process writes.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 import sys
 import time
@@ -58,7 +61,8 @@ def _check_image(name: str, image: Any) -> tuple[np.ndarray, str]:
 class MetricWriter:
     """Scalars to TensorBoard and metrics.jsonl (plus a console line); images and text to TB."""
 
-    def __init__(self, workdir: str | Path, *, console: bool = True, enabled: bool = True):
+    def __init__(self, workdir: str | Path, *, console: bool = True, enabled: bool = True,
+                 resume_step: int | None = None):
         self.workdir = Path(workdir)
         self.console = console
         self.enabled = enabled
@@ -66,6 +70,8 @@ class MetricWriter:
         self._jsonl = None
         if enabled:
             self.workdir.mkdir(parents=True, exist_ok=True)
+            if resume_step is not None:
+                drop_records_after(self.workdir / METRICS_FILE, resume_step)
             self._tensorboard = SummaryWriter(logdir=str(self.workdir / TENSORBOARD_DIR))
             self._jsonl = open(self.workdir / METRICS_FILE, "a", encoding="utf-8")
 
@@ -114,6 +120,33 @@ class MetricWriter:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def drop_records_after(path: Path, step: int) -> int:
+    """Removes the records of steps > `step` from a metrics.jsonl; returns how many.
+
+    A run resumed from the checkpoint of `step` replays the steps after it, so
+    their records (logged before the stop) are replaced, not repeated. The
+    file is rewritten atomically; a truncated last line is dropped too.
+    """
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if int(record.get("step", 0)) > step:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        fresh = path.with_name(f".{path.name}.new")
+        fresh.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(fresh, path)
+    return dropped
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -5,10 +5,11 @@ What a run writes under `workdir`:
     config.json                   the full config (restore_for_inference reads it)
     checkpoints/<step>/           Orbax: state/ (params, batch_stats, opt_state, step),
                                   data/ (each process's grain iterator state), meta/
-    checkpoints_best/variables   best validation mIoU so far (save_variables format)
+    checkpoints_best/variables    best validation mIoU so far (segjax.weights format)
     tensorboard/                  event files (loss, lr, steps/s, validation metrics, images)
     metrics.jsonl                 one JSON line per log / eval step
-    eval_metrics.json             the last evaluation (mIoU, per-class IoU, pixel accuracy, ...)
+    eval_metrics.json             the last evaluation (mIoU, per-class IoU, pixel accuracy, ...;
+                                  PQ, SQ, RQ for panoptic models)
     predictions/<name>.png        image | prediction overlay | errors vs label (last evaluation)
 
 Restarting with the same workdir resumes from the latest checkpoint, data
@@ -22,6 +23,7 @@ writes files; all of them run the same steps and evaluations.
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from pathlib import Path
@@ -31,11 +33,14 @@ import jax
 import numpy as np
 import tqdm
 
-from segjax import config as config_lib, inference, metrics as metrics_lib, optim, runtime, weights
+from segjax import config as config_lib, evaluation, metrics as metrics_lib, optim, runtime
+from segjax import sharding, visualize, weights
 from segjax.models.segmenter import count_params
 from segjax.train import checkpoint as ckpt
-from segjax.train import sharding, state as state_lib, step as step_lib
+from segjax.panoptic import quality as panoptic_quality
+from segjax.train import state as state_lib, step as step_lib
 from segjax.train.logging import METRICS_FILE, TENSORBOARD_DIR, MetricWriter, ProgressBar
+from segjax.train.workdir import WorkdirLock, check_writable
 
 EVAL_FILE = "eval_metrics.json"
 PREDICTIONS_DIR = "predictions"
@@ -70,101 +75,6 @@ def _agree(flag: bool) -> bool:
 
 
 # --------------------------------------------------------------------------------------
-# Evaluation.
-
-def make_predict_fn(eval_fn, variables, mesh):
-    """A numpy predict_fn for segjax.inference whose batches are split over 'data'."""
-    data_size = mesh.shape["data"]
-    batch_sharding = sharding.batch_sharding(mesh)
-
-    def to_global(tiles: np.ndarray) -> jax.Array:
-        count = -(-tiles.shape[0] // data_size) * data_size
-        padded = np.zeros((count, *tiles.shape[1:]), np.float32)
-        padded[:tiles.shape[0]] = tiles
-        return jax.make_array_from_callback(padded.shape, batch_sharding,
-                                            lambda index: padded[index])
-
-    def predict_fn(tiles: np.ndarray) -> np.ndarray:
-        logits = eval_fn(variables, to_global(np.asarray(tiles, np.float32)))
-        return sharding.local_value(logits)[:tiles.shape[0]].astype(np.float32)
-
-    def output_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
-        spec = jax.ShapeDtypeStruct(tuple(input_shape), np.float32)
-        return tuple(jax.eval_shape(eval_fn, variables, spec).shape)
-
-    predict_fn.output_shape = output_shape
-    return predict_fn
-
-
-def evaluate(config, predict_fn, examples) -> tuple[dict, list[np.ndarray]]:
-    """Metrics over the labelled `examples` and the predicted class maps of all of them."""
-    from segjax import data as data_lib
-    num_classes = int(config.model.num_classes)
-    ignore_index = int(config.data.ignore_index)
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    predictions = []
-    for example in examples:
-        image = data_lib.normalize(example["image"], config.data)
-        probs = inference.predict_probs(predict_fn, image, config.eval, num_classes)
-        prediction = np.argmax(probs, axis=-1).astype(np.int32)
-        predictions.append(prediction)
-        if example.get("label") is not None:
-            label = np.asarray(example["label"])
-            metrics_lib.validate_labels(label, num_classes, ignore_index,
-                                        where=f"validation label {example.get('name', '?')}")
-            confusion += np.asarray(metrics_lib.confusion_matrix(
-                prediction[None], label[None], num_classes=num_classes,
-                ignore_index=ignore_index), np.int64)
-    class_names = tuple(config.data.class_names) or None
-    result = metrics_lib.metrics_from_confusion(confusion, class_names)
-    result["confusion_matrix"] = confusion.tolist()
-    return result, predictions
-
-
-def palette(num_classes: int) -> np.ndarray:
-    """A fixed, distinguishable RGB colour per class (uint8, (K, 3))."""
-    base = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
-                     [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230],
-                     [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255],
-                     [170, 110, 40], [255, 250, 200], [128, 0, 0], [170, 255, 195],
-                     [128, 128, 0], [255, 215, 180], [0, 0, 128], [128, 128, 128]], np.uint8)
-    reps = -(-num_classes // len(base))
-    return np.tile(base, (reps, 1))[:num_classes]
-
-
-def overlay_panel(image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None, *,
-                  num_classes: int, ignore_index: int) -> np.ndarray:
-    """[image | prediction colours over the image | errors in red] as one uint8 RGB array."""
-    rgb = np.asarray(image, np.uint8)
-    rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb[..., :3]
-    colours = palette(num_classes)[np.clip(prediction, 0, num_classes - 1)]
-    blended = (0.5 * rgb + 0.5 * colours).astype(np.uint8)
-    panels = [rgb, blended]
-    if label is not None:
-        errors = (rgb * 0.4).astype(np.uint8)
-        valid = label != ignore_index
-        wrong = valid & (prediction != label)
-        errors[wrong] = (255, 0, 0)
-        errors[valid & ~wrong] = (0.4 * rgb[valid & ~wrong] + 0.6 * 200).astype(np.uint8)
-        panels.append(errors)
-    return np.concatenate(panels, axis=1)
-
-
-def write_overlays(config, examples, predictions, directory: Path) -> list[Path]:
-    from PIL import Image
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for example, prediction in list(zip(examples, predictions))[:int(config.train.num_overlays)]:
-        panel = overlay_panel(example["image"], prediction, example.get("label"),
-                              num_classes=int(config.model.num_classes),
-                              ignore_index=int(config.data.ignore_index))
-        path = directory / f"{Path(str(example.get('name', len(paths)))).stem}.png"
-        Image.fromarray(panel).save(path)
-        paths.append(path)
-    return paths
-
-
-# --------------------------------------------------------------------------------------
 # The loop.
 
 class _Run:
@@ -191,12 +101,16 @@ class _Run:
         state, self.schedule = state_lib.create_train_state(
             config, self.model, state_lib.init_key(seed), input_shape)
         self.state = sharding.replicate(sharding.same_on_all_processes(state), self.mesh)
-        self.checkpoints = ckpt.TrainingCheckpoints(workdir, config)
-        self.state, self.start_step = self.checkpoints.restore(self.state, self.loader)
+        self.checkpoints = ckpt.TrainingCheckpoints(workdir, config, log=_log)
+        try:
+            self.state, self.start_step = self.checkpoints.restore(self.state, self.loader)
+        except BaseException:
+            self.close()
+            raise
         self.train_fn = step_lib.compile_train_step(
             self.mesh, model=self.model, loss_config=config.loss, num_classes=self.num_classes,
             ignore_index=self.ignore_index)
-        self.eval_fn = step_lib.compile_eval_step(self.mesh, model=self.model)
+        self.eval_options = evaluation.options_from_config(config)
         self.val_examples = data_lib.load_split(config.data, config.data.val_split) \
             if config.data.val_split else []
         best = ckpt.best_record(workdir)
@@ -205,6 +119,19 @@ class _Run:
 
     def variables(self) -> dict:
         return {"params": self.state.params, "batch_stats": self.state.batch_stats}
+
+    def close(self) -> None:
+        self.checkpoints.close()
+        if hasattr(self.loader, "close"):
+            self.loader.close()  # stops grain worker processes
+
+    def predict_fn(self) -> evaluation.PredictFn:
+        """Inference with the current weights, its tiles split over the run's mesh."""
+        return evaluation.make_predict_fn(self.model, self.variables(), self.mesh)
+
+    def panoptic_fn(self) -> evaluation.PanopticFn | None:
+        """Panoptic maps with the current weights (None unless the model is panoptic)."""
+        return evaluation.make_panoptic_fn(self.model, self.variables(), self.config, self.mesh)
 
     def next_batch(self, step: int) -> dict:
         batch = next(self.loader)
@@ -230,37 +157,58 @@ def _check_finite(run: _Run, accumulator) -> None:
         raise _diverged(run, int(sharding.local_value(run.state.step)))
 
 
-def _run_evaluation(run: _Run, step: int, writer: MetricWriter, *, final: bool) -> dict:
+def _log_evaluation(run: _Run, step: int, result: dict, writer: MetricWriter) -> None:
     config = run.config
-    start = time.perf_counter()
-    predict_fn = make_predict_fn(run.eval_fn, run.variables(), run.mesh)
-    result, predictions = evaluate(config, predict_fn, run.val_examples)
-    seconds = time.perf_counter() - start
-    class_names = tuple(config.data.class_names) or None
     scalars = metrics_lib.scalar_metrics(result, prefix="val/")
-    scalars["val/seconds"] = seconds
+    scalars["val/seconds"] = result["seconds"]
     writer.write_scalars(step, scalars)
-    _log(f"evaluation at step {step} on {config.data.val_split} ({len(run.val_examples)} "
-         f"images, {seconds:.1f}s): mIoU {100 * result['miou']:.2f}, pixel accuracy "
+    _log(f"evaluation at step {step} on {config.data.val_split} ({result['num_images']} "
+         f"images, {result['seconds']:.1f}s): mIoU {100 * result['miou']:.2f}, pixel accuracy "
          f"{100 * result['pixel_accuracy']:.2f}\n"
-         + metrics_lib.format_metrics_table(result, class_names))
-    if _is_main():
-        record = {"step": step, "split": config.data.val_split, **result}
-        (run.workdir / EVAL_FILE).write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
-        panels = {f"val/{Path(str(e.get('name', i))).stem}": overlay_panel(
-            e["image"], p, e.get("label"), num_classes=run.num_classes,
+         + metrics_lib.format_metrics_table(result, evaluation.class_names(config))
+         + (f"\nPQ {100 * result['pq']:.2f}, SQ {100 * result['sq']:.2f}, RQ "
+            f"{100 * result['rq']:.2f}\n" + panoptic_quality.format_pq_table(
+                result, evaluation.class_names(config), result["thing_classes"])
+            if "pq" in result else ""))
+
+
+def _write_evaluation(run: _Run, step: int, result: dict, predictions, writer: MetricWriter,
+                      *, final: bool) -> None:
+    """eval_metrics.json, validation panels in TensorBoard and, at the end, overlay PNGs."""
+    config = run.config
+    record = {"step": step, "split": config.data.val_split,
+              "options": evaluation.options_record(run.eval_options), **result}
+    (run.workdir / EVAL_FILE).write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+    examples = run.val_examples[:len(predictions)]
+    colours = visualize.class_colours(config)
+    writer.write_images(step, {
+        f"val/{visualize.example_stem(example, index)}": visualize.overlay_panel(
+            example["image"], prediction, example.get("label"), colours=colours,
             ignore_index=run.ignore_index)
-            for i, (e, p) in enumerate(list(zip(run.val_examples, predictions))
-                                       [:int(config.train.num_overlays)])}
-        writer.write_images(step, panels)
-        if final:
-            write_overlays(config, run.val_examples, predictions, run.workdir / PREDICTIONS_DIR)
-    miou = float(result["miou"])
-    if np.isfinite(miou) and miou > run.best_miou:
-        run.best_miou = miou
-        variables = jax.tree_util.tree_map(sharding.local_value, run.variables())
-        if _is_main():
-            ckpt.save_best(run.workdir, variables, config, step=step, miou=miou)
+        for index, (example, prediction) in enumerate(zip(examples, predictions))})
+    if final:
+        visualize.write_overlays(config, examples, predictions, run.workdir / PREDICTIONS_DIR)
+
+
+def _keep_best(run: _Run, step: int, miou: float) -> None:
+    """Saves the weights as the best checkpoint when `miou` beats the best so far."""
+    if not (np.isfinite(miou) and miou > run.best_miou):
+        return
+    run.best_miou = miou
+    variables = jax.tree_util.tree_map(sharding.local_value, run.variables())
+    if _is_main():
+        ckpt.save_best(run.workdir, variables, run.config, step=step, miou=miou)
+
+
+def _run_evaluation(run: _Run, step: int, writer: MetricWriter, *, final: bool) -> dict:
+    """`segjax.evaluation.evaluate` on the validation split, its reports, the best checkpoint."""
+    result, predictions = evaluation.evaluate(
+        run.predict_fn(), run.config, run.val_examples, run.eval_options,
+        keep_predictions=int(run.config.train.num_overlays), panoptic_fn=run.panoptic_fn())
+    _log_evaluation(run, step, result, writer)
+    if _is_main():
+        _write_evaluation(run, step, result, predictions, writer, final=final)
+    _keep_best(run, step, float(result["miou"]))
     return result
 
 
@@ -361,30 +309,56 @@ def _train(run: _Run, writer: MetricWriter, bar: ProgressBar, hooks: Sequence[Ho
 def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
     """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the last eval.
 
-    `hooks` are called as hook(step, state) after every step, once the
-    step's logging, checkpoint and evaluation are done.
+    Before any work: the config's counts are validated, the workdir is
+    locked against a second run and checked writable. The resume check
+    (`TrainingCheckpoints.restore`) runs before config.json is written, so a
+    refused resume leaves the workdir as it was. `hooks` are called as
+    hook(step, state) after every step, once the step's logging, checkpoint
+    and evaluation are done.
     """
     workdir = Path(workdir).resolve()
     config_lib.validate(config)
     runtime.configure(config)
-    if _is_main():
-        write_config(config, workdir)
-    run = _Run(config, workdir)
-    _log(f"model {config.model.name}: {count_params(run.variables()):,} parameters; mesh "
-         f"{dict(run.mesh.shape)} over {jax.device_count()} devices, {jax.process_count()} "
-         f"process(es); " + (f"resumed at step {run.start_step}" if run.start_step
-                             else "starting from step 0"))
+    with WorkdirLock(workdir, enabled=_is_main()):
+        if _is_main():
+            check_writable(workdir, workdir / weights.CHECKPOINTS_DIR)
+        return _train_in(config, workdir, hooks)
 
-    writer = MetricWriter(workdir, console=False, enabled=_is_main())
-    bar = ProgressBar(int(config.train.steps), run.start_step,
-                      enabled=bool(config.train.progress_bar) and _is_main())
+
+def _train_in(config, workdir: Path, hooks: Sequence[Hook]) -> dict:
+    run = _Run(config, workdir)
     try:
-        result = _train(run, writer, bar, hooks)
+        if _is_main():
+            write_config(config, workdir)
+        _log(f"model {config.model.name}: {count_params(run.variables()):,} parameters; mesh "
+             f"{dict(run.mesh.shape)} over {jax.device_count()} devices, "
+             f"{jax.process_count()} process(es); "
+             + (f"resumed at step {run.start_step}" if run.start_step else "starting from step 0"))
+        writer = MetricWriter(workdir, console=False, enabled=_is_main(),
+                              resume_step=run.start_step)
+        bar = ProgressBar(int(config.train.steps), run.start_step,
+                          enabled=bool(config.train.progress_bar) and _is_main())
+        try:
+            result = _train(run, writer, bar, hooks)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise ckpt.CheckpointError(
+                f"the disk is full ({error.filename or workdir}: {error.strerror}); training "
+                f"stopped, the latest checkpoint (step {run.last_saved}) is intact") from None
+        finally:
+            bar.close()
+            _close_quietly(writer)
     finally:
-        bar.close()
-        writer.close()
-        run.checkpoints.close()
-        if hasattr(run.loader, "close"):
-            run.loader.close()  # stops grain worker processes
+        run.close()
     _log(_summary(run))
     return result
+
+
+def _close_quietly(writer: MetricWriter) -> None:
+    """Closes the writer; a full disk while flushing its last records is already reported."""
+    try:
+        writer.close()
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise

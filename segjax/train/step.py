@@ -1,8 +1,9 @@
 """The train and eval steps, and their sharded compilation.
 
-`train_step` and `eval_step` are pure functions of arrays; `compile_train_step`
-and `compile_eval_step` jit them over a mesh (batch split over 'data', state
-replicated, the state donated). Models return dicts: the steps read
+`train_step` is a pure function of arrays; `compile_train_step` jits it over a
+mesh (batch split over 'data', state replicated, the state donated). Inference
+(the loop's validation included) compiles its own function in
+`segjax.evaluation`. Models return dicts: the steps read
 outputs['logits'] (and the loss reads 'aux_logits'), never positions.
 
 Metrics stay on the device: the compiled train step also folds the step's
@@ -27,7 +28,7 @@ import optax
 from jax.sharding import Mesh
 
 from segjax import host_memory, losses
-from segjax.train import sharding as sharding_lib
+from segjax import sharding as sharding_lib
 from segjax.train.state import TrainState
 
 NO_STEP = -1
@@ -61,12 +62,6 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
     metrics = {name: jnp.asarray(value, jnp.float32) for name, value in components.items()}
     metrics["grad_norm"] = optax.global_norm(grads)
     return new_state, metrics
-
-
-def eval_step(variables: Mapping[str, Any], images: jax.Array, *, model: nn.Module) -> jax.Array:
-    """Logits of `images` in inference mode (batch statistics frozen)."""
-    return model.apply(_variables(variables["params"], variables.get("batch_stats")), images,
-                       train=False)["logits"]
 
 
 def empty_accumulator(metric_names) -> dict[str, Any]:
@@ -115,14 +110,6 @@ def compile_train_step(mesh: Mesh, *, model, loss_config, num_classes: int, igno
     return jax.jit(step, in_shardings=(replicated, replicated, batch_sharding, replicated),
                    out_shardings=(replicated, replicated), donate_argnums=(0, 1),
                    compiler_options=host_memory.compiler_options())
-
-
-def compile_eval_step(mesh: Mesh, *, model):
-    """jit of (variables, images) -> logits: images split over 'data', logits gathered."""
-    replicated = sharding_lib.replicated_sharding(mesh)
-    return jax.jit(functools.partial(eval_step, model=model),
-                   in_shardings=(replicated, sharding_lib.batch_sharding(mesh)),
-                   out_shardings=replicated, compiler_options=host_memory.compiler_options())
 
 
 @jax.jit

@@ -65,7 +65,6 @@ def test_label_values_and_ignore_values_map_raw_to_classes(tmp_path):
 @pytest.mark.parametrize("case, match", [
     ("no_root", "data.root"),
     ("no_images", "no images folder"),
-    ("no_label", "has no label"),
     ("bad_value", r"3\.png.*\[128\].*\(0, 255\)"),
     ("size", r"label size \(4, 4\) != image size \(4, 5\)"),
     ("channels", "data.image_channels=1"),
@@ -80,8 +79,6 @@ def test_bad_input_errors_name_the_problem(tmp_path, case, match):
     elif case == "no_images":
         root = tmp_path
         (root / "train").mkdir()
-    elif case == "no_label":
-        root = _folder(tmp_path, {"0.png": image, "1.png": image}, {"0.png": label})
     elif case == "bad_value":
         root = _folder(tmp_path, {"3.png": image}, {"3.png": np.full((4, 5), 128)})
     elif case == "size":
@@ -93,6 +90,40 @@ def test_bad_input_errors_name_the_problem(tmp_path, case, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
         source = FolderSource(root, split, **kwargs)
         source[0]
+
+
+def test_unpaired_files_are_left_out_with_a_warning_naming_them(tmp_path):
+    image = np.zeros((4, 5))
+    root = _folder(tmp_path, {"0.png": image, "1.png": image}, {"0.png": image, "7.png": image})
+    with pytest.warns(UserWarning) as record:
+        source = FolderSource(root, "train", image_channels=1, label_values=(0,))
+    messages = [str(w.message) for w in record]
+    assert any("1 image(s) without a label" in m and "1.png" in m for m in messages)
+    assert any("1 label(s) without an image" in m and "7.png" in m for m in messages)
+    assert len(source) == 1 and source[0]["name"] == "0.png"
+
+
+def test_a_stray_file_cannot_reorder_the_split(isbi_root, tmp_path):
+    """ISBI plus train/images/x.png: train[25:30] stays slices 25-29; the junk is named."""
+    import shutil
+    copy = tmp_path / "isbi"
+    shutil.copytree(isbi_root, copy)
+    (copy / "train" / "images" / "x.png").write_text("junk\n")
+    (copy / "train" / "labels" / "x.png").write_text("junk\n")
+    with pytest.raises(ValueError, match=r"not readable images.*images/x\.png.*labels/x\.png"):
+        FolderSource(copy, "train[25:30]", image_channels=1, label_values=(0, 255))
+    (copy / "train" / "labels" / "x.png").unlink()
+    (copy / "train" / "images" / "x.png").unlink()
+    Image.fromarray(np.zeros((512, 512), np.uint8)).save(copy / "train" / "images" / "x.png")
+    with pytest.warns(UserWarning, match="without a label.*x.png"):
+        held_out = FolderSource(copy, "train[25:30]", image_channels=1, label_values=(0, 255))
+    assert [p.name for p in held_out.image_paths] == [f"{i}.png" for i in range(25, 30)]
+
+
+def test_natural_sort():
+    names = ["frame10.png", "x.png", "frame2.png", "10.png", "9.png", "Frame3.png", "1.png"]
+    assert sources.sort_names(names) == ["1.png", "9.png", "10.png", "frame2.png", "Frame3.png",
+                                         "frame10.png", "x.png"]
 
 
 def test_parse_split():
@@ -122,5 +153,5 @@ def test_make_source_by_config(isbi_root):
     config.synthetic.num_examples = 6
     assert len(make_source(config, "train[:4]")) == 4
     config.source = "csv"
-    with pytest.raises(ValueError, match="folder, synthetic, tfds"):
+    with pytest.raises(ValueError, match="folder, .*stack, synthetic, tfds, tfds_volume, volume"):
         make_source(config, "train")

@@ -25,10 +25,11 @@ def test_restoring_a_checkpoint_of_another_model_names_both(tmp_path):
     saved.close()
 
     other = checkpoint.TrainingCheckpoints(tmp_path, tiny_config())
-    with pytest.raises(ValueError, match=r"checkpoints/2 was written by model 'fcn8s' but "
-                                         r"config.model.name is 'unet'.*params/conv/kernel: "
-                                         r"expected shape \(3, 3, 1, 4\), checkpoint has "
-                                         r"\(3, 3, 1, 8\)"):
+    with pytest.raises(checkpoint.ConfigChanged,
+                       match=r"checkpoints/2 was written by another model than the config "
+                             r"describes: config.model.name: checkpoint 'fcn8s', config 'unet'.*"
+                             r"params/conv/kernel: expected shape \(3, 3, 1, 4\), checkpoint "
+                             r"has \(3, 3, 1, 8\)"):
         other.restore(make_state(4), iter(grain.MapDataset.range(10).batch(2).to_iter_dataset()))
 
     same = checkpoint.TrainingCheckpoints(tmp_path, tiny_config(model__name="fcn8s"))

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from segjax.config import base_config
-from segjax.train import sharding
+from segjax import sharding
 from tests.train.conftest import read_params, run_python
 
 EIGHT_DEVICES = """
 import json, jax, numpy as np
 from segjax.data import make_train_loader
 from segjax.models import registry
-from segjax.train import sharding, state as state_lib, step as step_lib
+from segjax import sharding
+from segjax.train import state as state_lib, step as step_lib
 from tests.train.conftest import tiny_config
 
 assert jax.device_count() == 8, jax.devices()

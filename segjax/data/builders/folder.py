@@ -10,13 +10,11 @@ pillow. The local layout is the one `FolderSource` reads:
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from segjax.data.sources import IMAGE_SUFFIXES, sort_names
 
@@ -27,12 +25,6 @@ def record_features() -> tfds.features.FeaturesDict:
         "label": tfds.features.Tensor(shape=(), dtype=np.object_),
         "name": tfds.features.Text(),
     })
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def local_split_dir(dl_manager, split: str) -> Path | None:

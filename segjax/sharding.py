@@ -1,4 +1,4 @@
-"""The device mesh and how arrays are laid out on it.
+"""The device mesh and how arrays are laid out on it (training and inference alike).
 
 One `jax.sharding.Mesh` over all devices (of all processes) with axes
 ('data', 'model'); `config.mesh.data = -1` puts every device not used by the
@@ -29,7 +29,7 @@ def make_mesh(mesh_config, devices=None) -> Mesh:
     """Mesh ('data', 'model') of sizes (config.mesh.data, config.mesh.model)."""
     devices = list(jax.devices() if devices is None else devices)
     count = len(devices)
-    data, model = int(mesh_config.data), int(mesh_config.model)
+    data, model = int(mesh_config["data"]), int(mesh_config["model"])
     if model < 1 or data == 0 or data < -1:
         raise ValueError(f"config.mesh: sizes must be positive (data may be -1 for 'all the "
                          f"rest'), got data={data}, model={model}")
@@ -53,13 +53,25 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def _replicated_leaf(leaf, sharding: NamedSharding) -> jax.Array:
+    value = np.asarray(jax.device_get(leaf))
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Host (or single-device) values, identical on every process -> replicated global arrays."""
     sharding = replicated_sharding(mesh)
+    return jax.tree_util.tree_map(lambda leaf: _replicated_leaf(leaf, sharding), tree)
+
+
+def ensure_replicated(tree: Any, mesh: Mesh) -> Any:
+    """`replicate`, leaving leaves that are already replicated over `mesh` as they are."""
+    sharding = replicated_sharding(mesh)
 
     def put(leaf):
-        value = np.asarray(jax.device_get(leaf))
-        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+        if isinstance(leaf, jax.Array) and leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
+            return leaf
+        return _replicated_leaf(leaf, sharding)
 
     return jax.tree_util.tree_map(put, tree)
 
