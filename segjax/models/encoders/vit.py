@@ -131,13 +131,13 @@ class VisionTransformer(nn.Module):
         if self.dtype is not None:
             x = x.astype(self.dtype)
         rates = transformer.drop_path_rates(self.drop_path_rate, (self.depth,))[0]
-        taps = []
+        taps = {}
         for index in range(self.depth):
             x = ViTBlock(self.num_heads, self.mlp_dim, self.layer_norm_epsilon, rates[index],
                          self.dtype, name=f"block{index}")(x, train=train)
-            if index in self.out_layers:
-                taps.append(x)
-        return taps, transformer.layer_norm(self.layer_norm_epsilon, "norm", self.dtype)(x)
+            taps[index] = x
+        final = transformer.layer_norm(self.layer_norm_epsilon, "norm", self.dtype)(x)
+        return [taps[index] for index in self.out_layers], final
 
 
 class Reassemble(nn.Module):
