@@ -28,7 +28,7 @@ def test_segformer_cpu_budget():
     """:cpu keeps the CamVid CPU recipe's crops and batch, more steps in DeepLabv3+'s time."""
     cpu = get_config("segformer_b0_camvid", "cpu")
     assert tuple(cpu.data.crop) == (256, 256) and cpu.data.batch_size == 4
-    assert cpu.train.steps == cpu.train.eval_every and 0 < cpu.train.max_minutes <= 95
+    assert cpu.train.steps == cpu.train.eval_every and 0 < cpu.train.max_minutes <= 90
     assert get_config("segformer_b0_camvid", "cpu,smoke").train.steps <= 4
 
 
