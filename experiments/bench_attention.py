@@ -6,10 +6,11 @@
 For each shape, each implementation ("xla": jax.nn.dot_product_attention's XLA
 path; "einsum": segjax's written-out formulation) is compiled once for the
 forward and once for the forward+backward (gradient of sum(out * cotangent)
-with respect to q, k and v), then the implementations' calls are timed in turn (interleaved, so that a load
-change on the shared machine hits all of them alike); the minimum (and the
-median) over the timed calls is printed as a Markdown table, with the command that produced it. The numbers
-in segjax/ops/attention.py's docstring come from this script.
+with respect to q, k and v), then the implementations' calls are timed in
+turn (interleaved, so that a load change on the shared machine hits all of
+them alike); the minimum (and the median) over the timed calls is printed as
+a Markdown table, with the command that produced it. The numbers in
+segjax/ops/attention.py's docstring come from this script.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from segjax.ops import attention as attention_ops  # noqa: E402  pylint: disable=wrong-import-position
+from segjax.ops import attention as attention_ops  # noqa: E402
 
 # name: (batch, T, S, heads, head size)
 SHAPES = {
