@@ -9,8 +9,7 @@ trains it (set `config.model.init_from` to converted MiT weights to fine-tune
 instead, at a lower learning rate).
 
     python -m segjax.main --config configs/segformer_b0_camvid.py --workdir runs/segformer_b0
-    python -m segjax.main --config configs/segformer_b0_camvid.py:cpu \
-        --workdir runs/segformer_b0_cpu
+    python -m segjax.main --config configs/segformer_b0_camvid.py:cpu --workdir runs/sf_b0_cpu
     python -m segjax.main --config configs/segformer_b0_camvid.py:smoke --workdir /tmp/smoke
 
 Arguments: smoke, cpu, sgd (see configs/common_camvid.py). `:cpu` keeps the
