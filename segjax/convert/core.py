@@ -16,6 +16,8 @@ unused). Everything else is generic and lives here:
   (I, O, *k) -> (*k, I, O) when the rule says `Target(path, transposed=True)`
   (the shape cannot tell them apart when I == O); linear weights (O, I) ->
   (I, O), or, into a conv kernel, reshaped in torch's (C, *k) flatten order;
+  a fused projection (`Target(path, split=('key', 'value'))`, smp's `kv`)
+  is cut along its output axis into one tensor per named sub-module;
 - checks: a converted tensor whose shape differs from the Flax variable's
   raises `ConversionError` naming both; every Flax variable no tensor filled
   and every tensor no variable took are listed by name (`Report`), and
@@ -61,6 +63,9 @@ class Target:
     path: str
     transposed: bool = False      # a ConvTranspose weight, (I, O, *k)
     leaves: Mapping[str, str] | None = None  # torch leaf -> Flax leaf, for raw parameters
+    # A fused projection (smp's `kv`, timm's `qkv`): the tensor is the concatenation along
+    # its first (output) axis of equal parts, one per sub-module of `path` named here.
+    split: tuple[str, ...] | None = None
 
 
 MappingFn = Callable[[str], "str | Target | None"]
@@ -292,6 +297,41 @@ def as_numpy(tensor) -> np.ndarray:
     return np.asarray(tensor)
 
 
+def _parts(name: str, array: np.ndarray, target: Target):
+    """(name, tensor, target) of each part of a fused tensor, or of the whole tensor."""
+    if not target.split:
+        return [(name, array, target)]
+    count = len(target.split)
+    if array.shape[0] % count:
+        raise ConversionError(f"torch {name!r} {tuple(array.shape)}: its first axis does not "
+                              f"split into {count} equal parts {target.split}")
+    return [(f"{name}[{part}]", chunk,
+             dataclasses.replace(target, path=_join(target.path, part), split=None))
+            for part, chunk in zip(target.split, np.split(array, count, axis=0))]
+
+
+def _fill(flat, filled, report: Report, name: str, array: np.ndarray, leaf: str,
+          target: Target) -> None:
+    """Writes one torch tensor into its Flax variable (checking shape and duplicates)."""
+    destination, tried = _destination(flat, leaf, target)
+    if destination is None:
+        report.unused[name] = f"no flax variable at {' or '.join(tried)}"
+        return
+    flax_path = "/".join(destination)
+    if destination in filled:
+        raise ConversionError(f"torch tensors {filled[destination]!r} and {name!r} both map "
+                              f"to flax variable {flax_path}")
+    fresh = flat[destination]
+    value = convert_tensor(array, tuple(fresh.shape), destination[-1], target.transposed)
+    if tuple(value.shape) != tuple(fresh.shape):
+        raise ConversionError(
+            f"shape mismatch: torch {name!r} {tuple(array.shape)} (as {destination[-1]}: "
+            f"{tuple(value.shape)}) vs flax {flax_path} {tuple(fresh.shape)}")
+    flat[destination] = np.asarray(value, dtype=np.dtype(fresh.dtype))
+    filled[destination] = name
+    report.converted[name] = flax_path
+
+
 def convert(state_dict: Mapping[str, Any], variables: Mapping[str, Any], mapping: MappingFn,
             *, scope: str | None = None, strict: bool = True) -> tuple[dict, Report]:
     """Fills `variables` (a Flax variables tree, used for names, shapes and
@@ -318,24 +358,9 @@ def convert(state_dict: Mapping[str, Any], variables: Mapping[str, Any], mapping
             report.ignored.append(name)
             continue
         target = target if isinstance(target, Target) else Target(target)
-        destination, tried = _destination(flat, leaf, target)
-        if destination is None:
-            report.unused[name] = f"no flax variable at {' or '.join(tried)}"
-            continue
-        flax_path = "/".join(destination)
-        if destination in filled:
-            raise ConversionError(f"torch tensors {filled[destination]!r} and {name!r} both map "
-                                  f"to flax variable {flax_path}")
         array = as_numpy(tensor)
-        fresh = flat[destination]
-        value = convert_tensor(array, tuple(fresh.shape), destination[-1], target.transposed)
-        if tuple(value.shape) != tuple(fresh.shape):
-            raise ConversionError(
-                f"shape mismatch: torch {name!r} {tuple(array.shape)} (as {destination[-1]}: "
-                f"{tuple(value.shape)}) vs flax {flax_path} {tuple(fresh.shape)}")
-        flat[destination] = np.asarray(value, dtype=np.dtype(fresh.dtype))
-        filled[destination] = name
-        report.converted[name] = flax_path
+        for part_name, part, part_target in _parts(name, array, target):
+            _fill(flat, filled, report, part_name, part, leaf, part_target)
     scope_parts = tuple(part for part in (scope or "").split("/") if part)
     report.unmapped = ["/".join(path) for path in flat
                        if path not in filled and path[1:1 + len(scope_parts)] == scope_parts]

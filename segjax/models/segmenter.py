@@ -7,7 +7,8 @@ named extra outputs such as "center"/"offset", or "aux_logits" as a list of
 maps for deep supervision); the head maps features to
 `num_classes` logits, which are resized to the input resolution. An optional
 auxiliary head reads the encoder feature at `aux_stride` (deep supervision,
-as in PSPNet and torchvision's FCN/DeepLabv3).
+as in PSPNet and torchvision's FCN/DeepLabv3), or the decoder's output when
+`aux_stride="decoder"` (DPT's auxiliary head).
 
 The model's `__call__(x, *, train)` returns a dict with "logits" always and
 "aux_logits" / decoder extras where they exist; the train loop reads names,
@@ -58,6 +59,7 @@ class FCNHead(nn.Module):
     channels: int | None = None
     dropout: float = 0.1
     dtype: Any = None
+    classifier_init: Any = layers.kaiming_normal_fan_out  # torchvision's; DPT: Glorot
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
@@ -66,7 +68,7 @@ class FCNHead(nn.Module):
             x, train=train)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return layers.Conv(self.num_classes, 1, padding=0, dtype=self.dtype,
-                           name="classifier")(x)
+                           kernel_init=self.classifier_init, name="classifier")(x)
 
 
 @register("head", "identity")
@@ -91,7 +93,7 @@ class Segmenter(nn.Module):
     decoder: nn.Module
     head: nn.Module
     aux_head: nn.Module | None = None
-    aux_stride: int | None = None
+    aux_stride: int | str | None = None
     align_corners: bool = False
 
     @nn.compact
@@ -111,10 +113,11 @@ class Segmenter(nn.Module):
             if "aux_logits" in outputs:
                 raise ValueError("Segmenter: the decoder returns aux_logits and an aux_head is "
                                  "set too; use one of them")
-            if self.aux_stride not in features:
-                raise KeyError(f"aux_stride {self.aux_stride} is not an encoder stride; "
-                               f"encoder strides: {sorted(features)}")
-            aux = self.aux_head(features[self.aux_stride], train=train)
+            if self.aux_stride != "decoder" and self.aux_stride not in features:
+                raise KeyError(f"aux_stride {self.aux_stride} is not an encoder stride or "
+                               f"'decoder'; encoder strides: {sorted(features)}")
+            aux_input = decoded if self.aux_stride == "decoder" else features[self.aux_stride]
+            aux = self.aux_head(aux_input, train=train)
             outputs["aux_logits"] = layers.resize(aux, spatial, align_corners=self.align_corners)
         return outputs
 

@@ -124,3 +124,40 @@ def test_channel_dropout_drops_whole_channels_while_training():
     assert np.all(per_channel.min(1) == per_channel.max(1))      # constant over space
     assert set(np.unique(per_channel)) == {0.0, 2.0}
     np.testing.assert_array_equal(dropout.apply({}, x, train=False), x)
+
+
+def test_conv_weight_standardization_normalises_each_output_channel():
+    """Conv(weight_standardization=eps): kernels of zero mean, unit variance per output
+    channel (BiT), so scaling the stored kernel does not change the output."""
+    conv = layers.Conv(4, 3, padding=1, use_bias=False, weight_standardization=1e-8)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 8, 8, 3)), jnp.float32)
+    variables = conv.init(jax.random.PRNGKey(0), x)
+    scaled = jax.tree_util.tree_map(lambda k: 3.0 * k + 1.0, variables)
+    np.testing.assert_allclose(conv.apply(variables, x), conv.apply(scaled, x), atol=1e-4)
+    kernel = layers.standardize_kernel(variables["params"]["kernel"], 1e-8)
+    np.testing.assert_allclose(kernel.mean(axis=(0, 1, 2)), 0, atol=1e-6)
+    np.testing.assert_allclose(kernel.var(axis=(0, 1, 2)), 1, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape, size", [((2, 5, 7, 3), (20, 14)), ((1, 4, 4, 2), (4, 12)),
+                                         ((1, 3, 4, 5, 2), (6, 8, 5)), ((1, 1, 3, 2), (4, 6))])
+def test_integer_upsampling_matches_jax_image_resize_and_torch(shape, size):
+    """resize's integer-factor path (phases of neighbour mixes) against jax.image.resize
+    and PyTorch's interpolate(align_corners=False): values and gradients."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    full = (shape[0],) + size + (shape[-1],)
+    expected = jax.image.resize(x, full, method="linear", antialias=False)
+    np.testing.assert_allclose(layers.resize(x, size), expected, atol=1e-6)
+    cotangent = jnp.asarray(rng.standard_normal(full), jnp.float32)
+    ours = jax.grad(lambda x: jnp.sum(layers.resize(x, size) * cotangent))(x)
+    theirs = jax.grad(lambda x: jnp.sum(jax.image.resize(x, full, "linear", antialias=False)
+                                        * cotangent))(x)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    if len(size) == 2:
+        torch_refs = pytest.importorskip("tests.torch_refs")
+        torch = torch_refs.import_torch()
+        reference = torch.nn.functional.interpolate(torch_refs.to_nchw(np.asarray(x)), size=size,
+                                                    mode="bilinear", align_corners=False)
+        np.testing.assert_allclose(layers.resize(x, size), torch_refs.to_nhwc(reference),
+                                   atol=1e-5)

@@ -149,6 +149,7 @@ def test_shifted_weight_gradient_needs_a_unit_last_stride():
 def test_weight_gradient_formulation_follows_layer_width(monkeypatch):
     monkeypatch.setattr(conv_cpu, "_column_block_weight_gradient", lambda *a, **k: "column")
     monkeypatch.setattr(conv_cpu, "_per_offset_weight_gradient", lambda *a, **k: "per-offset")
+    monkeypatch.setattr(conv_cpu, "_depthwise_weight_gradient", lambda *a, **k: "depthwise")
     monkeypatch.setattr(conv_cpu.winograd, "weight_gradient3x3", lambda *a, **k: "winograd")
     spec = conv_cpu.ConvSpec((1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1))
     limit = conv_cpu.COLUMN_BLOCK_MAX_CHANNELS
@@ -162,7 +163,8 @@ def test_weight_gradient_formulation_follows_layer_width(monkeypatch):
     assert formulation((3, 3, 64, limit)) == "column"
     assert formulation((3, 3, wide, 64)) == "column"
     assert formulation((3, 3, limit + 1, wide)) == "per-offset"
-    assert formulation((3, 3, 1, 64), spec._replace(groups=64)) == "per-offset"
+    assert formulation((3, 3, 1, 64), spec._replace(groups=64)) == "depthwise"
+    assert formulation((3, 3, 1, 64), spec._replace(groups=64, strides=(2, 2))) == "per-offset"
     assert formulation((3, 3, wide, wide)) == "winograd"
     assert formulation((3, 3, wide, wide), spec._replace(strides=(2, 2))) == "per-offset"
     assert formulation((5, 5, wide, wide), spec._replace(padding=((2, 2), (2, 2)))) \

@@ -20,6 +20,14 @@ What is implemented, and why:
   (1, 2, 4), block 4's rates are (2, 4, 8)).
 - `zero_init_last_bn`: the last BN scale of each residual branch starts at
   zero (Goyal et al. 2017), so every block starts as the identity.
+- `style="bit"`: the same network with BiT's convolutions and norms
+  (Kolesnikov et al. 2019, arXiv:1912.11370, in its non-pre-activation
+  form, timm's `resnetv2_50` with `preact=False` and transformers'
+  `BitBackbone(layer_type="bottleneck")`): weight-standardised convolutions
+  (epsilon 1e-8), group norm (32 groups) instead of batch norm, TensorFlow
+  'SAME' padding (the extra row/column at the end) for the convolutions and
+  the stem's max pooling. `stage_sizes` overrides the blocks per stage (the
+  ViT-hybrid's ResNet-50 has three stages of 3, 4, 9; DPT-Hybrid uses it).
 - `max_stride`: stages past this nominal stride are not run and their
   features not returned (smp's `encoder_depth`: PSPNet's default 3 is
   `max_stride=8`; a pruned UNet++ needs no deeper stage). With
@@ -28,12 +36,13 @@ What is implemented, and why:
   the parameter count is smp's and its checkpoints convert strictly.
 
 Features: {2: stem (after ReLU, before max pooling), 4: layer1, 8: layer2,
-16: layer3, 32: layer4}, keyed by nominal stride (see `segjax.models.encoders`).
+16: layer3, 32: layer4}, keyed by nominal stride (see `segjax.models.encoders`);
+fewer `stage_sizes` give fewer features.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -52,25 +61,53 @@ DEPTHS = {
 }
 
 
-def conv_bn(x, features: int, kernel_size: int, *, train: bool, name: str, strides: int = 1,
-            dilation: int = 1, zero_init: bool = False, dtype: Any = None):
-    """torchvision's conv (no bias, padding = dilation * (k // 2)) + BN, named
-    `conv{name}` / `bn{name}` in the calling module."""
-    x = layers.Conv(features, kernel_size, strides, padding=dilation * (kernel_size // 2),
-                    dilation=dilation, use_bias=False, dtype=dtype, name=f"conv{name}")(x)
+class Style(NamedTuple):
+    """How a ResNet's convolutions and norms are built."""
+
+    norm: str = "batch"
+    same_padding: bool = False                   # TF 'SAME' instead of dilation * (k // 2)
+    weight_standardization: float | None = None  # epsilon, or None for plain convolutions
+
+
+STYLES = {"torchvision": Style(), "bit": Style("group", True, 1e-8)}
+
+
+def get_style(name: str) -> Style:
+    if name not in STYLES:
+        raise ValueError(f"ResNet: style must be one of {sorted(STYLES)}, got {name!r}")
+    return STYLES[name]
+
+
+def conv_norm(x, features: int, kernel_size: int, *, train: bool, conv_name: str,
+              norm_name: str, strides: int = 1, dilation: int = 1, zero_init: bool = False,
+              dtype: Any = None, style: str = "torchvision"):
+    """A bias-free conv (padding dilation * (k // 2), or BiT's 'SAME' and weight
+    standardisation) and its norm, named `conv_name` / `norm_name`."""
+    options = get_style(style)
+    padding = "SAME" if options.same_padding else dilation * (kernel_size // 2)
+    x = layers.Conv(features, kernel_size, strides, padding=padding, dilation=dilation,
+                    use_bias=False, dtype=dtype,
+                    weight_standardization=options.weight_standardization,
+                    name=conv_name)(x)
     scale_init = nn.initializers.zeros if zero_init else nn.initializers.ones
-    return layers.Norm("batch", dtype=dtype, scale_init=scale_init,
-                       name=f"bn{name}")(x, train=train)
+    return layers.Norm(options.norm, dtype=dtype, scale_init=scale_init,
+                       name=norm_name)(x, train=train)
 
 
-def projection(x, features: int, strides: int, *, train: bool, dtype: Any = None):
+def conv_bn(x, features: int, kernel_size: int, *, train: bool, name: str, **options):
+    """torchvision's conv + BN, named `conv{name}` / `bn{name}` in the calling module."""
+    return conv_norm(x, features, kernel_size, train=train, conv_name=f"conv{name}",
+                     norm_name=f"bn{name}", **options)
+
+
+def projection(x, features: int, strides: int, *, train: bool, dtype: Any = None,
+               style: str = "torchvision"):
     """The shortcut: identity, or a 1x1 conv with the block's stride + BN
     (torchvision's `downsample.0` / `downsample.1`) when the shape changes."""
     if strides == 1 and x.shape[-1] == features:
         return x
-    x = layers.Conv(features, 1, strides, padding=0, use_bias=False, dtype=dtype,
-                    name="downsample_conv")(x)
-    return layers.Norm("batch", dtype=dtype, name="downsample_bn")(x, train=train)
+    return conv_norm(x, features, 1, strides=strides, train=train, conv_name="downsample_conv",
+                     norm_name="downsample_bn", dtype=dtype, style=style)
 
 
 class BasicBlock(nn.Module):
@@ -83,15 +120,17 @@ class BasicBlock(nn.Module):
     stage_dilation: int = 1
     zero_init_last_bn: bool = False
     dtype: Any = None
+    style: str = "torchvision"
     expansion = 1
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        residual = projection(x, self.features, self.strides, train=train, dtype=self.dtype)
+        common = {"train": train, "dtype": self.dtype, "style": self.style}
+        residual = projection(x, self.features, self.strides, **common)
         y = conv_bn(x, self.features, 3, strides=self.strides, dilation=self.dilation,
-                    train=train, name="1", dtype=self.dtype)
+                    name="1", **common)
         y = conv_bn(jax.nn.relu(y), self.features, 3, dilation=self.stage_dilation,
-                    zero_init=self.zero_init_last_bn, train=train, name="2", dtype=self.dtype)
+                    zero_init=self.zero_init_last_bn, name="2", **common)
         return jax.nn.relu(y + residual)
 
 
@@ -104,17 +143,19 @@ class Bottleneck(nn.Module):
     stage_dilation: int = 1
     zero_init_last_bn: bool = False
     dtype: Any = None
+    style: str = "torchvision"
     expansion = 4
 
     @nn.compact
     def __call__(self, x, *, train: bool):
         out = self.features * self.expansion
-        residual = projection(x, out, self.strides, train=train, dtype=self.dtype)
-        y = conv_bn(x, self.features, 1, train=train, name="1", dtype=self.dtype)
+        common = {"train": train, "dtype": self.dtype, "style": self.style}
+        residual = projection(x, out, self.strides, **common)
+        y = conv_bn(x, self.features, 1, name="1", **common)
         y = conv_bn(jax.nn.relu(y), self.features, 3, strides=self.strides,
-                    dilation=self.dilation, train=train, name="2", dtype=self.dtype)
-        y = conv_bn(jax.nn.relu(y), out, 1, zero_init=self.zero_init_last_bn, train=train,
-                    name="3", dtype=self.dtype)
+                    dilation=self.dilation, name="2", **common)
+        y = conv_bn(jax.nn.relu(y), out, 1, zero_init=self.zero_init_last_bn, name="3",
+                    **common)
         return jax.nn.relu(y + residual)
 
 
@@ -143,11 +184,17 @@ class ResNet(nn.Module):
     max_stride: int = 32
     build_unused: bool = False
     dtype: Any = None
+    style: str = "torchvision"
+    stage_sizes: Sequence[int] | None = None
 
     def stem(self, x, *, train: bool):
         if not self.deep_stem:
-            x = conv_bn(x, 64, 7, strides=2, train=train, name="1", dtype=self.dtype)
+            x = conv_bn(x, 64, 7, strides=2, train=train, name="1", dtype=self.dtype,
+                        style=self.style)
             return jax.nn.relu(x)
+        if self.style != "torchvision":
+            raise ValueError(f"ResNet: deep_stem has no {self.style!r} style (it is the "
+                             "torchvision-style v1c stem)")
         for index, (width, strides) in enumerate(((32, 2), (32, 1), (64, 1))):
             x = layers.ConvNormAct(width, 3, strides, padding=1, dtype=self.dtype,
                                    name=f"stem_{index}")(x, train=train)
@@ -162,10 +209,15 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet: max_stride must be one of 2, 4, 8, 16, 32, got "
                              f"{self.max_stride!r}")
         kind, stage_sizes = DEPTHS[self.depth]
+        stage_sizes = tuple(self.stage_sizes or stage_sizes)
+        if not 1 <= len(stage_sizes) <= len(STAGE_WIDTHS):
+            raise ValueError(f"ResNet: stage_sizes needs 1 to {len(STAGE_WIDTHS)} stages, got "
+                             f"{stage_sizes}")
         block = BLOCKS[kind]
         x = self.stem(x, train=train)
         features = {2: x}
-        x = layers.max_pool(x, 3, 2, padding=1)
+        x = layers.max_pool(x, 3, 2, padding="SAME" if get_style(self.style).same_padding
+                            else 1)
         schedule = atrous_schedule((1, 2, 2, 2), self.output_stride, start_stride=4)
         for stage, (num_blocks, width, unit) in enumerate(zip(stage_sizes, STAGE_WIDTHS,
                                                               schedule)):
@@ -177,7 +229,7 @@ class ResNet(nn.Module):
                                         self.multi_grid if last else None)
             for index, (dilation, stage_dilation) in enumerate(dilations):
                 x = block(width, unit.stride if index == 0 else 1, dilation, stage_dilation,
-                          self.zero_init_last_bn, self.dtype,
+                          self.zero_init_last_bn, self.dtype, self.style,
                           name=f"layer{stage + 1}_{index}")(x, train=train)
             if stride <= self.max_stride:
                 features[stride] = x
