@@ -7,10 +7,11 @@ the same `config.eval` options give the same numbers everywhere:
     restore(path)                model + weights + config from a run or a weights file,
                                  with `config.runtime` applied (segjax.runtime)
     load_model(path)             the same, and its predict function
-    make_predict_fn(model, variables, mesh)
+    make_predict_fn(model, variables, mesh, policy)
                                  numpy tiles -> numpy logits; tiles split over the mesh's
                                  'data' axis, padded to a multiple of its size (the padding
-                                 never reaches the caller)
+                                 never reaches the caller); variables replicated or sharded
+                                 (FSDP), the model applied in config.model.dtype
     options_from_config(config)  config.eval (sliding window, scales, flip, CRF) as EvalOptions
     evaluate(predict_fn, config, examples, options)
                                  one pass over labelled examples: each image through
@@ -44,8 +45,10 @@ PredictFn = Callable[[np.ndarray], np.ndarray]
 # ----------------------------------------------------------------------------- predict function
 
 
-def _logits(variables, images, *, model):
-    return model.apply(variables, images, train=False)["logits"].astype(np.float32)
+def _logits(variables, images, *, model, policy, gathered):
+    variables = jax.lax.with_sharding_constraint(variables, gathered)
+    return policy.apply(model, variables, images, train=False,
+                        remat=False)["logits"].astype(np.float32)
 
 
 def inference_variables(variables) -> dict:
@@ -56,22 +59,44 @@ def inference_variables(variables) -> dict:
     return result
 
 
-def make_predict_fn(model, variables, mesh=None) -> PredictFn:
+def _placement(variables, mesh):
+    """Each leaf's sharding: its own when it lies on `mesh`'s devices (FSDP), else replicated."""
+    replicated = sharding.replicated_sharding(mesh)
+
+    def placement(leaf):
+        if (isinstance(leaf, jax.Array) and isinstance(leaf.sharding, jax.sharding.NamedSharding)
+                and leaf.sharding.mesh == mesh):
+            return leaf.sharding
+        return replicated
+
+    return jax.tree_util.tree_map(placement, variables)
+
+
+def make_predict_fn(model, variables, mesh=None, policy=None) -> PredictFn:
     """A compiled `predict_fn`: a batch (B, *spatial, C) -> float32 logits as NumPy.
 
     Tiles are split over `mesh`'s 'data' axis (default: every device on
     'data'); a batch whose size does not divide it is padded with zeros and
-    the padding is cut from the result. The function carries
-    `output_shape(input_shape)`, computed abstractly, which the sliding
-    window uses to find a valid-convolution model's margin.
+    the padding is cut from the result. Variables already laid out on the
+    mesh keep their layout (an FSDP-sharded state is gathered inside each
+    call, never stored whole); others are replicated. `policy`
+    (`segjax.models.policy.ApplyPolicy`, e.g. from_config) sets the compute
+    dtype. The function carries `output_shape(input_shape)`, computed
+    abstractly, which the sliding window uses to find a valid-convolution
+    model's margin.
     """
+    from segjax.models.policy import ApplyPolicy
     mesh = mesh if mesh is not None else sharding.make_mesh({"data": -1, "model": 1})
     data_size = mesh.shape["data"]
     batch_sharding = sharding.batch_sharding(mesh)
     replicated = sharding.replicated_sharding(mesh)
-    variables = sharding.ensure_replicated(inference_variables(variables), mesh)
-    logits_fn = jax.jit(functools.partial(_logits, model=model),
-                        in_shardings=(replicated, batch_sharding), out_shardings=replicated,
+    variables = inference_variables(variables)
+    placement = _placement(variables, mesh)
+    variables = sharding.place(variables, placement)
+    gathered = jax.tree_util.tree_map(lambda _: replicated, placement)
+    logits_fn = jax.jit(functools.partial(_logits, model=model, policy=policy or ApplyPolicy(),
+                                          gathered=gathered),
+                        in_shardings=(placement, batch_sharding), out_shardings=replicated,
                         compiler_options=host_memory.compiler_options())
 
     def padded(count: int) -> int:
@@ -121,9 +146,11 @@ def restore(path, *, conv_impl: str | None = None) -> tuple[Any, dict, Any]:
 
 def load_model(path, *, conv_impl: str | None = None) -> LoadedModel:
     """`restore`, and a predict_fn over the run's mesh (config.mesh, default all devices)."""
+    from segjax.models.policy import ApplyPolicy
     model, variables, config = restore(path, conv_impl=conv_impl)
     mesh = sharding.make_mesh(config.get("mesh") or {"data": -1, "model": 1})
-    return LoadedModel(model, variables, config, make_predict_fn(model, variables, mesh))
+    return LoadedModel(model, variables, config,
+                       make_predict_fn(model, variables, mesh, ApplyPolicy.from_config(config)))
 
 
 def options_from_config(config, **overrides) -> inference.EvalOptions:
