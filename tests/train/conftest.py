@@ -72,7 +72,8 @@ def run_python(code: str, *, timeout: float, env: dict | None = None,
                cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh interpreter; SIGKILLs it (JAX catches SIGTERM) past `timeout`."""
     full_env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": COMPILE_CACHE,
-                "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+                "SEGJAX_TEST_COMPILE_CACHE": COMPILE_CACHE, "PYTHONPATH": str(REPO_ROOT),
+                **(env or {})}
     process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
                                env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
