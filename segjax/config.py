@@ -96,7 +96,8 @@ def base_config() -> ml_collections.ConfigDict:
     # Rematerialisation (segjax.models.policy): which modules the train step
     # recomputes in the backward pass instead of storing their activations:
     # none | parts (encoder, decoder, head) | blocks (each composite module of a
-    # part, e.g. a ResNet bottleneck) | "parts,blocks" | "re:<regex over module paths>".
+    # part, e.g. a ResNet bottleneck) | "parts,blocks" | "re:<regex matching whole module
+    # paths, e.g. encoder/layer4_\d+>".
     config.train.remat = "none"
     config.train.remat_policy = "nothing"    # what a rematerialised module keeps: nothing |
                                              # conv_outputs | dots (matmul outputs)

@@ -34,11 +34,11 @@ runs (a `flax.linen.intercept_methods` interceptor), not by model code:
              bottleneck, a U-Net double conv, the ASPP), or directly inside
              the model when it has no parts (the paper U-Net); shared
              primitives (Conv, Norm, ...) are never blocks
-    re:RE    every module whose path ('encoder/layer3_1') matches RE
+    re:RE    every module whose whole path (e.g. 'encoder/layer3_1') matches RE
 
 Levels combine ("parts,blocks": nested checkpoints). An encoder whose stages
 are modules (not ResNet, whose blocks sit directly in the encoder) gets its
-stages as "blocks"; "re:^encoder/layer[34]_" picks the blocks of chosen
+stages as "blocks"; "re:encoder/layer[34]_\\d+" picks the blocks of chosen
 stages. `remat_policy` says what a checkpointed module keeps: 'nothing'
 (only its inputs), 'conv_outputs' (the outputs of `layers.Conv` /
 `ConvTranspose`, named `CONV_OUTPUT`, so only normalisation and activations
@@ -163,7 +163,7 @@ def selected(levels: tuple[str, ...], module: nn.Module) -> bool:
     parts = _part_names(_root(module))
     for level in levels:
         if level.startswith("re:"):
-            if re.search(level[3:], "/".join(path)):
+            if re.fullmatch(level[3:], "/".join(path)):
                 return True
         elif level == "parts":
             if len(path) == 1 and path[0] in parts:
