@@ -55,6 +55,8 @@ from typing import Any, Callable
 
 import flax.linen as nn
 import jax
+from flax.core import lift
+from flax.linen import transforms as nn_transforms
 import jax.numpy as jnp
 import numpy as np
 
@@ -210,4 +212,72 @@ class _Rematerialiser:
             finally:
                 inside.paths = active
 
-        return nn.checkpoint(call, policy=self.policy)(module, *[leaves[i] for i in dynamic])
+        return recompute(call, self.policy)(module, *[leaves[i] for i in dynamic])
+
+
+# ----------------------------------------------------------------------------- recompute
+
+
+def recompute(fn: Callable, policy=None) -> Callable:
+    """`nn.checkpoint(fn, policy=policy)` that XLA:CPU cannot undo (for `fn(module, *arrays)`).
+
+    `jax.checkpoint` keeps its recomputation apart from the forward pass with
+    an optimisation barrier, which XLA:CPU removes before common-subexpression
+    elimination: the recomputation is merged back into the forward pass (no
+    saving) or, when it survives, scheduled early (more memory, not less).
+    Here the backward pass runs `jax.checkpoint`'s own pullback, but on
+    residuals to which an exact zero computed from the incoming cotangent is
+    added: the recomputation then depends on the cotangent, so it can neither
+    be merged with the forward pass nor run before its backward step, on any
+    backend. The cost is one addition over each saved residual.
+    """
+    return nn_transforms.lift_transform(_recompute_core, fn, policy)
+
+
+def _recompute_core(fn, policy):
+    """The flax.core-level transform of `recompute` (as `flax.core.lift.checkpoint`)."""
+    def inner(scope_fn, repack_fn, variable_groups, rng_groups, *args):
+        def pure(variable_groups, rng_groups, *args):
+            scope = scope_fn(variable_groups, rng_groups)
+            return fn(scope, *args), repack_fn(scope)
+
+        return recompute_in_backward(pure, policy)(variable_groups, rng_groups, *args)
+
+    return lift.pack(inner, (True,), (True,), (True,), name="remat")
+
+
+def recompute_in_backward(fn: Callable, policy=None) -> Callable:
+    """`fn` whose backward pass recomputes what `policy` does not save, after its cotangent."""
+    checkpointed = jax.checkpoint(fn, policy=policy, prevent_cse=False)
+
+    @jax.custom_vjp
+    def run(*inputs):
+        return fn(*inputs)
+
+    def forward(*inputs):
+        return jax.vjp(checkpointed, *inputs)
+
+    def backward(pullback, cotangent):
+        zero = _zero_from(cotangent)
+        return jax.tree_util.tree_map(lambda leaf: _plus(leaf, zero), pullback)(cotangent)
+
+    run.defvjp(forward, backward)
+    return run
+
+
+def _zero_from(tree) -> jax.Array:
+    """0 * (an element of the first floating leaf): an exact zero that depends on `tree`.
+
+    XLA folds x * 0 to 0 only for integers (NaN * 0 is NaN), so this stays a
+    data dependency.
+    """
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating) and leaf.size:
+            return jnp.ravel(leaf)[0].astype(jnp.float32) * 0
+    return jnp.zeros((), jnp.float32)
+
+
+def _plus(leaf, zero):
+    if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating):
+        return leaf + zero.astype(leaf.dtype)
+    return leaf
