@@ -8,9 +8,10 @@ levels, then the policy after ':') the train step of the config's model is
 compiled for one device from abstract arguments (nothing is allocated) and
 XLA's `memory_analysis()` gives its temporaries (activations kept for the
 backward pass and scratch), `cost_analysis()` its FLOPs. With --time_batch,
-each variant also runs --time_steps steps at that batch size (after one
-warm-up step) and reports the median seconds per step. Prints a Markdown
-table; --json writes the numbers.
+the variants then take --time_steps steps each at that batch size, in turn
+(A B C A B C ..., after a warm-up step each, so a change in the machine's
+load touches every variant alike), and the median seconds per step is
+reported. Prints a Markdown table; --json writes the numbers.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _policy(config, variant: str) -> ApplyPolicy:
                        remat_policy=policy or "nothing")
 
 
-def measure(config, variant: str, batch: int, crop, time_batch: int, time_steps: int) -> dict:
+def measure(config, variant: str, batch: int, crop) -> dict:
     model = registry.build(config.model)
     mesh = sharding.make_mesh({"data": 1, "model": 1}, jax.devices()[:1])
     policy = _policy(config, variant)
@@ -79,13 +80,31 @@ def measure(config, variant: str, batch: int, crop, time_batch: int, time_steps:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     row["gflops"] = float(cost.get("flops", float("nan"))) / 1e9
-    if time_batch:
-        row["seconds_per_step"] = _time_steps(config, model, policy, mesh, crop, time_batch,
-                                              time_steps, rng)
     return row
 
 
-def _time_steps(config, model, policy, mesh, crop, batch, steps, rng) -> float:
+class Stepper:
+    """One variant's compiled train step on random data, stepped on demand."""
+
+    def __init__(self, config, variant: str, crop, batch: int):
+        model = registry.build(config.model)
+        mesh = sharding.make_mesh({"data": 1, "model": 1}, jax.devices()[:1])
+        self.train_fn, self.state, self.data, self.names, self.mesh = _build(
+            config, model, _policy(config, variant), mesh, crop, batch)
+        self.rng = jax.random.fold_in(runtime.key(0), 1)
+        self.seconds = []
+        self.step(record=False)  # compiles
+
+    def step(self, record: bool = True) -> None:
+        accumulator = sharding.replicate(step_lib.empty_accumulator(self.names), self.mesh)
+        started = time.perf_counter()
+        self.state, accumulator = self.train_fn(self.state, accumulator, self.data, self.rng)
+        jax.block_until_ready(accumulator)
+        if record:
+            self.seconds.append(time.perf_counter() - started)
+
+
+def _build(config, model, policy, mesh, crop, batch):
     train_fn = step_lib.compile_train_step(
         mesh, model=model, loss_config=config.loss, num_classes=int(config.model.num_classes),
         ignore_index=int(config.data.ignore_index), policy=policy)
@@ -103,15 +122,16 @@ def _time_steps(config, model, policy, mesh, crop, batch, steps, rng) -> float:
     names = step_lib.metric_names(state, data, model, config.loss,
                                   int(config.model.num_classes), int(config.data.ignore_index),
                                   policy)
-    seconds = []
-    for index in range(steps + 1):
-        accumulator = sharding.replicate(step_lib.empty_accumulator(names), mesh)
-        started = time.perf_counter()
-        state, accumulator = train_fn(state, accumulator, data, rng)
-        jax.block_until_ready(accumulator)
-        if index:  # the first step compiles
-            seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
+    return train_fn, state, data, names, mesh
+
+
+def time_variants(config, variants, crop, batch: int, steps: int) -> list[float]:
+    """Median seconds per step of each variant, the variants stepping in turn."""
+    steppers = [Stepper(config, variant, crop, batch) for variant in variants]
+    for _ in range(steps):
+        for stepper in steppers:
+            stepper.step()
+    return [statistics.median(stepper.seconds) for stepper in steppers]
 
 
 def table(rows, batch, crop, time_batch) -> str:
@@ -152,9 +172,13 @@ def main(argv=None) -> None:
     crop = tuple(args.crop)
     rows = []
     for variant in args.variants:
-        rows.append(measure(config, variant, args.batch, crop, args.time_batch,
-                            args.time_steps))
+        rows.append(measure(config, variant, args.batch, crop))
         print(json.dumps(rows[-1]), flush=True)
+    if args.time_batch:
+        for row, seconds in zip(rows, time_variants(config, args.variants, crop,
+                                                    args.time_batch, args.time_steps)):
+            row["seconds_per_step"] = seconds
+            print(json.dumps(row), flush=True)
     print(table(rows, args.batch, crop, args.time_batch))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

@@ -38,6 +38,7 @@ import numpy as np
 
 from segjax import host_memory, inference, metrics as metrics_lib, runtime, sharding, visualize
 from segjax import weights
+from segjax.models.policy import ApplyPolicy
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
@@ -85,7 +86,6 @@ def make_predict_fn(model, variables, mesh=None, policy=None) -> PredictFn:
     abstractly, which the sliding window uses to find a valid-convolution
     model's margin.
     """
-    from segjax.models.policy import ApplyPolicy
     mesh = mesh if mesh is not None else sharding.make_mesh({"data": -1, "model": 1})
     data_size = mesh.shape["data"]
     batch_sharding = sharding.batch_sharding(mesh)
@@ -146,7 +146,6 @@ def restore(path, *, conv_impl: str | None = None) -> tuple[Any, dict, Any]:
 
 def load_model(path, *, conv_impl: str | None = None) -> LoadedModel:
     """`restore`, and a predict_fn over the run's mesh (config.mesh, default all devices)."""
-    from segjax.models.policy import ApplyPolicy
     model, variables, config = restore(path, conv_impl=conv_impl)
     mesh = sharding.make_mesh(config.get("mesh") or {"data": -1, "model": 1})
     return LoadedModel(model, variables, config,
