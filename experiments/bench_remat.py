@@ -3,8 +3,8 @@
     python experiments/bench_remat.py --config configs/deeplabv3plus_camvid.py \
         --crop 512 512 --batch 8 --time_batch 2
 
-For each variant ('none', 'blocks:nothing', 'blocks:conv_outputs', ...: remat
-levels, then the policy after ':') the train step of the config's model is
+For each variant ('none', 'blocks:nothing', 'blocks:conv_outputs', ...:
+config.train.remat, then the policy after ':') the train step of the config's model is
 compiled for one device from abstract arguments (nothing is allocated) and
 XLA's `memory_analysis()` gives its temporaries (activations kept for the
 backward pass and scratch), `cost_analysis()` its FLOPs. With --time_batch,
@@ -45,7 +45,9 @@ def _batch_shapes(config, batch: int, crop) -> dict:
 
 
 def _policy(config, variant: str) -> ApplyPolicy:
-    levels, _, policy = variant.partition(":")
+    levels, _, policy = variant.rpartition(":")
+    if policy not in config_lib.CHOICES["train.remat_policy"]:
+        levels, policy = variant, ""
     return ApplyPolicy(compute_dtype=str(config.model.dtype),
                        remat=config_lib.remat_levels(levels),
                        remat_policy=policy or "nothing")
@@ -157,8 +159,7 @@ def main(argv=None) -> None:
     parser.add_argument("--crop", type=int, nargs="+", default=[512, 512])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--variants", nargs="+",
-                        default=["none", "blocks:nothing", "blocks:conv_outputs",
-                                 "parts,blocks:nothing"])
+                        default=["none", "blocks:nothing", "blocks:conv_outputs"])
     parser.add_argument("--dtype", default=None, help="config.model.dtype override")
     parser.add_argument("--time_batch", type=int, default=0)
     parser.add_argument("--time_steps", type=int, default=2)

@@ -95,9 +95,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.progress_bar = True
     # Rematerialisation (segjax.models.policy): which modules the train step
     # recomputes in the backward pass instead of storing their activations:
-    # none | parts (encoder, decoder, head) | blocks (each composite module of a
-    # part, e.g. a ResNet bottleneck) | "parts,blocks" | "re:<regex matching whole module
-    # paths, e.g. encoder/layer4_\d+>".
+    # none | blocks (each composite module of the encoder, decoder and head, e.g. a
+    # ResNet bottleneck) | "re:<regex matching whole module paths, e.g. encoder/layer4_\d+>".
     config.train.remat = "none"
     config.train.remat_policy = "nothing"    # what a rematerialised module keeps: nothing |
                                              # conv_outputs | dots (matmul outputs)
@@ -168,7 +167,7 @@ NON_NEGATIVE = ("train.max_minutes", "data.num_workers", "data.pad_margin",
 CHOICES = {"model.dtype": ("float32", "bfloat16"),
            "mesh.param_sharding": ("replicated", "fsdp"),
            "train.remat_policy": ("nothing", "conv_outputs", "dots")}
-REMAT_LEVELS = ("none", "parts", "blocks")
+REMAT_LEVELS = ("none", "blocks")
 
 
 def _value(config, dotted: str):
@@ -208,7 +207,7 @@ def validate(config) -> None:
 
 
 def remat_levels(remat: str) -> tuple[str, ...]:
-    """config.train.remat as a tuple of levels ('parts', 'blocks', 're:<regex>'); () for none."""
+    """config.train.remat as a tuple of selections (('blocks',) or ('re:<regex>',)); () for none."""
     import re
     if not isinstance(remat, str):
         raise ConfigError(f"config.train.remat={remat!r}: expected a string")
@@ -219,9 +218,7 @@ def remat_levels(remat: str) -> tuple[str, ...]:
             raise ConfigError(f"config.train.remat={remat!r}: bad regular expression "
                               f"({error})") from None
         return (remat,)
-    levels = tuple(part.strip() for part in remat.split(",") if part.strip())
-    unknown = [level for level in levels if level not in REMAT_LEVELS]
-    if unknown or not levels or ("none" in levels and len(levels) > 1):
-        raise ConfigError(f"config.train.remat={remat!r}: expected none, parts, blocks, "
-                          "'parts,blocks' or 're:<regex over module paths>'")
-    return () if levels == ("none",) else levels
+    if remat not in REMAT_LEVELS:
+        raise ConfigError(f"config.train.remat={remat!r}: expected none, blocks or "
+                          "'re:<regex matching whole module paths>'")
+    return () if remat == "none" else (remat,)

@@ -29,16 +29,15 @@ backward pass recomputes their insides from their inputs instead of keeping
 their activations. Selection is by the module tree, found while the model
 runs (a `flax.linen.intercept_methods` interceptor), not by model code:
 
-    parts    the parts of a composite (a Segmenter's encoder, decoder, head)
-    blocks   each composite module directly inside a part (a ResNet
-             bottleneck, a U-Net double conv, the ASPP), or directly inside
-             the model when it has no parts (the paper U-Net); shared
-             primitives (Conv, Norm, ...) are never blocks
+    blocks   each composite module directly inside a part of a composite model
+             (a Segmenter's encoder, decoder, head: a ResNet bottleneck, the
+             ASPP), or directly inside the model when it has no parts (the
+             paper U-Net's double convs); shared primitives (Conv, Norm, ...)
+             are never blocks
     re:RE    every module whose whole path (e.g. 'encoder/layer3_1') matches RE
 
-Levels combine ("parts,blocks": nested checkpoints). An encoder whose stages
-are modules (not ResNet, whose blocks sit directly in the encoder) gets its
-stages as "blocks"; "re:encoder/layer[34]_\\d+" picks the blocks of chosen
+An encoder whose stages are modules (not ResNet, whose blocks sit directly in
+the encoder) gets its stages as "blocks"; "re:encoder/layer[34]_\\d+" picks the blocks of chosen
 stages. `remat_policy` says what a checkpointed module keeps: 'nothing'
 (only its inputs), 'conv_outputs' (the outputs of `layers.Conv` /
 `ConvTranspose`, named `CONV_OUTPUT`, so only normalisation and activations
@@ -166,9 +165,6 @@ def selected(levels: tuple[str, ...], module: nn.Module) -> bool:
     for level in levels:
         if level.startswith("re:"):
             if re.fullmatch(level[3:], "/".join(path)):
-                return True
-        elif level == "parts":
-            if len(path) == 1 and path[0] in parts:
                 return True
         elif level == "blocks" and _is_composite(module):
             if (len(path) == 2 and path[0] in parts) or (len(path) == 1 and not parts):
