@@ -18,7 +18,7 @@ $(VENV)/.installed: $(PY) setup.py requirements.txt
 	$(PIP) install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev-nodeps.txt
 	$(PIP) install --quiet -e ".[dev]"
 	$(PIP) install --quiet --no-deps -r requirements-dev-nodeps.txt
 	touch $@

@@ -11,7 +11,8 @@ never released test labels).
     python -m segjax.main --config configs/unet_isbi.py --config.train.steps=200 ...
 
 Arguments after ':' (comma separated): `smoke` (a seconds-long run on 2
-slices at a small valid tile), `padded` (the same-padding + batch-norm variant).
+slices at a small valid tile), `padded` (the same-padding + batch-norm variant),
+`paper` (the paper's training recipe).
 """
 
 from segjax.config import base_config
@@ -20,10 +21,10 @@ from segjax.data import datasets
 
 def get_config(arg: str = ""):
     options = set(filter(None, (arg or "").split(",")))
-    unknown = options - {"smoke", "padded"}
+    unknown = options - {"smoke", "padded", "paper"}
     if unknown:
         raise ValueError(f"configs/unet_isbi.py: unknown argument(s) {sorted(unknown)}; "
-                         "valid: smoke, padded")
+                         "valid: smoke, padded, paper")
     config = base_config()
 
     config.model.name = "unet"

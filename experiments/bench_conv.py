@@ -176,7 +176,6 @@ def _rss_mb() -> float:
 def prepare_torch(model_name: str, mode: str):
     """PyTorch's model, optimizer and data: (one step as a function, parameter count, RSS MB)."""
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -189,12 +188,20 @@ def prepare_torch(model_name: str, mode: str):
         torch_refs.define_torchvision_schemas()
         import segmentation_models_pytorch as smp  # pylint: disable=import-outside-toplevel
         model = smp.Unet("resnet34", encoder_weights=None, classes=classes)
-    n, h, w, c = shape
-    x = torch.randn(n, c, h, w)
+    n, *spatial, c = shape
+    return torch_step(model, torch.randn(n, c, *spatial), classes, mode)
+
+
+def torch_step(model, x, classes: int, mode: str):
+    """(one Adam + cross-entropy train step or forward of `model` on `x` (N, C, *spatial) as a
+    function, parameter count, RSS MB); 2D and 3D alike."""
+    import torch
+    import torch.nn.functional as F
+
     params = sum(p.numel() for p in model.parameters())
     with torch.no_grad():
         out_shape = model.eval()(x).shape
-    labels = torch.randint(0, classes, (n, out_shape[2], out_shape[3]))
+    labels = torch.randint(0, classes, (out_shape[0], *out_shape[2:]))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def train_step():
@@ -214,20 +221,27 @@ def prepare_torch(model_name: str, mode: str):
 
 def prepare_jax(model_name: str, mode: str, impl: str, dtype: str):
     """segjax's model, optimizer and data: (one step as a function, parameter count, RSS MB)."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from segjax import host_memory, runtime
+    from segjax import runtime
     from segjax.models import registry
-    from segjax.models.segmenter import count_params
-    from segjax.train import state as state_lib
 
     runtime.configure(conv_impl=impl)
     shape, classes = MODELS[model_name]
     config = {"name": model_name, "num_classes": classes,
               "dtype": None if dtype == "float32" else dtype}
-    model = registry.build(config)
+    return jax_step(registry.build(config), shape, classes, mode)
+
+
+def jax_step(model, shape, classes: int, mode: str):
+    """(one Adam + cross-entropy train step or forward of `model` on an input of `shape`
+    (N, *spatial, C) as a function, parameter count, RSS MB), jitted as segjax's own."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from segjax import host_memory, runtime
+    from segjax.models.segmenter import count_params
+    from segjax.train import state as state_lib
+
     x = jax.random.normal(runtime.key(0), shape)
     # As segjax's train loop initialises: one compiled program (eager
     # initialisation at 572x572 left ~1 GB of freed-but-resident heap).
@@ -270,17 +284,21 @@ def prepare_jax(model_name: str, mode: str, impl: str, dtype: str):
     return step, count_params(variables), _rss_mb()
 
 
-def worker(spec: dict) -> None:
+def prepare(spec: dict):
+    """(step function, parameter count, RSS MB) of one model row's spec."""
+    if spec["framework"] == "torch":
+        return prepare_torch(spec["model"], spec["mode"])
+    return prepare_jax(spec["model"], spec["mode"], spec["impl"], spec["dtype"])
+
+
+def worker(spec: dict, prepare_fn=prepare) -> None:
     """One implementation in this (fresh) process, driven over stdin/stdout.
 
-    Prepares and warms up, prints READY, then times one step per "step" line
-    it reads (printing TIME seconds) until "done", when it prints its RESULT.
+    `prepare_fn(spec)` builds it; the worker warms it up, prints READY, then
+    times one step per "step" line it reads (printing TIME seconds) until
+    "done", when it prints its RESULT.
     """
-    if spec["framework"] == "torch":
-        step, params, baseline = prepare_torch(spec["model"], spec["mode"])
-    else:
-        step, params, baseline = prepare_jax(spec["model"], spec["mode"], spec["impl"],
-                                             spec["dtype"])
+    step, params, baseline = prepare_fn(spec)
     step()  # compile + warm-up
     print("READY", flush=True)
     times = []
@@ -299,11 +317,12 @@ def worker(spec: dict) -> None:
 class Worker:
     """A `worker` subprocess seen from the benchmark: start, wait ready, step, finish."""
 
-    def __init__(self, spec: dict):
+    def __init__(self, spec: dict, script: str | None = None):
         env = dict(os.environ,
                    PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
+        self.proc = subprocess.Popen([sys.executable, script or __file__, "--worker",
+                                      json.dumps(spec)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.stderr, text=True, env=env)
         self.error = None
@@ -364,13 +383,15 @@ def spec_name(spec: dict) -> str:
     return f"{spec['model']}/{spec['mode']}/{label(spec)}"
 
 
-def run_group(specs: list[dict], steps: int, pause: float = 0.5) -> list[dict]:
+def run_group(specs: list[dict], steps: int, pause: float = 0.5,
+              script: str | None = None) -> list[dict]:
     """Prepare the workers of one model and mode together, then step them in turn.
 
     Between steps the next worker waits `pause` seconds, so that the previous
-    one's spinning threads have gone to sleep before it starts.
+    one's spinning threads have gone to sleep before it starts. `script` is
+    the benchmark whose `--worker` runs them (default: this one).
     """
-    workers = [Worker(spec) for spec in specs]
+    workers = [Worker(spec, script) for spec in specs]
     ready = [w.ready() for w in workers]
     for _ in range(steps):
         for w, ok in zip(workers, ready):

@@ -51,10 +51,15 @@ MODELS = (
 )
 
 
-def measure(name: str, size: int) -> tuple[int, float]:
-    """(parameters, forward GFLOPs at size x size)."""
-    model = registry.build({"name": name})
-    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+def measure(name: str | dict, size: int) -> tuple[int, float]:
+    """(parameters, forward GFLOPs at size x size) of a registered model name or model config."""
+    model = registry.build(name if isinstance(name, dict) else {"name": name})
+    return measure_model(model, (1, size, size, 3))
+
+
+def measure_model(model, shape) -> tuple[int, float]:
+    """(parameters, forward GFLOPs at input `shape`) of a model module."""
+    x = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
     variables = jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v, train=False), x)
     compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile()
     analysis = compiled.cost_analysis()

@@ -56,11 +56,23 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.augment = ml_collections.ConfigDict(dict(
         hflip=True, vflip=False, rot90=False, scale=(1.0, 1.0), rotate_degrees=0.0,
         elastic_sigma=0.0,                   # U-Net paper: 10 (pixels, on a 3x3 grid)
-        elastic_grid=3, brightness=0.0, contrast=0.0))
+        elastic_grid=3, brightness=0.0, contrast=0.0,
+        dflip=False,                         # volumes: flip the depth axis too
+        rotate_out_of_plane=False))          # volumes: rotate (D, W) and (D, H) planes too
+    config.data.normalization = "fixed"      # fixed: (x / 255 - mean) / std | zscore: per volume
+    # Volumes (segjax.data.volumes): z-score mask, patch sampling, stack spacing.
+    config.data.volume = ml_collections.ConfigDict(dict(
+        zscore_over="nonzero",               # nonzero (BraTS: the brain) | all voxels
+        foreground_fraction=0.33,            # patches centred on a foreground voxel (nnU-Net)
+        spacing=()))                         # voxel spacing of slice stacks; () = 1 per axis
     config.data.weight_map = ml_collections.ConfigDict(dict(enabled=False, w0=10.0, sigma=5.0,
                                                             balance=True))
     config.data.synthetic = ml_collections.ConfigDict(dict(num_examples=16, height=64,
                                                            width=64, num_classes=2))
+    # Panoptic data (segjax.data.panoptic): thing classes (all others are stuff) and
+    # Panoptic-DeepLab's targets: centre Gaussians' sigma, small instances' loss weight.
+    config.data.panoptic = ml_collections.ConfigDict(dict(
+        thing_classes=(), sigma=8.0, small_instance_area=4096, small_instance_weight=3.0))
 
     config.loss = ml_collections.ConfigDict()
     config.loss.name = "cross_entropy"       # registered terms joined by '+': cross_entropy+dice
@@ -69,6 +81,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.loss.use_weight_map = False       # multiply by the batch's 'weight' map
     config.loss.aux_weight = 0.4             # for models returning aux_logits
     config.loss.label_smoothing = 0.0
+    config.loss.top_k_percent = 0.2          # bootstrapped_cross_entropy: hardest pixels kept
+    # The soft Dice term ('dice', 'dice_ce'): No New-Net's is batch=True, every class, smooth 0.
+    config.loss.dice = ml_collections.ConfigDict(dict(smooth=1.0, batch=True,
+                                                      include_background=True))
 
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "adam"               # a registered optimizer: adam | adamw | sgd
@@ -114,6 +130,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.crf_params = ml_collections.ConfigDict(dict(
         iterations=10, bi_w=4.0, bi_xy_std=67.0, bi_rgb_std=3.0, pos_w=3.0, pos_xy_std=1.0,
         normalization="after"))
+    # Panoptic-DeepLab's post-processing (segjax.panoptic.postprocess); stuff regions
+    # smaller than stuff_area pixels become void; panoptic id = class * label_divisor + instance.
+    config.eval.panoptic = ml_collections.ConfigDict(dict(
+        center_threshold=0.1, nms_kernel=7, top_k=200, stuff_area=2048, label_divisor=1000))
 
     config.mesh = ml_collections.ConfigDict()
     config.mesh.data = -1                    # -1: all devices on the batch axis

@@ -9,11 +9,14 @@
 split expression of the data source (`test`, `val[:10]`). Test-time options
 default to the run's `config.eval` and are overridden by the flags
 (`segjax.cli`). The evaluation itself is `segjax.evaluation.evaluate`, the
-same pass the train loop runs at its evaluation steps.
+same pass the train loop runs at its evaluation steps. A volumetric run's
+split holds volumes (`segjax.data.volumes`): each is predicted whole by the
+sliding window of config.eval, and IoU and Dice per class count voxels.
 
 Writes to --output (default `<workdir>/eval_<split>`):
   metrics.json      per-class IoU / accuracy / Dice, mIoU, pixel accuracy, mean Dice,
-                    the confusion matrix, the options and the time per image
+                    the confusion matrix, the options and the time per image; for
+                    panoptic models also PQ, SQ, RQ per class and over things and stuff
   metrics.md        the same as a Markdown table
   confusion.png     the row-normalised confusion matrix
 """
@@ -58,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.limit:
         examples = examples[:args.limit]
     result, _ = evaluation.evaluate(loaded.predict_fn, config, examples, options,
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress,
+                                    panoptic_fn=loaded.panoptic_fn)
     run = Path(args.workdir) if args.workdir else Path(args.checkpoint).parent
     output = Path(args.output) if args.output else run / f"eval_{args.split}"
     evaluation.write_reports(result, config, options, split, output)

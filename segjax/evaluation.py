@@ -12,13 +12,20 @@ the same `config.eval` options give the same numbers everywhere:
                                  'data' axis, padded to a multiple of its size (the padding
                                  never reaches the caller); variables replicated or sharded
                                  (FSDP), the model applied in config.model.dtype
+    make_panoptic_fn(model, variables, config, mesh)
+                                 for panoptic models (outputs "center" and "offset", and
+                                 config.data.panoptic.thing_classes): normalised images ->
+                                 Panoptic-DeepLab's post-processed maps, on the device
+                                 (`segjax.panoptic.postprocess`); None for other models
     options_from_config(config)  config.eval (sliding window, scales, flip, CRF) as EvalOptions
     evaluate(predict_fn, config, examples, options)
                                  one pass over labelled examples: each image through
                                  `segjax.inference.predict_image` (normalise, sliding window,
                                  TTA, CRF), a confusion matrix, the metrics of
                                  `segjax.metrics`, time per image; optionally the first N
-                                 predictions for overlays
+                                 predictions for overlays; with a panoptic_fn also PQ, SQ,
+                                 RQ (`segjax.panoptic.quality`) against the examples'
+                                 'instance' maps
     write_reports(result, ...)   metrics.json, metrics.md, confusion.png
 
 Pictures (palette, overlays, label PNGs, confusion plot) are in `segjax.visualize`.
@@ -39,15 +46,17 @@ import numpy as np
 from segjax import host_memory, inference, metrics as metrics_lib, runtime, sharding, visualize
 from segjax import weights
 from segjax.models.policy import ApplyPolicy
+from segjax.panoptic import postprocess as panoptic_postprocess
+from segjax.panoptic import quality as panoptic_quality
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
+PanopticFn = Callable[[np.ndarray], dict]
 
 
 # ----------------------------------------------------------------------------- predict function
 
 
-def _logits(variables, images, *, model, policy, gathered):
-    variables = jax.lax.with_sharding_constraint(variables, gathered)
+def _logits(variables, images, *, model, policy):
     return policy.apply(model, variables, images, train=False,
                         remat=False)["logits"].astype(np.float32)
 
@@ -61,7 +70,7 @@ def inference_variables(variables) -> dict:
 
 
 def _placement(variables, mesh):
-    """Each leaf's sharding: its own when it lies on `mesh`'s devices (FSDP), else replicated."""
+    """Each leaf's sharding: its own when it lies on `mesh` (FSDP), else replicated."""
     replicated = sharding.replicated_sharding(mesh)
 
     def placement(leaf):
@@ -73,52 +82,111 @@ def _placement(variables, mesh):
     return jax.tree_util.tree_map(placement, variables)
 
 
+class _OnMesh:
+    """`function(variables, batch)` compiled over a mesh, called with NumPy batches.
+
+    The batch is split over the mesh's 'data' axis and padded with zeros to a
+    multiple of its size; the padding is cut from every output. Variables
+    already laid out on the mesh keep their layout (an FSDP-sharded state is
+    gathered inside each call, never stored whole); others are replicated.
+    """
+
+    def __init__(self, function, variables, mesh):
+        self.mesh = mesh if mesh is not None else sharding.make_mesh({"data": -1, "model": 1})
+        self.data_size = self.mesh.shape["data"]
+        self.batch_sharding = sharding.batch_sharding(self.mesh)
+        replicated = sharding.replicated_sharding(self.mesh)
+        variables = inference_variables(variables)
+        placement = _placement(variables, self.mesh)
+        self.variables = sharding.place(variables, placement)
+        gathered = jax.tree_util.tree_map(lambda _: replicated, placement)
+
+        def gathered_function(variables, batch):
+            return function(jax.lax.with_sharding_constraint(variables, gathered), batch)
+
+        self.compiled = jax.jit(gathered_function, in_shardings=(placement, self.batch_sharding),
+                                out_shardings=replicated,
+                                compiler_options=host_memory.compiler_options())
+
+    def padded(self, count: int) -> int:
+        return -(-count // self.data_size) * self.data_size
+
+    def __call__(self, tiles: np.ndarray):
+        tiles = np.asarray(tiles, np.float32)
+        batch = np.zeros((self.padded(tiles.shape[0]), *tiles.shape[1:]), np.float32)
+        batch[:tiles.shape[0]] = tiles
+        global_tiles = jax.make_array_from_callback(batch.shape, self.batch_sharding,
+                                                    lambda index: batch[index])
+        outputs = self.compiled(self.variables, global_tiles)
+        return jax.tree_util.tree_map(lambda a: sharding.local_value(a)[:tiles.shape[0]],
+                                      outputs)
+
+
 def make_predict_fn(model, variables, mesh=None, policy=None) -> PredictFn:
     """A compiled `predict_fn`: a batch (B, *spatial, C) -> float32 logits as NumPy.
 
     Tiles are split over `mesh`'s 'data' axis (default: every device on
     'data'); a batch whose size does not divide it is padded with zeros and
-    the padding is cut from the result. Variables already laid out on the
-    mesh keep their layout (an FSDP-sharded state is gathered inside each
-    call, never stored whole); others are replicated. `policy`
-    (`segjax.models.policy.ApplyPolicy`, e.g. from_config) sets the compute
-    dtype. The function carries `output_shape(input_shape)`, computed
-    abstractly, which the sliding window uses to find a valid-convolution
-    model's margin.
+    the padding is cut from the result. Variables may be replicated or
+    sharded (FSDP) on the mesh. `policy` (`segjax.models.policy.ApplyPolicy`,
+    e.g. `ApplyPolicy.from_config(config)`) sets the compute dtype. The
+    function carries `output_shape(input_shape)`, computed abstractly, which
+    the sliding window uses to find a valid-convolution model's margin.
     """
-    mesh = mesh if mesh is not None else sharding.make_mesh({"data": -1, "model": 1})
-    data_size = mesh.shape["data"]
-    batch_sharding = sharding.batch_sharding(mesh)
-    replicated = sharding.replicated_sharding(mesh)
-    variables = inference_variables(variables)
-    placement = _placement(variables, mesh)
-    variables = sharding.place(variables, placement)
-    gathered = jax.tree_util.tree_map(lambda _: replicated, placement)
-    logits_fn = jax.jit(functools.partial(_logits, model=model, policy=policy or ApplyPolicy(),
-                                          gathered=gathered),
-                        in_shardings=(placement, batch_sharding), out_shardings=replicated,
-                        compiler_options=host_memory.compiler_options())
-
-    def padded(count: int) -> int:
-        return -(-count // data_size) * data_size
+    on_mesh = _OnMesh(functools.partial(_logits, model=model, policy=policy or ApplyPolicy()),
+                      variables, mesh)
 
     def predict_fn(tiles: np.ndarray) -> np.ndarray:
-        tiles = np.asarray(tiles, np.float32)
-        batch = np.zeros((padded(tiles.shape[0]), *tiles.shape[1:]), np.float32)
-        batch[:tiles.shape[0]] = tiles
-        global_tiles = jax.make_array_from_callback(batch.shape, batch_sharding,
-                                                    lambda index: batch[index])
-        logits = logits_fn(variables, global_tiles)
-        return sharding.local_value(logits)[:tiles.shape[0]]
+        return on_mesh(tiles)
 
     def output_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
         count, *rest = input_shape
-        spec = jax.ShapeDtypeStruct((padded(count), *rest), np.float32)
-        shape = jax.eval_shape(logits_fn, variables, spec).shape
+        spec = jax.ShapeDtypeStruct((on_mesh.padded(count), *rest), np.float32)
+        shape = jax.eval_shape(on_mesh.compiled, on_mesh.variables, spec).shape
         return (count, *shape[1:])
 
     predict_fn.output_shape = output_shape
     return predict_fn
+
+
+def _panoptic_maps(variables, images, *, model, options, policy):
+    outputs = policy.apply(model, variables, images, train=False, remat=False)
+    return panoptic_postprocess.postprocess(outputs["logits"], outputs["center"],
+                                            outputs["offset"], **options)
+
+
+def thing_classes(config) -> tuple[int, ...]:
+    """config.data.panoptic.thing_classes (empty for configs without a panoptic section)."""
+    panoptic = (config.get("data") or {}).get("panoptic") or {}
+    return tuple(int(c) for c in panoptic.get("thing_classes", ()))
+
+
+def is_panoptic(model, variables, config) -> bool:
+    """True when the config names thing classes and the model returns "center" and "offset"."""
+    if not thing_classes(config):
+        return False
+    shape = (1, *config.data.crop, int(config.data.image_channels))
+    outputs = jax.eval_shape(functools.partial(model.apply, train=False),
+                             inference_variables(variables),
+                             jax.ShapeDtypeStruct(shape, np.float32))
+    return {"center", "offset"} <= set(outputs)
+
+
+def make_panoptic_fn(model, variables, config, mesh=None, policy=None) -> PanopticFn | None:
+    """Normalised images (B, H, W, C) -> post-processed panoptic maps as NumPy, or None.
+
+    The model's forward pass and Panoptic-DeepLab's post-processing (with
+    config.eval.panoptic's thresholds) are one jit over `mesh`; the maps are
+    those of `segjax.panoptic.postprocess` ("semantic", "panoptic_class",
+    "panoptic_instance", ...). Whole images at scale 1: sliding windows and
+    test-time augmentation do not apply to the panoptic maps.
+    """
+    if not is_panoptic(model, variables, config):
+        return None
+    options = panoptic_postprocess.options_from_config(config)
+    panoptic_postprocess.check_options(options)
+    return _OnMesh(functools.partial(_panoptic_maps, model=model, options=options,
+                                     policy=policy or ApplyPolicy()), variables, mesh)
 
 
 @dataclasses.dataclass
@@ -129,6 +197,7 @@ class LoadedModel:
     variables: dict
     config: Any
     predict_fn: PredictFn
+    panoptic_fn: PanopticFn | None = None
 
 
 def restore(path, *, conv_impl: str | None = None) -> tuple[Any, dict, Any]:
@@ -145,11 +214,13 @@ def restore(path, *, conv_impl: str | None = None) -> tuple[Any, dict, Any]:
 
 
 def load_model(path, *, conv_impl: str | None = None) -> LoadedModel:
-    """`restore`, and a predict_fn over the run's mesh (config.mesh, default all devices)."""
+    """`restore`, a predict_fn over the run's mesh (config.mesh, default all devices) and,
+    for panoptic models, a panoptic_fn."""
     model, variables, config = restore(path, conv_impl=conv_impl)
     mesh = sharding.make_mesh(config.get("mesh") or {"data": -1, "model": 1})
-    return LoadedModel(model, variables, config,
-                       make_predict_fn(model, variables, mesh, ApplyPolicy.from_config(config)))
+    policy = ApplyPolicy.from_config(config)
+    return LoadedModel(model, variables, config, make_predict_fn(model, variables, mesh, policy),
+                       make_panoptic_fn(model, variables, config, mesh, policy))
 
 
 def options_from_config(config, **overrides) -> inference.EvalOptions:
@@ -160,20 +231,42 @@ def options_from_config(config, **overrides) -> inference.EvalOptions:
 # ----------------------------------------------------------------------------- the metrics pass
 
 
+def is_single_pass(options: inference.EvalOptions) -> bool:
+    """True when `options` predict each whole image once (no tiles, scales, flips or CRF)."""
+    return (not options.tile and tuple(options.scales) == (1.0,) and not options.flip
+            and not options.crf)
+
+
+def panoptic_maps(panoptic_fn: PanopticFn, image: np.ndarray, data_config) -> dict:
+    """One raw image's post-processed panoptic maps ((H, W) NumPy arrays)."""
+    from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
+    maps = panoptic_fn(pipeline.normalize(np.asarray(image), data_config)[None])
+    return {key: np.asarray(value)[0] for key, value in maps.items()}
+
+
 def evaluate(predict_fn: PredictFn, config, examples: Sequence[dict],
              options: inference.EvalOptions | None = None, *, progress: bool = False,
-             keep_predictions: int = 0) -> tuple[dict, list[np.ndarray]]:
+             keep_predictions: int = 0, panoptic_fn: PanopticFn | None = None
+             ) -> tuple[dict, list[np.ndarray]]:
     """Metrics over labelled `examples`, and the predicted class maps of the first N of them.
 
     The result holds `segjax.metrics.metrics_from_confusion`'s metrics, the
     confusion matrix, the number of images and the time per image (the first
-    image, which includes compilation, apart).
+    image, which includes compilation, apart). With `panoptic_fn`
+    (`make_panoptic_fn`) every example also needs its 'instance' map, and the
+    result adds `segjax.panoptic.quality`'s PQ, SQ and RQ; when `options`
+    predict each whole image once, the semantic maps of that same pass give
+    the confusion matrix, otherwise `predict_fn` with the test-time options does.
     """
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
     options = options if options is not None else options_from_config(config)
     num_classes = int(config.model.num_classes)
     ignore_index = int(config.data.ignore_index)
     confusion = np.zeros((num_classes, num_classes), np.int64)
+    quality = (panoptic_quality.PanopticQuality(num_classes, thing_classes(config),
+                                                ignore_index=ignore_index,
+                                                class_names=class_names(config))
+               if panoptic_fn is not None else None)
     seconds, kept = [], []
     for example in tqdm(examples, desc="evaluate", unit="image", disable=not progress):
         name = example.get("name", "?")
@@ -182,8 +275,20 @@ def evaluate(predict_fn: PredictFn, config, examples: Sequence[dict],
         label = np.asarray(example["label"])
         metrics_lib.validate_labels(label, num_classes, ignore_index, where=f"label of {name}")
         start = time.perf_counter()
-        prediction, _ = inference.predict_labels(predict_fn, np.asarray(example["image"]),
-                                                 config.data, options, num_classes)
+        prediction = None
+        if quality is not None:
+            if example.get("instance") is None:
+                raise ValueError(f"evaluate: example {name!r} has no 'instance' map; PQ needs a "
+                                 "panoptic source (data.source='panoptic_folder' or "
+                                 "'panoptic_tfds')")
+            maps = panoptic_maps(panoptic_fn, example["image"], config.data)
+            quality.update(label, example["instance"], maps["panoptic_class"],
+                           maps["panoptic_instance"])
+            if is_single_pass(options):
+                prediction = maps["semantic"].astype(np.int32)
+        if prediction is None:
+            prediction, _ = inference.predict_labels(predict_fn, np.asarray(example["image"]),
+                                                     config.data, options, num_classes)
         seconds.append(time.perf_counter() - start)
         confusion += np.asarray(metrics_lib.confusion_matrix(
             prediction[None], label[None], num_classes=num_classes, ignore_index=ignore_index),
@@ -191,6 +296,8 @@ def evaluate(predict_fn: PredictFn, config, examples: Sequence[dict],
         if len(kept) < keep_predictions:
             kept.append(prediction)
     result = metrics_lib.metrics_from_confusion(confusion, class_names(config))
+    if quality is not None:
+        result.update(quality.result())
     result["confusion_matrix"] = confusion.tolist()
     result["num_images"] = len(seconds)
     result["seconds"] = float(np.sum(seconds))
@@ -224,6 +331,11 @@ def markdown_report(result: dict, names: Sequence[str], options: inference.EvalO
              f"(first, with compilation: {result['seconds_first_image']:.3f})",
              f"- options: scales {list(options.scales)}, flip {options.flip}, "
              f"tile {list(options.tile) or 'whole image'}, crf {options.crf}", "", table, ""]
+    if "pq" in result:
+        lines += [f"Panoptic quality: PQ {100 * result['pq']:.2f}, SQ {100 * result['sq']:.2f}, "
+                  f"RQ {100 * result['rq']:.2f} (whole images, post-processing of "
+                  "config.eval.panoptic)", "",
+                  panoptic_quality.format_pq_table(result, names, result["thing_classes"]), ""]
     return "\n".join(lines)
 
 

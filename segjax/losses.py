@@ -100,23 +100,36 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *, ignore_index: int | N
 
 
 def soft_dice_loss(logits: jax.Array, labels: jax.Array, *, num_classes: int,
-                   ignore_index: int | None = 255, smooth: float = 1.0) -> jax.Array:
+                   ignore_index: int | None = 255, smooth: float = 1.0,
+                   batch: bool = True, include_background: bool = True) -> jax.Array:
     """1 - mean over classes of the soft Dice of softmax probabilities vs one-hot labels.
 
-    Sums run over the whole batch (one Dice per class, not per image);
-    ignored pixels are left out of both the probabilities and the targets.
+    Dice_k = (2 sum_i p_ik t_ik + smooth) / (sum_i p_ik + sum_i t_ik + smooth).
+    `batch=True` sums over the whole batch (one Dice per class: the batch is one
+    pseudo-volume, No New-Net's multi-class Dice and nnU-Net's "batch Dice");
+    `batch=False` takes one Dice per image and class and averages them.
+    `include_background=False` leaves class 0 out of the mean (nnU-Net's
+    default). With `smooth=0` (the paper's formula) a class absent from both
+    the labels and the prediction counts as Dice 1. Ignored pixels are left
+    out of both the probabilities and the targets.
     """
     _check_shapes("soft_dice_loss", logits, labels)
     if logits.shape[-1] != num_classes:
         raise ValueError(f"soft_dice_loss: logits have {logits.shape[-1]} classes, "
                          f"num_classes={num_classes}")
+    if not include_background and num_classes < 2:
+        raise ValueError("soft_dice_loss: include_background=False needs at least 2 classes")
     valid = valid_mask(labels, num_classes, ignore_index)[..., None].astype(jnp.float32)
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1) * valid
     target = jax.nn.one_hot(jnp.where(valid[..., 0] > 0, labels, 0), num_classes) * valid
-    sum_axes = tuple(range(logits.ndim - 1))
+    sum_axes = tuple(range(0 if batch else 1, logits.ndim - 1))
     intersection = jnp.sum(probs * target, axis=sum_axes)
     total = jnp.sum(probs, axis=sum_axes) + jnp.sum(target, axis=sum_axes)
-    dice = (2.0 * intersection + smooth) / (total + smooth)
+    dice = jnp.where(total + smooth > 0,
+                     (2.0 * intersection + smooth) / jnp.where(total + smooth > 0,
+                                                               total + smooth, 1.0), 1.0)
+    if not include_background:
+        dice = dice[..., 1:]
     return 1.0 - jnp.mean(dice)
 
 
@@ -165,12 +178,34 @@ def cross_entropy_term(outputs, batch, *, num_classes, ignore_index, config):
                          label_smoothing=float(_field(config, "label_smoothing")))
 
 
+def _dice_options(config) -> dict:
+    """config.loss.dice (smooth, batch, include_background); configs without it get the defaults."""
+    options = config.get("dice") if hasattr(config, "get") else None
+    options = dict(options.to_dict() if hasattr(options, "to_dict") else options or {})
+    unknown = sorted(set(options) - {"smooth", "batch", "include_background"})
+    if unknown:
+        raise KeyError(f"config.loss.dice has unknown field(s) {unknown}; valid: smooth, batch, "
+                       "include_background")
+    return {"smooth": float(options.get("smooth", 1.0)),
+            "batch": bool(options.get("batch", True)),
+            "include_background": bool(options.get("include_background", True))}
+
+
 @register("loss", "dice")
 def dice_term(outputs, batch, *, num_classes, ignore_index, config):
-    """Soft Dice over the batch. The weight map is not applied: it would distort the ratio."""
-    del config
+    """Soft Dice (config.loss.dice: smooth, batch, include_background; default: over the
+    batch, every class, smooth 1). The weight map is not applied: it would distort the ratio."""
     return soft_dice_loss(outputs["logits"], batch["label"], num_classes=num_classes,
-                          ignore_index=ignore_index)
+                          ignore_index=ignore_index, **_dice_options(config))
+
+
+@register("loss", "dice_ce")
+def dice_cross_entropy_term(outputs, batch, *, num_classes, ignore_index, config):
+    """Soft Dice + cross-entropy with weight 1 each: nnU-Net's default loss (DC_and_CE_loss),
+    as one term; `cross_entropy+dice` gives the same sum with both parts logged."""
+    kwargs = dict(num_classes=num_classes, ignore_index=ignore_index, config=config)
+    return (cross_entropy_term(outputs, batch, **kwargs)
+            + dice_term(outputs, batch, **kwargs))
 
 
 def loss_terms(loss_config) -> list[tuple[str, float, Any]]:

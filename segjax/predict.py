@@ -1,4 +1,4 @@
-"""Predict a folder (or glob) of images with a trained model.
+"""Predict a folder (or glob) of images, or of volumes, with a trained model.
 
     python -m segjax.predict --workdir runs/deeplab_camvid --input 'photos/*.png' --output out/
     python -m segjax.predict --checkpoint runs/x/checkpoints_best/variables \\
@@ -8,6 +8,19 @@ Writes, per input image `<stem>`:
   out/labels/<stem>.png          class indices as a palette PNG (the dataset's class colours)
   out/overlays/<stem>.png        the class colours blended over the input
   out/probabilities/<stem>.npy   float16 (H, W, K) probabilities, with --probabilities
+and for panoptic models (outputs "center" and "offset", config.data.panoptic.thing_classes;
+Panoptic-DeepLab's post-processing with the run's config.eval.panoptic, whole image):
+  out/panoptic/<stem>.png        instance colours over the class colours, void black
+  out/panoptic_ids/<stem>.png    panoptic ids class * label_divisor + instance (void:
+                                 ignore_index * label_divisor) as RGB: id = R + 256 G + 256^2 B
+
+A volumetric run (its config.data.crop has three axes, e.g. `nonewnet`) reads
+volumes instead (`.nii.gz`, `.nii`, multi-page `.tif`/`.tiff`, `.npy`; see
+`segjax.data.volumes`), predicts each whole by a sliding window, and writes:
+  out/labels/<stem>.nii.gz       class indices (uint8) on the input's voxel grid: the input
+                                 NIfTI's affine (identity for TIFF stacks and .npy)
+  out/overlays/<stem>.png        the class colours over the volume's middle section
+  out/probabilities/<stem>.npy   float16 (D, H, W, K) probabilities, with --probabilities
 
 The model, its weights and its test-time options come from `segjax.evaluation`
 (the same path as the train loop's validation and `segjax.evaluate`).
@@ -29,6 +42,7 @@ import numpy as np
 from PIL import Image
 
 from segjax import cli, inference, visualize
+from segjax.data import volumes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".ppm", ".pgm")
 
@@ -36,19 +50,37 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".ppm", ".pg
 # ----------------------------------------------------------------------------- images
 
 
-def resolve_inputs(spec: str) -> list[Path]:
-    """The image files of a directory, or the files matching a glob, sorted."""
+def resolve_inputs(spec: str, *, volumetric: bool = False) -> list[Path]:
+    """The image (or volume) files of a directory, or the files matching a glob, sorted."""
+    suffixes = volumes.VOLUME_SUFFIXES if volumetric else IMAGE_SUFFIXES
+    kind = "volume" if volumetric else "image"
     path = Path(spec)
     if path.is_dir():
-        files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        files = [p for p in path.iterdir()
+                 if p.is_file() and not p.name.startswith(".")
+                 and p.name.lower().endswith(suffixes)]
     elif path.is_file():
         files = [path]
     else:
         files = [Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file()]
     if not files:
-        raise FileNotFoundError(f"--input {spec!r}: no image files found (a directory of "
-                                f"{', '.join(IMAGE_SUFFIXES)} files, a file or a glob)")
+        raise FileNotFoundError(f"--input {spec!r}: no {kind} files found (a directory of "
+                                f"{', '.join(suffixes)} files, a file or a glob)")
     return sorted(files)
+
+
+def is_volumetric(config) -> bool:
+    """True for a run trained on volume patches (config.data.crop with three axes)."""
+    return len(tuple(config.data.get("crop", ()) or ())) == 3
+
+
+def output_stems(inputs: Sequence[Path], volumetric: bool) -> list[str]:
+    """Output names: file stems ('x.nii.gz' -> 'x'); two inputs of one stem are an error."""
+    stems = [volumes.volume_stem(p) if volumetric else p.stem for p in inputs]
+    if len(set(stems)) != len(stems):
+        duplicate = next(stem for stem in stems if stems.count(stem) > 1)
+        raise ValueError(f"two inputs share the name {duplicate!r}; outputs are named by stem")
+    return stems
 
 
 def read_image(path: Path, channels: int) -> np.ndarray:
@@ -74,23 +106,32 @@ def read_image(path: Path, channels: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- command
 
 
+def write_panoptic(panoptic_fn, config, image: np.ndarray, stem: str, output: Path,
+                   colours: np.ndarray) -> None:
+    """The panoptic colour and id PNGs of one image (see the module docstring)."""
+    from segjax import evaluation  # pylint: disable=import-outside-toplevel
+    maps = evaluation.panoptic_maps(panoptic_fn, image, config.data)
+    void = int(config.data.ignore_index)
+    Image.fromarray(visualize.panoptic_colours(maps["panoptic_class"], maps["panoptic_instance"],
+                                               colours, void_label=void)).save(
+        output / "panoptic" / f"{stem}.png")
+    visualize.id_png(maps["panoptic"]).save(output / "panoptic_ids" / f"{stem}.png")
+
+
 def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
                    options: inference.EvalOptions, *, probabilities: bool = False,
-                   alpha: float = 0.5, progress: bool = True) -> list[Path]:
-    """Predicts every input; returns the label PNG paths written."""
+                   alpha: float = 0.5, progress: bool = True,
+                   panoptic_fn=None) -> list[Path]:
+    """Predicts every input; returns the label PNG paths written. With `panoptic_fn`
+    (`segjax.evaluation.make_panoptic_fn`) also the panoptic PNGs."""
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
     num_classes = int(config.model.num_classes)
     if num_classes > 256:
         raise ValueError(f"label PNGs hold at most 256 classes; the model has {num_classes}")
     channels = int(config.data.image_channels)
     colours = visualize.class_colours(config)
-    stems = [path.stem for path in inputs]
-    if len(set(stems)) != len(stems):
-        duplicate = next(stem for stem in stems if stems.count(stem) > 1)
-        raise ValueError(f"two inputs share the name {duplicate!r}; outputs are named by stem")
-    folders = ["labels", "overlays"] + (["probabilities"] if probabilities else [])
-    for folder in folders:
-        (output / folder).mkdir(parents=True, exist_ok=True)
+    output_stems(inputs, volumetric=False)
+    _output_folders(output, probabilities, panoptic=panoptic_fn is not None)
     written = []
     for path in tqdm(inputs, desc="predict", unit="image", disable=not progress):
         image = read_image(path, channels)
@@ -102,6 +143,46 @@ def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
             output / "overlays" / f"{path.stem}.png")
         if probabilities:
             np.save(output / "probabilities" / f"{path.stem}.npy", probs)
+        if panoptic_fn is not None:
+            write_panoptic(panoptic_fn, config, image, path.stem, output, colours)
+        written.append(label_path)
+    return written
+
+
+def _output_folders(output: Path, probabilities: bool, panoptic: bool = False) -> None:
+    folders = (["labels", "overlays"] + (["probabilities"] if probabilities else [])
+               + (["panoptic", "panoptic_ids"] if panoptic else []))
+    for folder in folders:
+        (output / folder).mkdir(parents=True, exist_ok=True)
+
+
+def predict_volumes(predict_fn, config, inputs: Sequence[Path], output: Path,
+                    options: inference.EvalOptions, *, probabilities: bool = False,
+                    alpha: float = 0.5, progress: bool = True) -> list[Path]:
+    """Predicts every input volume whole; returns the NIfTI label paths written."""
+    from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+    num_classes = int(config.model.num_classes)
+    if num_classes > 256:
+        raise ValueError(f"uint8 label volumes hold at most 256 classes; the model has "
+                         f"{num_classes}")
+    channels = int(config.data.image_channels)
+    colours = visualize.class_colours(config)
+    stems = output_stems(inputs, volumetric=True)
+    _output_folders(output, probabilities)
+    written = []
+    for path, stem in tqdm(list(zip(inputs, stems)), desc="predict", unit="volume",
+                           disable=not progress):
+        volume = volumes.read_volume(path)
+        image = volumes.image_array(volume.data, channels, str(path))
+        probs = inference.predict_image(predict_fn, image, config.data, options, num_classes)
+        prediction = np.argmax(probs, axis=-1).astype(np.uint8)
+        label_path = volumes.write_nifti(output / "labels" / f"{stem}.nii.gz", prediction,
+                                         volume.affine)
+        section, section_prediction, _ = visualize.middle_section(image, prediction)
+        Image.fromarray(visualize.overlay(section, section_prediction, colours, alpha)).save(
+            output / "overlays" / f"{stem}.png")
+        if probabilities:
+            np.save(output / "probabilities" / f"{stem}.npy", probs.astype(np.float16))
         written.append(label_path)
     return written
 
@@ -122,13 +203,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    inputs = resolve_inputs(args.input)
     loaded = cli.load_model(args)
     config = loaded.config
-    written = predict_folder(loaded.predict_fn, config, inputs, Path(args.output),
-                             cli.eval_options(config, args), probabilities=args.probabilities,
-                             alpha=args.alpha, progress=not args.no_progress)
-    print(f"wrote {len(written)} label maps and overlays to {args.output}")
+    volumetric = is_volumetric(config)
+    inputs = resolve_inputs(args.input, volumetric=volumetric)
+    options = cli.eval_options(config, args)
+    if volumetric:
+        written = predict_volumes(loaded.predict_fn, config, inputs, Path(args.output), options,
+                                  probabilities=args.probabilities, alpha=args.alpha,
+                                  progress=not args.no_progress)
+    else:
+        written = predict_folder(loaded.predict_fn, config, inputs, Path(args.output), options,
+                                 probabilities=args.probabilities, alpha=args.alpha,
+                                 progress=not args.no_progress, panoptic_fn=loaded.panoptic_fn)
+    print(f"wrote {len(written)} label {'volumes' if volumetric else 'maps'} and overlays to "
+          f"{args.output}")
     return 0
 
 

@@ -42,8 +42,8 @@ KINDS = MODEL_KINDS + ("loss", "source", "optimizer", "mapping")
 # imported on the kind's first lookup.
 BUILTIN_PACKAGES = {
     **{kind: ("segjax.models",) for kind in MODEL_KINDS},
-    "loss": ("segjax.losses",),
-    "source": ("segjax.data.sources",),
+    "loss": ("segjax.losses", "segjax.panoptic.losses"),
+    "source": ("segjax.data.sources", "segjax.data.panoptic", "segjax.data.volumes"),
     "optimizer": ("segjax.optim",),
     "mapping": ("segjax.convert",),
 }

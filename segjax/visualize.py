@@ -6,8 +6,11 @@ overlays, `segjax.predict`, `segjax.evaluate`):
 - `class_colours(config)`: the dataset's colours (`classes.txt` in the data
   root: "value name R G B"), else a fixed palette of distinguishable colours;
 - `overlay`: class colours blended over the image;
-- `overlay_panel`: [image | overlay | errors in red] for a labelled example;
+- `overlay_panel`: [image | overlay | errors in red] for a labelled example
+  (of a volume: its middle section, `middle_section`);
 - `label_png`: a palette PNG whose pixel values are the class indices;
+- `panoptic_colours` / `id_png`: panoptic maps with instance colours over the
+  class palette, and panoptic ids as an RGB-encoded PNG;
 - `plot_confusion`: the row-normalised confusion matrix as a PNG.
 """
 
@@ -77,9 +80,24 @@ def overlay(image: np.ndarray, prediction: np.ndarray, colours: np.ndarray,
     return result
 
 
+def middle_section(image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None = None):
+    """The middle depth section of a volume (D, H, W, C), its prediction and label, for 2D
+    pictures: the image as uint8, min-max scaled over the section (volumes come in any
+    intensity range)."""
+    index = image.shape[0] // 2
+    section = np.asarray(image[index], np.float32)
+    low, high = float(section.min()), float(section.max())
+    scaled = (section - low) / (high - low) * 255.0 if high > low else np.zeros_like(section)
+    return (np.round(scaled).astype(np.uint8), prediction[index],
+            None if label is None else label[index])
+
+
 def overlay_panel(image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None, *,
                   colours: np.ndarray, ignore_index: int) -> np.ndarray:
-    """[image | prediction colours over the image | errors in red] as one uint8 RGB array."""
+    """[image | prediction colours over the image | errors in red] as one uint8 RGB array
+    (a volume (D, H, W, C): of its middle section)."""
+    if np.ndim(image) == 4:
+        image, prediction, label = middle_section(image, prediction, label)
     rgb = _rgb(image)
     panels = [rgb, overlay(image, prediction, colours)]
     if label is not None:
@@ -97,6 +115,52 @@ def label_png(prediction: np.ndarray, colours: np.ndarray) -> Image.Image:
     image = Image.fromarray(prediction.astype(np.uint8, copy=False), mode="P")
     image.putpalette(colours.reshape(-1).tolist())
     return image
+
+
+# Panoptic maps: stuff pixels take their class colour; each thing instance its class colour
+# shifted by a fixed pseudo-random offset per instance id (an id keeps its colour across images
+# and runs), outlined darker where instances meet, so touching instances of one class stay
+# apart; void pixels are black.
+_INSTANCE_SHIFT = 70
+
+
+def instance_shifts(count: int) -> np.ndarray:
+    """(count, 3) int colour offsets, row i for instance id i (row 0: no shift)."""
+    shifts = np.random.default_rng(12345).integers(-_INSTANCE_SHIFT, _INSTANCE_SHIFT + 1,
+                                                   (max(count, 1), 3))
+    shifts[0] = 0
+    return shifts
+
+
+def instance_boundaries(instance: np.ndarray) -> np.ndarray:
+    """(H, W) True on instance pixels whose right or lower neighbour has another id."""
+    edge = np.zeros(instance.shape, bool)
+    edge[:, :-1] |= instance[:, :-1] != instance[:, 1:]
+    edge[:-1, :] |= instance[:-1, :] != instance[1:, :]
+    return edge & (instance > 0)
+
+
+def panoptic_colours(panoptic_class: np.ndarray, panoptic_instance: np.ndarray,
+                     colours: np.ndarray, *, void_label: int = 255) -> np.ndarray:
+    """uint8 (H, W, 3) colours of a panoptic map (class and instance id per pixel)."""
+    classes, instance = np.asarray(panoptic_class), np.asarray(panoptic_instance)
+    colours = np.asarray(colours, np.int64)
+    void = (classes == void_label) | (classes < 0) | (classes >= len(colours))
+    rgb = colours[np.where(void, 0, classes)]
+    rgb = rgb + instance_shifts(int(instance.max(initial=0)) + 1)[np.maximum(instance, 0)]
+    rgb[instance_boundaries(instance)] //= 2
+    rgb[void] = 0
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def id_png(ids: np.ndarray) -> Image.Image:
+    """An RGB PNG of non-negative integer ids below 2^24: id = R + 256 G + 256^2 B (COCO's
+    panoptic encoding)."""
+    ids = np.asarray(ids, np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= 1 << 24):
+        raise ValueError(f"id_png: ids must lie in [0, 2^24), got [{ids.min()}, {ids.max()}]")
+    return Image.fromarray(np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1)
+                           .astype(np.uint8))
 
 
 def example_stem(example: dict, index: int) -> str:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from segjax.config import base_config
@@ -62,6 +63,25 @@ def test_unknown_config_argument_is_named():
     with pytest.raises(ValueError, match=r"unknown argument\(s\) \['smok'\]; valid: smoke, "
                                          r"padded"):
         load("unet_isbi", "smok")
+
+
+@pytest.mark.parametrize("arg", ["", "cpu", "smoke"])
+def test_nonewnet_isbi_3d_and_2d_share_split_and_budget(arg):
+    volume = load("nonewnet_isbi", arg)
+    flat = load("nonewnet_isbi", ",".join(filter(None, [arg, "2d"])))
+    assert volume.data.source == "stack" and flat.data.source == "folder"
+    if arg != "smoke":
+        assert volume.data.train_split == flat.data.train_split == "train[:24]"
+        assert volume.data.val_split == flat.data.val_split == "train[24:30]"
+        voxels = lambda c: c.data.batch_size * int(np.prod(c.data.crop))  # noqa: E731
+        assert voxels(volume) == voxels(flat) == 2 * 16 * 96 * 96
+    for section in ("model", "loss", "optim", "train"):
+        assert volume[section].to_dict() == flat[section].to_dict()
+    depth = volume.model.get("depth", 4)
+    assert len(volume.data.crop) == 3 and len(flat.data.crop) == 2
+    assert all(s % 2 ** depth == 0 for s in tuple(volume.data.crop) + tuple(volume.eval.tile))
+    with pytest.raises(ValueError, match="unknown argument"):
+        load("nonewnet_isbi", "3d")
 
 
 def test_notebook_builds_its_config_without_the_repository_on_sys_path(tmp_path):

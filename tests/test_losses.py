@@ -185,7 +185,74 @@ def test_unknown_loss_name_lists_valid_names():
     config = ml_collections.ConfigDict(dict(base_config().loss))
     config.name = "cross_entropy+dcie"
     with pytest.raises(ValueError, match="'dcie' is not a registered loss; valid: "
-                                         "cross_entropy, dice(, [a-z_]+)*, or terms joined "
-                                         "with '\\+'"):
+                                         "([a-z0-9_]+, )*cross_entropy, dice(, [a-z0-9_]+)*, "
+                                         "or terms joined with '\\+'"):
         losses.segmentation_loss({"logits": jnp.asarray(LOGITS)}, {"label": LABELS}, config,
                                  num_classes=3, ignore_index=255)
+
+
+# Two images of 1x2 pixels, 2 classes, uniform logits (p = 1/2 everywhere):
+# image A labels [0, 0], image B labels [0, 1].
+TWO_IMAGES = np.array([[[0, 0]], [[0, 1]]], np.int32)
+
+
+def _paper_dice_loss(probs, labels, num_classes):
+    """No New-Net's formula, -2/|K| sum_k sum_i u_ik v_ik / (sum_i u_ik + sum_i v_ik), by loops."""
+    total = 0.0
+    for k in range(num_classes):
+        u = [p[k] for p in probs]
+        v = [1.0 if y == k else 0.0 for y in labels]
+        total += sum(a * b for a, b in zip(u, v)) / (sum(u) + sum(v))
+    return -2.0 * total / num_classes
+
+
+def test_batch_dice_is_the_papers_multiclass_dice_plus_one():
+    logits = jnp.zeros((2, 1, 2, 2))
+    loss = losses.soft_dice_loss(logits, jnp.asarray(TWO_IMAGES), num_classes=2, smooth=0.0)
+    # class 0: I = 3 * 1/2, sum p = 2, |t| = 3 -> 3/5; class 1: I = 1/2, sum p = 2, |t| = 1 -> 1/3
+    assert float(loss) == pytest.approx(1 - (3 / 5 + 1 / 3) / 2, rel=1e-6)
+    paper = _paper_dice_loss([[0.5, 0.5]] * 4, TWO_IMAGES.ravel().tolist(), 2)
+    assert float(loss) == pytest.approx(1 + paper, rel=1e-6)
+
+
+def test_per_image_dice_and_background_excluded():
+    logits = jnp.zeros((2, 1, 2, 2))
+    labels = jnp.asarray(TWO_IMAGES)
+    per_image = losses.soft_dice_loss(logits, labels, num_classes=2, smooth=0.0, batch=False)
+    # A: class 0 -> 2 * 1 / (1 + 2) = 2/3, class 1 -> 0 / (1 + 0) = 0; B: 1/2 and 1/2
+    assert float(per_image) == pytest.approx(1 - (2 / 3 + 0 + 1 / 2 + 1 / 2) / 4, rel=1e-6)
+    foreground = losses.soft_dice_loss(logits, labels, num_classes=2, smooth=0.0,
+                                       include_background=False)
+    assert float(foreground) == pytest.approx(1 - 1 / 3, rel=1e-6)
+
+
+def test_dice_without_smoothing_counts_a_class_absent_everywhere_as_perfect():
+    labels = jnp.asarray([[[0, 1, 1, 0]]], jnp.int32)
+    logits = 200.0 * jax.nn.one_hot(labels, 3)        # class 2: p underflows to exactly 0
+    loss = losses.soft_dice_loss(logits, labels, num_classes=3, smooth=0.0)
+    assert float(loss) == pytest.approx(0.0, abs=1e-6)
+    assert np.isfinite(float(jax.grad(lambda x: losses.soft_dice_loss(
+        x, labels, num_classes=3, smooth=0.0))(logits).sum()))
+
+
+def test_dice_and_dice_ce_terms_read_config_loss_dice():
+    logits = jnp.zeros((2, 1, 2, 2))
+    batch = {"label": jnp.asarray(TWO_IMAGES)}
+    dice = {"smooth": 0.0, "batch": True, "include_background": True}
+    config = _loss_config(name="dice_ce", dice=ml_collections.ConfigDict(dice))
+    dice_value = 1 - (3 / 5 + 1 / 3) / 2
+    loss, parts = losses.segmentation_loss({"logits": logits}, batch, config, num_classes=2,
+                                           ignore_index=255)
+    assert float(parts["dice_ce"]) == pytest.approx(math.log(2) + dice_value, rel=1e-6)
+    config_sum = _loss_config(name="cross_entropy+dice", dice=ml_collections.ConfigDict(dice))
+    total, parts = losses.segmentation_loss({"logits": logits}, batch, config_sum, num_classes=2,
+                                            ignore_index=255)
+    assert float(total) == pytest.approx(float(loss), rel=1e-6)
+    assert float(parts["dice"]) == pytest.approx(dice_value, rel=1e-6)
+    default = _loss_config(name="dice")          # smooth 1: (2I + 1) / (P + T + 1)
+    loss, _ = losses.segmentation_loss({"logits": logits}, batch, default, num_classes=2,
+                                       ignore_index=255)
+    assert float(loss) == pytest.approx(1 - (4 / 6 + 2 / 4) / 2, rel=1e-6)
+    with pytest.raises(KeyError, match="unknown field"):
+        losses.dice_term({"logits": logits}, batch, num_classes=2, ignore_index=255,
+                         config={"dice": {"smoth": 0.0}})

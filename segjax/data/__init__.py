@@ -7,15 +7,19 @@
   for unit tests); `make_source(config.data, split)` picks one by
   data.source. Raw label values become class indices here (data.label_values,
   data.ignore_values -> data.ignore_index).
+- `volumes`: volumes ({'image' float32 (D, H, W, C), 'label' (D, H, W),
+  'spacing', 'affine'}) from NIfTI, TIFF stacks and .npy ('volume', 'stack',
+  'tfds_volume' sources), per-volume z-scores, foreground-oversampled 3D
+  training patches.
 - `weight_map`: the U-Net paper's border-stressing loss weights.
 - `transforms`: joint image/label/weight augmentations, plain functions of
-  (numpy rng, example).
+  (numpy rng, example), 2D and 3D.
 - `pipeline`: `make_train_loader(config.data, seed=..., process_index=...,
   process_count=...)`, a deterministic, per-process sharded, checkpointable grain
   iterator of batches; `load_split` and `normalize` for evaluation.
-- `builders`: tfds builders ('isbi2012_em', 'camvid') that download the public
-  data or read a local folder (`python -m segjax.data.builders`). Imported on
-  demand: it pulls in tensorflow_datasets.
+- `builders`: tfds builders ('isbi2012_em', 'camvid', 'msd_brain_tumour') that
+  download the public data or read a local folder (`python -m
+  segjax.data.builders`). Imported on demand: it pulls in tensorflow_datasets.
 
 Labels never pass through interpolation (nearest only), and every random
 choice of a training example is a function of (seed, its position in the

@@ -16,9 +16,21 @@ records.
 Per example: load record -> weight map of the full label (cached per record:
 it depends on the label only) -> augment (scale, flips, rot90, rotation,
 elastic, brightness/contrast) -> mirror pad by data.pad_margin -> random crop
-to data.crop -> normalise. Batches are dicts of numpy arrays: 'image' float32
+to data.crop -> panoptic targets (examples with an 'instance' map) ->
+normalise. Batches are dicts of numpy arrays: 'image' float32
 (b, H, W, C), 'label' int32 (b, H, W) and 'weight' float32 (b, H, W) when
-data.weight_map.enabled.
+data.weight_map.enabled, and for panoptic sources the targets of
+`segjax.data.panoptic` ('center', 'offset', 'center_weight',
+'offset_weight', 'semantic_weight'), computed after augmentation and cropping.
+A volume example (D, H, W, C) becomes a patch of
+data.crop by `segjax.data.volumes.training_patch` (normalise the volume,
+foreground-oversampled patch, the same transforms in 3D), and batches are
+'image' (b, D, H, W, C), 'label' (b, D, H, W); the stream, sharding and
+iterator state are the same.
+
+`normalize` applies data.normalization: 'fixed' ((x / 255 - data.mean) /
+data.std) or 'zscore' (per image or volume over its foreground,
+`segjax.data.volumes.zscore`).
 
 The iterator `make_train_loader` returns is a grain DatasetIterator:
 `get_state()` / `set_state()` continue with exactly the next batch, and the
@@ -31,12 +43,13 @@ them.
 
 from __future__ import annotations
 
+import collections.abc
 import sys
 
 import grain
 import numpy as np
 
-from segjax.data import transforms
+from segjax.data import panoptic, transforms, volumes
 from segjax.data.sources import make_source
 from segjax.data.weight_map import weight_map_from_config
 
@@ -52,15 +65,42 @@ def local_batch_size(data_config, process_count: int) -> int:
     return batch_size // process_count
 
 
+NORMALIZATIONS = ("fixed", "zscore")
+
+
 def normalize(image: np.ndarray, data_config) -> np.ndarray:
-    """float32 (x / 255 - data.mean) / data.std of a uint8 (or [0, 255] float) image."""
-    return transforms.normalize(image, data_config.mean, data_config.std)
+    """float32 image per data.normalization: 'fixed' (x / 255 - data.mean) / data.std of a
+    uint8 (or [0, 255] float) image; 'zscore' over its foreground (data.volume.zscore_over)."""
+    method = data_config.get("normalization", "fixed")
+    if method == "fixed":
+        return transforms.normalize(image, data_config.mean, data_config.std)
+    if method == "zscore":
+        volume = data_config.get("volume") or {}
+        return volumes.zscore(image, over=volume.get("zscore_over", "nonzero"))
+    raise ValueError(f"data.normalization must be one of {NORMALIZATIONS}, got {method!r}")
 
 
-def load_split(data_config, split: str) -> list[dict]:
-    """Every example of `split`, unaugmented: {'image' uint8, 'label' int32 or None, 'name'}."""
-    source = make_source(data_config, split)
-    return [source[i] for i in range(len(source))]
+class SplitExamples(collections.abc.Sequence):
+    """The examples of a split, read from their source when accessed (a split of volumes
+    need not fit in memory); a slice is a SplitExamples over fewer indices."""
+
+    def __init__(self, source, indices: range | None = None):
+        self.source = source
+        self.indices = range(len(source)) if indices is None else indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return SplitExamples(self.source, self.indices[index])
+        return self.source[self.indices[index]]
+
+
+def load_split(data_config, split: str) -> SplitExamples:
+    """Every example of `split`, unaugmented ({'image', 'label' int32 or None, 'name'}),
+    read on access."""
+    return SplitExamples(make_source(data_config, split))
 
 
 class StreamPosition:
@@ -120,10 +160,12 @@ class TrainExample:
         if example["label"] is None:
             raise ValueError(f"training split {self.config.train_split!r} has no labels "
                              f"(record {example['name']})")
-        example = {"image": example["image"], "label": example["label"]}
+        rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, int(position)])
+        if example["image"].ndim == 4:
+            return volumes.training_patch(rng, example, self.config)
+        example = {key: example[key] for key in ("image", "label", "instance") if key in example}
         if self.config.weight_map.enabled:
             example["weight"] = self.weight(record, example["label"])
-        rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, int(position)])
         example = transforms.augment(rng, example, self.config.augment,
                                      ignore_index=self.ignore_index)
         example = transforms.mirror_pad(example, int(self.config.pad_margin),
@@ -131,6 +173,8 @@ class TrainExample:
         if len(self.config.crop):
             example = transforms.random_crop(rng, example, self.config.crop,
                                              ignore_index=self.ignore_index)
+        if "instance" in example:  # after the geometry, so the targets describe this crop
+            example = panoptic.targets_from_config(example, self.config)
         example["image"] = normalize(example["image"], self.config)
         example["label"] = example["label"].astype(np.int32)
         if "weight" in example:
@@ -181,5 +225,13 @@ def make_train_loader(data_config, *, seed: int, process_index: int = 0, process
     if workers > 0:
         _ensure_flags_parsed()
         iter_dataset = iter_dataset.mp_prefetch(grain.MultiprocessingOptions(
-            num_workers=workers, per_worker_buffer_size=max(prefetch, 1)))
+            num_workers=workers, per_worker_buffer_size=max(prefetch, 1))).map(_own_copy)
     return iter(iter_dataset)
+
+
+def _own_copy(batch: dict) -> dict:
+    """Batches from worker processes arrive in shared memory, unlinked only when the last
+    view of them is garbage collected; a device array built from such a view (a zero-copy
+    CPU transfer) could keep one alive until the interpreter exits, and Python then reports
+    it as leaked. A plain copy, made here in the main process, frees each segment at once."""
+    return {key: np.array(value) for key, value in batch.items()}

@@ -164,18 +164,11 @@ class FolderSource:
                               int(ignore_index))
         self.root = Path(root)
         self.split = split
-        folder, selection = parse_split(split)
         if not self.root.is_dir():
             raise FileNotFoundError(f"data.root {str(self.root)!r} does not exist or is not a "
                                     "directory")
-        image_dir = self.root / folder / "images"
-        if not image_dir.is_dir():
-            raise FileNotFoundError(f"split {split!r}: no images folder {image_dir} (expected "
-                                    "<root>/<split>/images and <root>/<split>/labels)")
-        images = _image_files(image_dir)
-        if not images:
-            raise FileNotFoundError(f"split {split!r}: no {'/'.join(IMAGE_SUFFIXES)} files in "
-                                    f"{image_dir}")
+        folder, selection, image_dir, images = split_folder(self.root, split, _image_files,
+                                                            IMAGE_SUFFIXES)
         label_dir = self.root / folder / "labels"
         labels = ({Path(n).stem: p for n, p in _image_files(label_dir).items()}
                   if label_dir.is_dir() else None)
@@ -204,6 +197,20 @@ class FolderSource:
 
     def __repr__(self) -> str:
         return f"FolderSource({str(self.root)!r}, {self.split!r}, {len(self)} examples)"
+
+
+def split_folder(root: Path, split: str, list_files, suffixes: Sequence[str]):
+    """(folder, selection, images dir, {name: path}) of `<root>/<split>/images`; errors name
+    the folder when it is missing or holds no file with one of `suffixes`."""
+    folder, selection = parse_split(split)
+    image_dir = Path(root) / folder / "images"
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"split {split!r}: no images folder {image_dir} (expected "
+                                "<root>/<split>/images and <root>/<split>/labels)")
+    files = list_files(image_dir)
+    if not files:
+        raise FileNotFoundError(f"split {split!r}: no {'/'.join(suffixes)} files in {image_dir}")
+    return folder, selection, image_dir, files
 
 
 def _image_files(folder: Path) -> dict[str, Path]:
@@ -250,9 +257,7 @@ class TfdsSource:
     def __init__(self, name: str, split: str, *, data_dir: str | None = None,
                  image_channels: int, label_values: Sequence[int] = (),
                  ignore_values: Sequence[int] = (), ignore_index: int = 255):
-        import tensorflow_datasets as tfds  # heavy import; only this source needs it
-
-        from segjax.data import builders  # noqa: F401  (registers segjax's builders)
+        from segjax.data import builders  # heavy (tensorflow_datasets); only tfds needs it
 
         if not name:
             raise ValueError("data.tfds_name is empty; name a prepared tfds dataset "
@@ -261,13 +266,7 @@ class TfdsSource:
         self.name, self.split, self.data_dir = name, split, data_dir or None
         self.spec = LabelSpec(int(image_channels), tuple(label_values), tuple(ignore_values),
                               int(ignore_index))
-        builder = tfds.builder(name, data_dir=self.data_dir)
-        if not builder.is_prepared():
-            raise FileNotFoundError(
-                f"tfds dataset {name!r} (data.tfds_name) is not prepared in {builder.data_dir} "
-                f"(data.root={data_dir!r}); build it with `python -m segjax.data.builders "
-                f"--name {name} --local_dir DIR --data_dir {data_dir or 'DATA_DIR'}`")
-        self._records = builder.as_data_source(split=split)
+        self._records = builders.prepared_records(name, split, self.data_dir)
 
     def __len__(self) -> int:
         return len(self._records)

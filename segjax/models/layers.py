@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
 from segjax.ops import conv as conv_ops
@@ -463,18 +464,59 @@ def _assemble_windows(pieces: dict, window: tuple[int, ...], prefix: tuple[int, 
 _window_max.defvjp(_window_max_forward, _window_max_backward)
 
 
-def avg_pool(x: jax.Array, window: int = 2, strides: int | None = None, padding="VALID"):
-    """Average pooling over all spatial axes, padding excluded from the count."""
+def avg_pool(x: jax.Array, window: int = 2, strides: int | None = None, padding="VALID",
+             count_include_pad: bool = False):
+    """Average pooling over all spatial axes; by default padding is excluded from the
+    count (`count_include_pad=True` is PyTorch's `AvgPool` default)."""
     rank = x.ndim - 2
     strides = window if strides is None else strides
     return nn.avg_pool(x, _as_tuple(window, rank), _as_tuple(strides, rank),
                        _pool_padding(padding, rank),
-                       count_include_pad=False)
+                       count_include_pad=count_include_pad)
 
 
 def global_avg_pool(x: jax.Array) -> jax.Array:
     """Mean over all spatial axes, keeping them as size-1 axes."""
     return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)), keepdims=True)
+
+
+def adaptive_bins(size: int, bins: int) -> np.ndarray:
+    """(bins, size) averaging matrix of PyTorch's adaptive average pooling along one axis.
+
+    Bin k covers [floor(k * size / bins), ceil((k + 1) * size / bins)): bins
+    overlap when `size` is not a multiple of `bins`, and a bin wider than
+    the input repeats pixels, exactly as `nn.AdaptiveAvgPool2d`.
+    """
+    matrix = np.zeros((bins, size), np.float32)
+    for k in range(bins):
+        start, end = (k * size) // bins, -(-((k + 1) * size) // bins)
+        matrix[k, start:end] = 1.0 / (end - start)
+    return matrix
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: int | Sequence[int]) -> jax.Array:
+    """PyTorch's `AdaptiveAvgPool{2,3}d` over the spatial axes of a channels-last batch.
+
+    A bin is a box, so its mean is the product of one averaging matrix per
+    axis (`adaptive_bins`), applied axis by axis as small matmuls.
+    """
+    rank = x.ndim - 2
+    for axis, bins in enumerate(_as_tuple(output_size, rank), start=1):
+        matrix = jnp.asarray(adaptive_bins(x.shape[axis], bins), x.dtype)
+        x = jnp.moveaxis(jnp.tensordot(matrix, x, axes=[[1], [axis]],
+                                       precision=jax.lax.Precision.HIGHEST), 0, axis)
+    return x
+
+
+class ChannelDropout(nn.Module):
+    """Drops whole channels while training (PyTorch's `Dropout2d` / `Dropout3d`)."""
+
+    rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        spatial = tuple(range(1, x.ndim - 1))
+        return nn.Dropout(self.rate, broadcast_dims=spatial, deterministic=not train)(x)
 
 
 class DropPath(nn.Module):

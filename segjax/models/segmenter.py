@@ -3,7 +3,8 @@
 The encoder maps an image batch (N, H, W, C) or a volume batch (N, D, H, W, C)
 to features keyed by stride ({4: ..., 8: ..., 16: ..., 32: ...}); the decoder
 maps that dict to one feature map (or a dict with a "features" entry plus
-named extra outputs such as "center"/"offset"); the head maps features to
+named extra outputs such as "center"/"offset", or "aux_logits" as a list of
+maps for deep supervision); the head maps features to
 `num_classes` logits, which are resized to the input resolution. An optional
 auxiliary head reads the encoder feature at `aux_stride` (deep supervision,
 as in PSPNet and torchvision's FCN/DeepLabv3).
@@ -105,14 +106,23 @@ class Segmenter(nn.Module):
         logits = self.head(decoded, train=train)
         outputs = {"logits": layers.resize(logits, spatial, align_corners=self.align_corners)}
         for name, value in extras.items():
-            outputs[name] = layers.resize(value, spatial, align_corners=self.align_corners)
+            outputs[name] = self._resized(value, spatial)
         if self.aux_head is not None:
+            if "aux_logits" in outputs:
+                raise ValueError("Segmenter: the decoder returns aux_logits and an aux_head is "
+                                 "set too; use one of them")
             if self.aux_stride not in features:
                 raise KeyError(f"aux_stride {self.aux_stride} is not an encoder stride; "
                                f"encoder strides: {sorted(features)}")
             aux = self.aux_head(features[self.aux_stride], train=train)
             outputs["aux_logits"] = layers.resize(aux, spatial, align_corners=self.align_corners)
         return outputs
+
+    def _resized(self, value, spatial):
+        """A decoder extra (one map, or a list of maps such as deep supervision's) at `spatial`."""
+        if isinstance(value, (list, tuple)):
+            return [self._resized(v, spatial) for v in value]
+        return layers.resize(value, spatial, align_corners=self.align_corners)
 
 
 def count_params(variables) -> int:

@@ -8,7 +8,8 @@ What a run writes under `workdir`:
     checkpoints_best/variables    best validation mIoU so far (segjax.weights format)
     tensorboard/                  event files (loss, lr, steps/s, validation metrics, images)
     metrics.jsonl                 one JSON line per log / eval step
-    eval_metrics.json             the last evaluation (mIoU, per-class IoU, pixel accuracy, ...)
+    eval_metrics.json             the last evaluation (mIoU, per-class IoU, pixel accuracy, ...;
+                                  PQ, SQ, RQ for panoptic models)
     predictions/<name>.png        image | prediction overlay | errors vs label (last evaluation)
 
 Restarting with the same workdir resumes from the latest checkpoint, data
@@ -30,6 +31,7 @@ processes. The model is applied under `config.model.dtype` and
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from pathlib import Path
@@ -44,6 +46,7 @@ from segjax import sharding, visualize, weights
 from segjax.models.policy import ApplyPolicy
 from segjax.models.segmenter import count_params
 from segjax.train import checkpoint as ckpt
+from segjax.panoptic import quality as panoptic_quality
 from segjax.train import state as state_lib, step as step_lib
 from segjax.train.logging import METRICS_FILE, TENSORBOARD_DIR, MetricWriter, ProgressBar
 from segjax.train.preemption import Preempted, PreemptionWatch
@@ -148,6 +151,11 @@ class _Run:
         return evaluation.make_predict_fn(self.model, self.variables(), self.mesh,
                                           policy=self.policy)
 
+    def panoptic_fn(self) -> evaluation.PanopticFn | None:
+        """Panoptic maps with the current weights (None unless the model is panoptic)."""
+        return evaluation.make_panoptic_fn(self.model, self.variables(), self.config, self.mesh,
+                                           policy=self.policy)
+
     def next_batch(self, step: int) -> dict:
         batch = next(self.loader)
         metrics_lib.validate_labels(batch["label"], self.num_classes, self.ignore_index,
@@ -180,7 +188,11 @@ def _log_evaluation(run: _Run, step: int, result: dict, writer: MetricWriter) ->
     _log(f"evaluation at step {step} on {config.data.val_split} ({result['num_images']} "
          f"images, {result['seconds']:.1f}s): mIoU {100 * result['miou']:.2f}, pixel accuracy "
          f"{100 * result['pixel_accuracy']:.2f}\n"
-         + metrics_lib.format_metrics_table(result, evaluation.class_names(config)))
+         + metrics_lib.format_metrics_table(result, evaluation.class_names(config))
+         + (f"\nPQ {100 * result['pq']:.2f}, SQ {100 * result['sq']:.2f}, RQ "
+            f"{100 * result['rq']:.2f}\n" + panoptic_quality.format_pq_table(
+                result, evaluation.class_names(config), result["thing_classes"])
+            if "pq" in result else ""))
 
 
 def _write_evaluation(run: _Run, step: int, result: dict, predictions, writer: MetricWriter,
@@ -215,7 +227,7 @@ def _run_evaluation(run: _Run, step: int, writer: MetricWriter, *, final: bool) 
     """`segjax.evaluation.evaluate` on the validation split, its reports, the best checkpoint."""
     result, predictions = evaluation.evaluate(
         run.predict_fn(), run.config, run.val_examples, run.eval_options,
-        keep_predictions=int(run.config.train.num_overlays))
+        keep_predictions=int(run.config.train.num_overlays), panoptic_fn=run.panoptic_fn())
     _log_evaluation(run, step, result, writer)
     if _is_main():
         _write_evaluation(run, step, result, predictions, writer, final=final)
@@ -366,10 +378,25 @@ def _train_in(config, workdir: Path, hooks: Sequence[Hook], watch: PreemptionWat
                           enabled=bool(config.train.progress_bar) and _is_main())
         try:
             result = _train(run, writer, bar, hooks, watch)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise ckpt.CheckpointError(
+                f"the disk is full ({error.filename or workdir}: {error.strerror}); training "
+                f"stopped, the latest checkpoint (step {run.last_saved}) is intact") from None
         finally:
             bar.close()
-            writer.close()
+            _close_quietly(writer)
     finally:
         run.close()
     _log(_summary(run))
     return result
+
+
+def _close_quietly(writer: MetricWriter) -> None:
+    """Closes the writer; a full disk while flushing its last records is already reported."""
+    try:
+        writer.close()
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise

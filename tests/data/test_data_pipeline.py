@@ -136,3 +136,19 @@ def test_load_split_and_normalize(isbi_root):
     data.mean, data.std = (0.5,), (0.25,)
     np.testing.assert_allclose(pipeline.normalize(np.array([[[255]]], np.uint8), data), 2.0)
     assert pipeline.load_split(data, "test[:1]")[0]["label"] is None
+
+
+LEAK_RUN = """
+from segjax.train import loop
+from tests.train.conftest import tiny_config
+loop.train_and_evaluate(tiny_config(data__num_workers=1, data__crop=(128, 128),
+                                    data__synthetic__height=136, data__synthetic__width=136,
+                                    train__steps=3, data__val_split=""), {workdir!r})
+"""
+
+
+def test_a_run_with_worker_processes_leaves_no_shared_memory_behind(tmp_path):
+    from tests.train.conftest import run_python
+    result = run_python(LEAK_RUN.format(workdir=str(tmp_path)), timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "leaked shared_memory" not in result.stdout, result.stdout[-2000:]

@@ -153,5 +153,5 @@ def test_make_source_by_config(isbi_root):
     config.synthetic.num_examples = 6
     assert len(make_source(config, "train[:4]")) == 4
     config.source = "csv"
-    with pytest.raises(ValueError, match="folder, synthetic, tfds"):
+    with pytest.raises(ValueError, match="folder, .*stack, synthetic, tfds, tfds_volume, volume"):
         make_source(config, "train")

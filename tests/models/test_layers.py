@@ -97,3 +97,30 @@ def test_stored_relu_lets_the_raw_convolution_output_die_in_the_forward_pass():
 
     activation_bytes = 158 * 158 * 32 * 4
     assert temporaries(layers.stored_relu) <= temporaries(jax.nn.relu) - activation_bytes // 2
+
+
+@pytest.mark.parametrize("shape, bins", [
+    ((2, 8, 12, 3), (1, 2, 3, 6)),     # PSPNet's bins on a map they do not divide
+    ((1, 7, 5, 2), (3, 6)),            # bins wider than the input repeat pixels
+    ((1, 6, 5, 7, 2), (2, 3)),         # 3D
+])
+def test_adaptive_avg_pool_equals_torch(shape, bins):
+    from tests import torch_refs  # pylint: disable=import-outside-toplevel
+    torch = torch_refs.import_torch()
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    pool = torch.nn.AdaptiveAvgPool2d if len(shape) == 4 else torch.nn.AdaptiveAvgPool3d
+    channels_first = torch.from_numpy(np.moveaxis(x, -1, 1).copy())
+    for size in bins:
+        expected = np.moveaxis(pool(size)(channels_first).numpy(), 1, -1)
+        np.testing.assert_allclose(layers.adaptive_avg_pool(jnp.asarray(x), size), expected,
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_channel_dropout_drops_whole_channels_while_training():
+    x = jnp.ones((2, 6, 5, 64))
+    dropout = layers.ChannelDropout(0.5)
+    y = dropout.apply({}, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)})
+    per_channel = np.asarray(y).reshape(2, 30, 64)
+    assert np.all(per_channel.min(1) == per_channel.max(1))      # constant over space
+    assert set(np.unique(per_channel)) == {0.0, 2.0}
+    np.testing.assert_array_equal(dropout.apply({}, x, train=False), x)

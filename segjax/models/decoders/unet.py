@@ -31,20 +31,39 @@ SMP_DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
 
 class DecoderBlock(nn.Module):
-    """Nearest upsampling (to `size`), optional skip concatenation, two ConvNormAct 3x3."""
+    """Upsampling (to `size`), optional skip concatenation, two ConvNormAct 3x3.
+
+    `upsample`: "nearest" (smp) resizes to `size`; "transpose" is a 2x2
+    stride-2 transposed convolution to `features` channels (the U-Net
+    paper's up-convolution, named "up"), which must land on `size`.
+    """
 
     features: int
     norm: str | None = "batch"
     dtype: Any = None
+    upsample: str = "nearest"
 
     @nn.compact
     def __call__(self, x, skip, size, *, train: bool):
-        x = layers.resize(x, size, method="nearest")
+        x = self._upsample(x, tuple(size))
         if skip is not None:
             x = jnp.concatenate([x, skip.astype(x.dtype)], axis=-1)
         for index in (1, 2):
             x = layers.ConvNormAct(self.features, 3, padding=1, norm=self.norm, dtype=self.dtype,
                                    name=f"conv{index}")(x, train=train)
+        return x
+
+    def _upsample(self, x, size):
+        if self.upsample == "nearest":
+            return layers.resize(x, size, method="nearest")
+        if self.upsample != "transpose":
+            raise ValueError(f"decoder block: upsample must be 'nearest' or 'transpose', got "
+                             f"{self.upsample!r}")
+        x = layers.ConvTranspose(self.features, 2, 2, dtype=self.dtype, name="up")(x)
+        if tuple(x.shape[1:-1]) != size:
+            raise ValueError(f"decoder block: a 2x2 up-convolution gives {x.shape[1:-1]}, the "
+                             f"skip is {size}; the input's spatial size must be divisible by "
+                             "the encoder's deepest stride")
         return x
 
 

@@ -59,3 +59,10 @@ def atrous_schedule(strides: Sequence[int], output_stride: int,
             current *= stride
         units.append(AtrousUnit(stride, before, dilation))
     return units
+
+
+def accepts_option(name: str, option: str) -> bool:
+    """Whether the registered encoder `name` takes the keyword `option` (e.g. 'max_stride')."""
+    from segjax import registry  # pylint: disable=import-outside-toplevel
+    accepted = registry.accepted_keywords(registry.get("encoder", name).factory)
+    return accepted is None or option in accepted

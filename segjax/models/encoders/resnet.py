@@ -20,6 +20,12 @@ What is implemented, and why:
   (1, 2, 4), block 4's rates are (2, 4, 8)).
 - `zero_init_last_bn`: the last BN scale of each residual branch starts at
   zero (Goyal et al. 2017), so every block starts as the identity.
+- `max_stride`: stages past this nominal stride are not run and their
+  features not returned (smp's `encoder_depth`: PSPNet's default 3 is
+  `max_stride=8`; a pruned UNet++ needs no deeper stage). With
+  `build_unused=True` their weights are still created at init and only
+  skipped when applied, as smp's truncated encoders keep `layer3`/`layer4`:
+  the parameter count is smp's and its checkpoints convert strictly.
 
 Features: {2: stem (after ReLU, before max pooling), 4: layer1, 8: layer2,
 16: layer3, 32: layer4}, keyed by nominal stride (see `segjax.models.encoders`).
@@ -134,6 +140,8 @@ class ResNet(nn.Module):
     multi_grid: Sequence[int] | None = None
     deep_stem: bool = False
     zero_init_last_bn: bool = False
+    max_stride: int = 32
+    build_unused: bool = False
     dtype: Any = None
 
     def stem(self, x, *, train: bool):
@@ -150,6 +158,9 @@ class ResNet(nn.Module):
         if self.depth not in DEPTHS:
             raise ValueError(f"ResNet: depth must be one of {sorted(DEPTHS)}, got {self.depth!r}")
         check_output_stride("ResNet", self.output_stride)
+        if self.max_stride not in (2, 4, 8, 16, 32):
+            raise ValueError(f"ResNet: max_stride must be one of 2, 4, 8, 16, 32, got "
+                             f"{self.max_stride!r}")
         kind, stage_sizes = DEPTHS[self.depth]
         block = BLOCKS[kind]
         x = self.stem(x, train=train)
@@ -158,6 +169,9 @@ class ResNet(nn.Module):
         schedule = atrous_schedule((1, 2, 2, 2), self.output_stride, start_stride=4)
         for stage, (num_blocks, width, unit) in enumerate(zip(stage_sizes, STAGE_WIDTHS,
                                                               schedule)):
+            stride = 4 * 2 ** stage
+            if stride > self.max_stride and not (self.build_unused and self.is_initializing()):
+                break
             last = stage == len(stage_sizes) - 1
             dilations = block_dilations(num_blocks, unit.dilation_before, unit.dilation,
                                         self.multi_grid if last else None)
@@ -165,7 +179,8 @@ class ResNet(nn.Module):
                 x = block(width, unit.stride if index == 0 else 1, dilation, stage_dilation,
                           self.zero_init_last_bn, self.dtype,
                           name=f"layer{stage + 1}_{index}")(x, train=train)
-            features[4 * 2 ** stage] = x
+            if stride <= self.max_stride:
+                features[stride] = x
         return features
 
 

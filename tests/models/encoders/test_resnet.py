@@ -139,7 +139,26 @@ def test_zero_init_last_bn_makes_blocks_start_as_the_identity():
         np.testing.assert_allclose(block.apply(variables, x, train=False), x, atol=1e-6)
 
 
+def test_max_stride_stops_the_encoder_and_build_unused_keeps_the_weights():
+    """smp's truncated encoders (PSPNet's encoder_depth=3) and pruned UNet++: stages past
+    max_stride are not run; with build_unused their weights exist (smp's count), without not."""
+    full = count_params(variable_shapes(ResNet(depth=18), X))
+    kept = ResNet(depth=18, max_stride=8, build_unused=True)
+    shapes = variable_shapes(kept, X)
+    assert count_params(shapes) == full
+    assert sorted(jax.eval_shape(lambda v: kept.apply(v, X), shapes)) == [2, 4, 8]
+    truncated = ResNet(depth=18, max_stride=8)
+    truncated_shapes = variable_shapes(truncated, X)
+    # Applied, the kept model runs exactly the truncated model's operations.
+    operations = lambda model, v: len(jax.make_jaxpr(lambda v: model.apply(v, X))(v).eqns)
+    assert operations(kept, shapes) == operations(truncated, truncated_shapes)
+    dropped = count_params(truncated_shapes)
+    assert dropped == full - sum(count_params(shapes["params"][f"layer{s}_{b}"])
+                                 for s in (3, 4) for b in (0, 1))
+
+
 @pytest.mark.parametrize("options, message", [
+    ({"max_stride": 64}, "max_stride must be one of"),
     ({"output_stride": 4}, "output_stride must be one of"),
     ({"depth": 42}, "depth must be one of"),
     ({"multi_grid": (1, 2)}, "needs one rate per block"),

@@ -1,0 +1,152 @@
+"""Pruned UNet++ L1..L4 from one trained checkpoint: time per image and mIoU (Zhou et al. 2018).
+
+    python experiments/unetpp_pruning.py --workdir runs/unetpp_r34_cpu
+    python experiments/unetpp_pruning.py --workdir runs/unetpp_r34_cpu --split val --limit 20 \\
+        --output runs/unetpp_r34_cpu/pruning
+
+The run must have been trained with deep supervision (`model.deep_supervision`,
+as `configs/unetplusplus_resnet34_camvid.py` and `configs/unetplusplus_camvid.py`
+do), so that every branch X^{0,d} has a trained classifier. For each depth d the
+model is rebuilt with `prune_depth=d` and no deep supervision (the paper's "fast
+mode": only the nodes with i + j <= d and branch d's classifier are built and
+run; a ResNet encoder stops after the deepest row used) and given the subset of
+the checkpoint's variables it has, so L4 is the full model's main output.
+
+Reported per depth: parameters, forward GFLOPs at the evaluation input (XLA's
+cost analysis, native convolutions), the model's forward time per image (the
+median of `--repeats` timed calls on one image of the evaluation size, after
+a compiled warm-up), the evaluation's seconds per image (pre/post-processing
+and the run's test-time options included, as `segjax.evaluate` measures it) and
+the mIoU on the split. Writes pruning.json and pruning.md to --output
+(default <workdir>/pruning_<split>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.models_table import measure_model  # noqa: E402
+from segjax import evaluate, inference, predict, weights  # noqa: E402
+from segjax.models import registry  # noqa: E402
+from segjax.ops import conv as conv_ops  # noqa: E402
+
+
+def pruned_variables(variables: dict, shapes: dict) -> dict:
+    """The leaves of `variables` at the paths of `shapes` (a pruned model's variables)."""
+    def take(path, leaf):
+        node = variables
+        for key in path:
+            name = key.key
+            if not isinstance(node, dict) or name not in node:
+                joined = "/".join(k.key for k in path)
+                raise KeyError(f"the checkpoint has no variable {joined}; was it trained with "
+                               "model.deep_supervision=True (a classifier per branch)?")
+            node = node[name]
+        if tuple(node.shape) != tuple(leaf.shape):
+            raise ValueError(f"{'/'.join(k.key for k in path)}: checkpoint shape {node.shape}, "
+                             f"pruned model shape {leaf.shape}")
+        return node
+
+    return jax.tree_util.tree_map_with_path(take, shapes)
+
+
+def native_cost(model, shape) -> tuple[int, float]:
+    """(parameters, forward GFLOPs) of XLA's cost analysis, counting native convolutions."""
+    previous = conv_ops.implementation()
+    conv_ops.set_default_implementation("native")
+    try:
+        return measure_model(model, shape)
+    finally:
+        conv_ops.set_default_implementation(previous)
+
+
+def forward_seconds(predict_fn, shape, repeats: int) -> float:
+    """Median seconds of one compiled forward pass on a batch of one image."""
+    batch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    predict_fn(batch)  # compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict_fn(batch)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def measure_depth(depth: int, config, variables, examples, options, repeats: int) -> dict:
+    model_config = dict(config.model.to_dict(), prune_depth=depth, deep_supervision=False)
+    model = registry.build(model_config)
+    height, width = options.tile or np.asarray(examples[0]["image"]).shape[:2]
+    shape = (1, height, width, int(config.data.image_channels))
+    shapes = jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v, train=False),
+                            jax.ShapeDtypeStruct(shape, jnp.float32))
+    subset = pruned_variables(variables, shapes)
+    predict_fn = inference.make_predict_fn(model, subset)
+    result = evaluate.evaluate(predict_fn, config, examples, options, progress=False)
+    parameters, gflops = native_cost(model, shape)
+    return {"depth": depth, "parameters": parameters, "gflops": gflops,
+            "forward_seconds": forward_seconds(predict_fn, shape, repeats),
+            "eval_seconds_per_image": result["seconds_per_image"], "miou": result["miou"],
+            "input_shape": list(shape), "num_images": result["num_images"]}
+
+
+def markdown(rows: list[dict], run: str, split: str) -> str:
+    lines = [f"# Pruned UNet++ from {run} on {split} ({rows[0]['num_images']} images, input "
+             f"{rows[0]['input_shape'][1]}x{rows[0]['input_shape'][2]})", "",
+             "| depth | parameters | GFLOPs | forward ms/image | eval s/image | mIoU |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        lines.append(f"| L{row['depth']} | {row['parameters']:,} | {row['gflops']:.1f} | "
+                     f"{1000 * row['forward_seconds']:.1f} | "
+                     f"{row['eval_seconds_per_image']:.3f} | {100 * row['miou']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    predict.add_checkpoint_flags(parser)
+    parser.add_argument("--split", default="val",
+                        help="'val'/'train' (the run's splits) or a split expression")
+    parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--limit", type=int, default=0, help="the first N images only")
+    parser.add_argument("--repeats", type=int, default=10, help="timed forward calls per depth")
+    parser.add_argument("--output", help="report directory (default <run>/pruning_<split>)")
+    predict.add_eval_flags(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
+    args = parse_args(argv)
+    _, variables, config = weights.restore_for_inference(args.workdir or args.checkpoint)
+    if not config.model.get("deep_supervision"):
+        raise ValueError(f"{args.workdir or args.checkpoint}: model.deep_supervision is not set; "
+                         "pruning needs a classifier trained on every branch")
+    options = predict.eval_options(config, args)
+    examples = pipeline.load_split(config.data, evaluate.split_expression(config, args.split))
+    if args.limit:
+        examples = examples[:args.limit]
+    rows = []
+    for depth in args.depths:
+        rows.append(measure_depth(depth, config, variables, examples, options, args.repeats))
+        print(json.dumps(rows[-1]), flush=True)
+    run = Path(args.workdir) if args.workdir else Path(args.checkpoint).parent
+    output = Path(args.output) if args.output else run / f"pruning_{args.split}"
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "pruning.json").write_text(json.dumps(rows, indent=2))
+    (output / "pruning.md").write_text(markdown(rows, str(run), args.split))
+    print(markdown(rows, str(run), args.split))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
