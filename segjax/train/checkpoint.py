@@ -229,7 +229,10 @@ class TrainingCheckpoints:
         ocp = orbax_checkpoint()
         target = {key: jax.tree_util.tree_map(_abstract, getattr(state, key)) for key in keys}
         items = {"state": ocp.args.StandardRestore(target, strict=len(keys) == len(STATE_KEYS))}
-        restore_data = self._data_file(step).exists()
+        own = self._data_file(step)
+        # Another process count's files only: the stream resumes by position. No file at
+        # all is a damaged checkpoint: restoring the item fails and the step is quarantined.
+        restore_data = own.exists() or not any(own.parent.glob("process_*-of-*.json"))
         if restore_data:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         else:
