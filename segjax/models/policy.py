@@ -24,10 +24,11 @@ around; bfloat16 loses mantissa bits (8 instead of 24), which scaling cannot
 restore. The float32 master weights keep small updates from vanishing.
 
 Rematerialisation (`config.train.remat`, `config.train.remat_policy`).
-Selected modules run under `flax.linen.checkpoint` (jax.checkpoint): the
-backward pass recomputes their insides from their inputs instead of keeping
-their activations. Selection is by the module tree, found while the model
-runs (a `flax.linen.intercept_methods` interceptor), not by model code:
+Selected modules are recomputed in the backward pass from their inputs
+instead of keeping their activations (`recompute`: jax.checkpoint's partial
+evaluation, made to hold on XLA:CPU too). Selection is by the module tree,
+found while the model runs (a `flax.linen.intercept_methods` interceptor),
+not by model code:
 
     blocks   each composite module directly inside a part of a composite model
              (a Segmenter's encoder, decoder, head: a ResNet bottleneck, the
@@ -37,12 +38,12 @@ runs (a `flax.linen.intercept_methods` interceptor), not by model code:
     re:RE    every module whose whole path (e.g. 'encoder/layer3_1') matches RE
 
 An encoder whose stages are modules (not ResNet, whose blocks sit directly in
-the encoder) gets its stages as "blocks"; "re:encoder/layer[34]_\\d+" picks the blocks of chosen
-stages. `remat_policy` says what a checkpointed module keeps: 'nothing'
-(only its inputs), 'conv_outputs' (the outputs of `layers.Conv` /
-`ConvTranspose`, named `CONV_OUTPUT`, so only normalisation and activations
-are recomputed), 'dots' (matrix-multiplication outputs without batch
-dimensions, jax's `dots_with_no_batch_dims_saveable`).
+the encoder) gets its stages as "blocks"; "re:encoder/layer[12]_\\d+" picks
+the blocks of chosen ResNet stages. `remat_policy` says what a recomputed
+module keeps: 'nothing' (only its inputs), 'conv_outputs' (the outputs of
+`layers.Conv` / `ConvTranspose`, named `CONV_OUTPUT`, so only normalisation
+and activations are recomputed), 'dots' (matrix-multiplication outputs
+without batch dimensions, jax's `dots_with_no_batch_dims_saveable`).
 """
 
 from __future__ import annotations
@@ -54,10 +55,10 @@ from typing import Any, Callable
 
 import flax.linen as nn
 import jax
-from flax.core import lift
-from flax.linen import transforms as nn_transforms
 import jax.numpy as jnp
 import numpy as np
+from flax.core import lift
+from flax.linen import transforms as nn_transforms
 
 from segjax import config as config_lib
 from segjax.models import layers
@@ -173,7 +174,7 @@ def selected(levels: tuple[str, ...], module: nn.Module) -> bool:
 
 
 class _Rematerialiser:
-    """An interceptor running the selected modules' `__call__` under `nn.checkpoint`.
+    """An interceptor running the selected modules' `__call__` under `recompute`.
 
     Array arguments become the checkpointed function's inputs; everything else
     (`train=True`, a dict's structure) is closed over as static. The call on
