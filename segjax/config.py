@@ -26,7 +26,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.name = ""
     config.model.num_classes = 2
-    config.model.dtype = "float32"          # compute dtype; parameters stay float32
+    # Mixed precision (segjax.models.policy): the compute dtype, float32 or bfloat16.
+    # Parameters and optimiser state stay float32; the loss, softmax and
+    # normalisation statistics are computed in float32 whatever this says.
+    config.model.dtype = "float32"
     config.model.init_from = ""              # checkpoint (or workdir) to start training from
     config.model.init_from_part = "all"      # all | encoder (re-initialises the rest)
 
@@ -106,6 +109,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.max_minutes = 0.0           # wall-clock budget for training (0: none)
     config.train.allow_config_change = False  # resume although config.model/optim changed
     config.train.progress_bar = True
+    # Rematerialisation (segjax.models.policy): which modules the train step
+    # recomputes in the backward pass instead of storing their activations:
+    # none | blocks (each composite module of the encoder, decoder and head, e.g. a
+    # ResNet bottleneck) | "re:<regex matching whole module paths, e.g. encoder/layer4_\d+>".
+    config.train.remat = "none"
+    config.train.remat_policy = "nothing"    # what a rematerialised module keeps: nothing |
+                                             # conv_outputs | dots (matmul outputs)
     config.train.num_overlays = 4            # PNG overlays of validation predictions
 
     config.eval = ml_collections.ConfigDict()
@@ -128,11 +138,22 @@ def base_config() -> ml_collections.ConfigDict:
     config.mesh = ml_collections.ConfigDict()
     config.mesh.data = -1                    # -1: all devices on the batch axis
     config.mesh.model = 1
+    # Where the train state lives (segjax.sharding): replicated on every device, or
+    # fsdp: each leaf of >= fsdp_min_size elements split over fsdp_axes (gathered in
+    # the step). param_rules: ((regex over leaf paths, spec), ...), first match wins;
+    # spec: a tuple of mesh axes/None per array axis, "fsdp" or "replicated".
+    config.mesh.param_sharding = "replicated"
+    config.mesh.param_rules = ()
+    config.mesh.fsdp_axes = ("data",)
+    config.mesh.fsdp_min_size = 4096
 
     config.runtime = ml_collections.ConfigDict()
     config.runtime.conv_impl = "auto"        # segjax.ops.conv formulation: auto | native | cpu
     config.runtime.prng_impl = "rbg"         # PRNG of segjax's own keys (init, dropout)
     config.runtime.trim_host_memory = True   # return the compiler's freed heap to the OS
+    # Persistent XLA compilation cache: "auto" (JAX's own setting if one is made, else
+    # ~/.cache/segjax/jax_compilation_cache), a directory, or "" (none).
+    config.runtime.compilation_cache_dir = "auto"
 
     config.imports = ()
     return config
@@ -162,7 +183,11 @@ POSITIVE_INTEGERS = ("train.steps", "train.log_every", "train.eval_every",
                      "eval.batch_size", "optim.accumulate_steps", "model.num_classes")
 NON_NEGATIVE = ("train.max_minutes", "data.num_workers", "data.pad_margin",
                 "optim.learning_rate", "optim.weight_decay", "optim.grad_clip_norm",
-                "optim.warmup_steps")
+                "optim.warmup_steps", "mesh.fsdp_min_size")
+CHOICES = {"model.dtype": ("float32", "bfloat16"),
+           "mesh.param_sharding": ("replicated", "fsdp"),
+           "train.remat_policy": ("nothing", "conv_outputs", "dots")}
+REMAT_LEVELS = ("none", "blocks")
 
 
 def _value(config, dotted: str):
@@ -189,6 +214,31 @@ def validate(config) -> None:
         value = _value(config, key)
         if value is not None and not value >= 0:
             raise ConfigError(f"config.{key}={value!r}: expected a number >= 0")
+    for key, choices in CHOICES.items():
+        value = _value(config, key)
+        if value is not None and value not in choices:
+            raise ConfigError(f"config.{key}={value!r}: expected one of {', '.join(choices)}")
+    remat = _value(config, "train.remat")
+    if remat is not None:
+        remat_levels(remat)
     crop = _value(config, "data.crop")
     if crop is not None and (len(crop) == 0 or any(int(size) <= 0 for size in crop)):
         raise ConfigError(f"config.data.crop={tuple(crop)!r}: expected positive sizes")
+
+
+def remat_levels(remat: str) -> tuple[str, ...]:
+    """config.train.remat as a tuple of selections (('blocks',) or ('re:<regex>',)); () for none."""
+    import re
+    if not isinstance(remat, str):
+        raise ConfigError(f"config.train.remat={remat!r}: expected a string")
+    if remat.startswith("re:"):
+        try:
+            re.compile(remat[3:])
+        except re.error as error:
+            raise ConfigError(f"config.train.remat={remat!r}: bad regular expression "
+                              f"({error})") from None
+        return (remat,)
+    if remat not in REMAT_LEVELS:
+        raise ConfigError(f"config.train.remat={remat!r}: expected none, blocks or "
+                          "'re:<regex matching whole module paths>'")
+    return () if remat == "none" else (remat,)

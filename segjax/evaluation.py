@@ -7,10 +7,11 @@ the same `config.eval` options give the same numbers everywhere:
     restore(path)                model + weights + config from a run or a weights file,
                                  with `config.runtime` applied (segjax.runtime)
     load_model(path)             the same, and its predict function
-    make_predict_fn(model, variables, mesh)
+    make_predict_fn(model, variables, mesh, policy)
                                  numpy tiles -> numpy logits; tiles split over the mesh's
                                  'data' axis, padded to a multiple of its size (the padding
-                                 never reaches the caller)
+                                 never reaches the caller); variables replicated or sharded
+                                 (FSDP), the model applied in config.model.dtype
     make_panoptic_fn(model, variables, config, mesh)
                                  for panoptic models (outputs "center" and "offset", and
                                  config.data.panoptic.thing_classes): normalised images ->
@@ -44,6 +45,7 @@ import numpy as np
 
 from segjax import host_memory, inference, metrics as metrics_lib, runtime, sharding, visualize
 from segjax import weights
+from segjax.models.policy import ApplyPolicy
 from segjax.panoptic import postprocess as panoptic_postprocess
 from segjax.panoptic import quality as panoptic_quality
 
@@ -54,8 +56,9 @@ PanopticFn = Callable[[np.ndarray], dict]
 # ----------------------------------------------------------------------------- predict function
 
 
-def _logits(variables, images, *, model):
-    return model.apply(variables, images, train=False)["logits"].astype(np.float32)
+def _logits(variables, images, *, model, policy):
+    return policy.apply(model, variables, images, train=False,
+                        remat=False)["logits"].astype(np.float32)
 
 
 def inference_variables(variables) -> dict:
@@ -66,11 +69,26 @@ def inference_variables(variables) -> dict:
     return result
 
 
+def _placement(variables, mesh):
+    """Each leaf's sharding: its own when it lies on `mesh` (FSDP), else replicated."""
+    replicated = sharding.replicated_sharding(mesh)
+
+    def placement(leaf):
+        if (isinstance(leaf, jax.Array) and isinstance(leaf.sharding, jax.sharding.NamedSharding)
+                and leaf.sharding.mesh == mesh):
+            return leaf.sharding
+        return replicated
+
+    return jax.tree_util.tree_map(placement, variables)
+
+
 class _OnMesh:
     """`function(variables, batch)` compiled over a mesh, called with NumPy batches.
 
     The batch is split over the mesh's 'data' axis and padded with zeros to a
-    multiple of its size; the padding is cut from every output.
+    multiple of its size; the padding is cut from every output. Variables
+    already laid out on the mesh keep their layout (an FSDP-sharded state is
+    gathered inside each call, never stored whole); others are replicated.
     """
 
     def __init__(self, function, variables, mesh):
@@ -78,8 +96,15 @@ class _OnMesh:
         self.data_size = self.mesh.shape["data"]
         self.batch_sharding = sharding.batch_sharding(self.mesh)
         replicated = sharding.replicated_sharding(self.mesh)
-        self.variables = sharding.ensure_replicated(inference_variables(variables), self.mesh)
-        self.compiled = jax.jit(function, in_shardings=(replicated, self.batch_sharding),
+        variables = inference_variables(variables)
+        placement = _placement(variables, self.mesh)
+        self.variables = sharding.place(variables, placement)
+        gathered = jax.tree_util.tree_map(lambda _: replicated, placement)
+
+        def gathered_function(variables, batch):
+            return function(jax.lax.with_sharding_constraint(variables, gathered), batch)
+
+        self.compiled = jax.jit(gathered_function, in_shardings=(placement, self.batch_sharding),
                                 out_shardings=replicated,
                                 compiler_options=host_memory.compiler_options())
 
@@ -97,16 +122,19 @@ class _OnMesh:
                                       outputs)
 
 
-def make_predict_fn(model, variables, mesh=None) -> PredictFn:
+def make_predict_fn(model, variables, mesh=None, policy=None) -> PredictFn:
     """A compiled `predict_fn`: a batch (B, *spatial, C) -> float32 logits as NumPy.
 
     Tiles are split over `mesh`'s 'data' axis (default: every device on
     'data'); a batch whose size does not divide it is padded with zeros and
-    the padding is cut from the result. The function carries
-    `output_shape(input_shape)`, computed abstractly, which the sliding
-    window uses to find a valid-convolution model's margin.
+    the padding is cut from the result. Variables may be replicated or
+    sharded (FSDP) on the mesh. `policy` (`segjax.models.policy.ApplyPolicy`,
+    e.g. `ApplyPolicy.from_config(config)`) sets the compute dtype. The
+    function carries `output_shape(input_shape)`, computed abstractly, which
+    the sliding window uses to find a valid-convolution model's margin.
     """
-    on_mesh = _OnMesh(functools.partial(_logits, model=model), variables, mesh)
+    on_mesh = _OnMesh(functools.partial(_logits, model=model, policy=policy or ApplyPolicy()),
+                      variables, mesh)
 
     def predict_fn(tiles: np.ndarray) -> np.ndarray:
         return on_mesh(tiles)
@@ -121,8 +149,8 @@ def make_predict_fn(model, variables, mesh=None) -> PredictFn:
     return predict_fn
 
 
-def _panoptic_maps(variables, images, *, model, options):
-    outputs = model.apply(variables, images, train=False)
+def _panoptic_maps(variables, images, *, model, options, policy):
+    outputs = policy.apply(model, variables, images, train=False, remat=False)
     return panoptic_postprocess.postprocess(outputs["logits"], outputs["center"],
                                             outputs["offset"], **options)
 
@@ -144,7 +172,7 @@ def is_panoptic(model, variables, config) -> bool:
     return {"center", "offset"} <= set(outputs)
 
 
-def make_panoptic_fn(model, variables, config, mesh=None) -> PanopticFn | None:
+def make_panoptic_fn(model, variables, config, mesh=None, policy=None) -> PanopticFn | None:
     """Normalised images (B, H, W, C) -> post-processed panoptic maps as NumPy, or None.
 
     The model's forward pass and Panoptic-DeepLab's post-processing (with
@@ -157,8 +185,8 @@ def make_panoptic_fn(model, variables, config, mesh=None) -> PanopticFn | None:
         return None
     options = panoptic_postprocess.options_from_config(config)
     panoptic_postprocess.check_options(options)
-    return _OnMesh(functools.partial(_panoptic_maps, model=model, options=options), variables,
-                   mesh)
+    return _OnMesh(functools.partial(_panoptic_maps, model=model, options=options,
+                                     policy=policy or ApplyPolicy()), variables, mesh)
 
 
 @dataclasses.dataclass
@@ -190,8 +218,9 @@ def load_model(path, *, conv_impl: str | None = None) -> LoadedModel:
     for panoptic models, a panoptic_fn."""
     model, variables, config = restore(path, conv_impl=conv_impl)
     mesh = sharding.make_mesh(config.get("mesh") or {"data": -1, "model": 1})
-    return LoadedModel(model, variables, config, make_predict_fn(model, variables, mesh),
-                       make_panoptic_fn(model, variables, config, mesh))
+    policy = ApplyPolicy.from_config(config)
+    return LoadedModel(model, variables, config, make_predict_fn(model, variables, mesh, policy),
+                       make_panoptic_fn(model, variables, config, mesh, policy))
 
 
 def options_from_config(config, **overrides) -> inference.EvalOptions:

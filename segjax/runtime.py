@@ -15,6 +15,22 @@ applied by `configure(config)`, which every entry point calls first: training
                       with rbg); JAX's own default PRNG is left alone
     trim_host_memory  after each XLA compile, return the heap the compiler freed
                       to the OS (glibc only; `segjax.host_memory`)
+    compilation_cache_dir
+                      JAX's persistent compilation cache, so a restarted, resumed or
+                      repeated run loads its compiled programs instead of compiling
+                      them again: 'auto' (default) keeps a directory JAX was already
+                      given (JAX_COMPILATION_CACHE_DIR, jax.config), else
+                      $XDG_CACHE_HOME/segjax/jax_compilation_cache (~/.cache/...);
+                      a path; or '' for none. One cache serves every run and config
+                      of a user (entries are keyed by the program, the compiler and
+                      the devices); JAX caches compilations of 1 s or more
+                      (jax_persistent_cache_min_compile_time_secs). The directory is
+                      trusted code: do not share it with users you do not trust.
+
+`initialize_distributed(...)` joins the processes of a multi-host run
+(`jax.distributed.initialize`); `segjax.main` calls it from its
+--coordinator_address / --num_processes / --process_id / --distributed flags
+before anything touches a device (see docs/scale.md and experiments/launch/).
 
 Configs written before `config.runtime` existed kept `conv_impl` in
 `config.model`; it is honoured there too.
@@ -23,6 +39,8 @@ Configs written before `config.runtime` existed kept `conv_impl` in
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import jax
 
@@ -37,9 +55,11 @@ class Settings:
     conv_impl: str = "auto"
     prng_impl: str = "rbg"
     trim_host_memory: bool = True
+    compilation_cache_dir: str = "auto"
 
 
 _current = Settings()
+_FIELDS = tuple(field.name for field in dataclasses.fields(Settings))
 
 
 def settings_from_config(config, **overrides) -> Settings:
@@ -47,8 +67,7 @@ def settings_from_config(config, **overrides) -> Settings:
     fields = {}
     runtime = config.get("runtime") if config is not None and hasattr(config, "get") else None
     if runtime is not None:
-        fields = {key: runtime[key] for key in ("conv_impl", "prng_impl", "trim_host_memory")
-                  if key in runtime}
+        fields = {key: runtime[key] for key in _FIELDS if key in runtime}
     else:
         model = config.get("model") if config is not None and hasattr(config, "get") else None
         if model is not None and "conv_impl" in model:
@@ -67,8 +86,53 @@ def configure(config=None, **overrides) -> Settings:
     conv.set_default_implementation(settings.conv_impl)
     if settings.trim_host_memory:
         host_memory.trim_after_each_compile()
+    configure_compilation_cache(settings.compilation_cache_dir)
     _current = settings
     return settings
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "segjax" / "jax_compilation_cache"
+
+
+def configure_compilation_cache(setting: str) -> str | None:
+    """Points JAX's persistent compilation cache at `setting` (see the module docstring).
+
+    Returns the directory in use (None: no cache). A directory that cannot be
+    created leaves the cache off with a one-line warning.
+    """
+    current = jax.config.jax_compilation_cache_dir
+    if not setting:
+        return current
+    path = (current or str(default_cache_dir())) if setting == "auto" \
+        else os.path.expanduser(str(setting))
+    if path == current:
+        return current
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"warning: config.runtime.compilation_cache_dir: cannot create {path} "
+              f"({error.strerror or error}); compiling without a persistent cache", flush=True)
+        return current
+    from jax.experimental.compilation_cache import compilation_cache
+    compilation_cache.set_cache_dir(path)
+    compilation_cache.reset_cache()  # a cache opened on another directory is closed
+    return path
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """`jax.distributed.initialize`, before any device is used.
+
+    With no arguments JAX detects the cluster (Cloud TPU pods, Slurm, Open
+    MPI); the local launcher passes all three. CPU processes exchange their
+    collectives through gloo.
+    """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
 
 
 def current() -> Settings:

@@ -11,6 +11,11 @@ Conventions chosen for PyTorch weight parity:
   epsilon 1e-5) and reads running statistics when `train` is False;
 - `padding` accepts ints (symmetric, PyTorch style), (lo, hi) pairs, 'SAME'
   and 'VALID'.
+
+Mixed precision and rematerialisation (`segjax.models.policy`) reach every
+model through these layers: `Conv` computes in its input's dtype when it has
+no `dtype` of its own, its output is named `CONV_OUTPUT` for the
+'conv_outputs' remat policy, and `softmax` computes in float32.
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
 
 from segjax.ops import conv as conv_ops
 
 Dtype = Any
+# The name of every Conv / ConvTranspose output (jax.ad_checkpoint.checkpoint_name),
+# which the 'conv_outputs' rematerialisation policy keeps.
+CONV_OUTPUT = "segjax_conv_output"
 Initializer = Callable[..., jax.Array]
 
 # He (Kaiming) normal, fan-out, as torchvision initialises convolutions.
@@ -81,7 +90,7 @@ class Conv(nn.Module):
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             y = y + bias.astype(dtype)
-        return y
+        return checkpoint_name(y, CONV_OUTPUT)
 
 
 def standardize_kernel(kernel: jax.Array, epsilon: float) -> jax.Array:
@@ -120,7 +129,7 @@ class ConvTranspose(nn.Module):
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             y = y + bias.astype(dtype)
-        return y
+        return checkpoint_name(y, CONV_OUTPUT)
 
 
 def bilinear_upsample_init(key, shape, dtype=jnp.float32):
@@ -194,6 +203,11 @@ _ACTIVATIONS: dict[str, Callable] = {
     "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.01),
     "elu": jax.nn.elu,
 }
+
+
+def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
+    """Softmax computed in float32 (attention under bfloat16), returned in x's dtype."""
+    return jax.nn.softmax(x.astype(jnp.float32), axis=axis).astype(x.dtype)
 
 
 def activation(name: str | Callable | None) -> Callable:

@@ -15,7 +15,7 @@ the valid ones; unknown keyword arguments raise an error naming the field.
 from __future__ import annotations
 
 from segjax.registry import (  # noqa: F401  (the model files' registry API)
-    Entry, build_part, get, import_modules, names, register, to_dict)
+    Entry, accepted_keywords, build_part, get, import_modules, names, register, to_dict)
 
 # Fields of config.model that say where weights come from, not what the model is.
 NON_ARCHITECTURE_FIELDS = ("init_from", "init_from_part", "conv_impl")
@@ -26,11 +26,17 @@ def build(model_config, **overrides):
 
     `init_from`/`init_from_part` (weights to start training from) are not
     model options; `conv_impl` in configs written before `config.runtime`
-    existed is ignored here and applied by `segjax.runtime`.
+    existed is ignored here and applied by `segjax.runtime`. `dtype` goes to
+    models that take it; every model computes in it anyway, because the train
+    step and the predict function apply it (`segjax.models.policy`).
     """
     fields = to_dict(model_config)
     for field in NON_ARCHITECTURE_FIELDS:
         fields.pop(field, None)
+    if "dtype" in fields and "name" in fields:
+        accepted = accepted_keywords(get("model", fields["name"]).factory)
+        if accepted is not None and "dtype" not in accepted:
+            fields.pop("dtype")
     return build_part("model", fields, **overrides)
 
 

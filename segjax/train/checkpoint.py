@@ -2,7 +2,13 @@
 
 `TrainingCheckpoints`: Orbax in `workdir/checkpoints/<step>/` with the train
 state, every process's grain iterator state and the model config saved
-together, so a restart resumes exactly (data order included). The best state
+together, so a restart resumes exactly (data order included). The state
+restores into the layout (devices, shardings) of the state it is given, so a
+checkpoint written on 8 devices continues on 1 or 2 and back. The data
+iterator's state is per process: restored when the process count is the
+saved one; otherwise `data_restored` is False and the loop restarts the data
+stream at the checkpoint's step by position (`segjax.data.pipeline` is a
+function of the seed and the stream position). The best state
 by validation mIoU is kept apart as a plain variables checkpoint,
 `workdir/checkpoints_best/variables` (its metadata holds the step and mIoU):
 it serves inference and init_from directly and is never deleted by the
@@ -131,6 +137,7 @@ class TrainingCheckpoints:
             enable_async_checkpointing=False, cleanup_tmp_directories=True)
         self.manager = orbax_checkpoint().CheckpointManager(
             self.directory, options=options, item_handlers=_handlers())
+        self.data_restored = False
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -212,15 +219,30 @@ class TrainingCheckpoints:
             multihost_utils.sync_global_devices(f"segjax quarantine {step}")
         self.manager.reload()
 
+    def _data_file(self, step: int) -> Path:
+        """This process's data iterator file (grain names it by process index and count)."""
+        return (self.directory / str(step) / "data" /
+                f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+
     def _restore_step(self, step: int, state, data_iterator, keys):
         import grain
         ocp = orbax_checkpoint()
         target = {key: jax.tree_util.tree_map(_abstract, getattr(state, key)) for key in keys}
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target, strict=len(keys) == len(STATE_KEYS)),
-            data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        items = {"state": ocp.args.StandardRestore(target, strict=len(keys) == len(STATE_KEYS))}
+        own = self._data_file(step)
+        # Another process count's files only: the stream resumes by position. No file at
+        # all is a damaged checkpoint: restoring the item fails and the step is quarantined.
+        restore_data = own.exists() or not any(own.parent.glob("process_*-of-*.json"))
+        if restore_data:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        else:
+            self.log(f"checkpoint step {step} was written by another number of processes than "
+                     f"this run's {jax.process_count()}; the data stream resumes at step {step} "
+                     "by position")
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         if restored.state is None or set(restored.state) != set(keys):
             raise CheckpointError("its state item did not read back")
+        self.data_restored = restore_data
         return state.replace(**restored.state)
 
     def restore(self, state, data_iterator):

@@ -17,8 +17,16 @@ iterator included, so the run continues as if never stopped. A non-finite
 loss stops the run with `TrainingDiverged` naming the step and the last good
 checkpoint; a non-finite state is never saved. `config.train.max_minutes`
 bounds the training time (evaluation excluded); the decision is taken at log
-steps and shared by all processes. With several processes only process 0
-writes files; all of them run the same steps and evaluations.
+steps and shared by all processes. A SIGTERM stops the run after the current
+step with a checkpoint of it (`segjax.train.preemption`: `Preempted` is
+raised, and every process stops after the same step). With several processes
+only process 0 writes files; all of them run the same steps and evaluations.
+
+The train state is laid out by `config.mesh` (replicated, or FSDP / rules:
+`segjax.sharding`), and a checkpoint restores into the layout of the mesh
+the run has now, so a run continues on another number of devices or
+processes. The model is applied under `config.model.dtype` and
+`config.train.remat` (`segjax.models.policy`).
 """
 
 from __future__ import annotations
@@ -35,11 +43,13 @@ import tqdm
 
 from segjax import config as config_lib, evaluation, metrics as metrics_lib, optim, runtime
 from segjax import sharding, visualize, weights
+from segjax.models.policy import ApplyPolicy
 from segjax.models.segmenter import count_params
 from segjax.train import checkpoint as ckpt
 from segjax.panoptic import quality as panoptic_quality
 from segjax.train import state as state_lib, step as step_lib
 from segjax.train.logging import METRICS_FILE, TENSORBOARD_DIR, MetricWriter, ProgressBar
+from segjax.train.preemption import Preempted, PreemptionWatch
 from segjax.train.workdir import WorkdirLock, check_writable
 
 EVAL_FILE = "eval_metrics.json"
@@ -92,30 +102,41 @@ class _Run:
         self.num_classes = int(config.model.num_classes)
         self.ignore_index = int(config.data.ignore_index)
 
-        self.loader = data_lib.make_train_loader(
-            config.data, seed=int(config.train.seed), process_index=jax.process_index(),
-            process_count=jax.process_count())
+        self.policy = ApplyPolicy.from_config(config)
+        self.loader = self.make_loader(0)
         seed = int(config.train.seed)
         self.dropout_rng = jax.random.fold_in(runtime.key(seed), 1)
         input_shape = (1, *config.data.crop, int(config.data.image_channels))
         state, self.schedule = state_lib.create_train_state(
             config, self.model, state_lib.init_key(seed), input_shape)
-        self.state = sharding.replicate(sharding.same_on_all_processes(state), self.mesh)
+        self.state_shardings = sharding.tree_shardings(state, self.mesh, config.mesh)
+        self.state = sharding.place(sharding.same_on_all_processes(state), self.state_shardings)
         self.checkpoints = ckpt.TrainingCheckpoints(workdir, config, log=_log)
         try:
             self.state, self.start_step = self.checkpoints.restore(self.state, self.loader)
+            if self.start_step and not self.checkpoints.data_restored:
+                self.loader.close()  # resumes the data stream by position instead
+                self.loader = self.make_loader(self.start_step)
         except BaseException:
             self.close()
             raise
         self.train_fn = step_lib.compile_train_step(
             self.mesh, model=self.model, loss_config=config.loss, num_classes=self.num_classes,
-            ignore_index=self.ignore_index)
+            ignore_index=self.ignore_index, policy=self.policy,
+            state_shardings=self.state_shardings, mesh_config=config.mesh)
         self.eval_options = evaluation.options_from_config(config)
         self.val_examples = data_lib.load_split(config.data, config.data.val_split) \
             if config.data.val_split else []
         best = ckpt.best_record(workdir)
         self.best_miou = float(best["miou"]) if best else -1.0
         self.last_saved = self.start_step if self.start_step else None
+
+    def make_loader(self, start_step: int):
+        from segjax import data as data_lib
+        return data_lib.make_train_loader(
+            self.config.data, seed=int(self.config.train.seed),
+            process_index=jax.process_index(), process_count=jax.process_count(),
+            start_step=start_step)
 
     def variables(self) -> dict:
         return {"params": self.state.params, "batch_stats": self.state.batch_stats}
@@ -127,11 +148,13 @@ class _Run:
 
     def predict_fn(self) -> evaluation.PredictFn:
         """Inference with the current weights, its tiles split over the run's mesh."""
-        return evaluation.make_predict_fn(self.model, self.variables(), self.mesh)
+        return evaluation.make_predict_fn(self.model, self.variables(), self.mesh,
+                                          policy=self.policy)
 
     def panoptic_fn(self) -> evaluation.PanopticFn | None:
         """Panoptic maps with the current weights (None unless the model is panoptic)."""
-        return evaluation.make_panoptic_fn(self.model, self.variables(), self.config, self.mesh)
+        return evaluation.make_panoptic_fn(self.model, self.variables(), self.config, self.mesh,
+                                           policy=self.policy)
 
     def next_batch(self, step: int) -> dict:
         batch = next(self.loader)
@@ -256,7 +279,17 @@ def _log_train_metrics(run: _Run, writer: MetricWriter, bar: ProgressBar, accumu
         _log(line)
 
 
-def _train(run: _Run, writer: MetricWriter, bar: ProgressBar, hooks: Sequence[Hook]) -> dict:
+def _stop_preempted(run: _Run, step: int, accumulator) -> None:
+    """Saves step `step` (unless just saved) and raises `Preempted`."""
+    if run.last_saved != step:
+        _check_finite(run, accumulator)
+        run.checkpoints.save(step, run.state, run.loader)
+        run.last_saved = step
+    raise Preempted(step, run.checkpoints.directory)
+
+
+def _train(run: _Run, writer: MetricWriter, bar: ProgressBar, hooks: Sequence[Hook],
+           watch: PreemptionWatch) -> dict:
     """Steps from run.start_step to config.train.steps (or the time budget); the last eval."""
     config, train = run.config, run.config.train
     total, step, result = int(train.steps), run.start_step, None
@@ -267,7 +300,7 @@ def _train(run: _Run, writer: MetricWriter, bar: ProgressBar, hooks: Sequence[Ho
         batch = run.next_batch(step + 1)
         if accumulator is None:
             names = step_lib.metric_names(run.state, batch, run.model, config.loss,
-                                          run.num_classes, run.ignore_index)
+                                          run.num_classes, run.ignore_index, run.policy)
             accumulator = sharding.replicate(step_lib.empty_accumulator(names), run.mesh)
         run.state, accumulator = run.train_fn(run.state, accumulator, batch, run.dropout_rng)
         step += 1
@@ -291,6 +324,8 @@ def _train(run: _Run, writer: MetricWriter, bar: ProgressBar, hooks: Sequence[Ho
         else:
             train_seconds += time.perf_counter() - started
             bar.update(step)
+        if watch.should_stop(step):
+            _stop_preempted(run, step, accumulator)
         if step % int(train.checkpoint_every) == 0 or last:
             _check_finite(run, accumulator)
             run.checkpoints.save(step, run.state, run.loader)
@@ -319,27 +354,30 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
     workdir = Path(workdir).resolve()
     config_lib.validate(config)
     runtime.configure(config)
-    with WorkdirLock(workdir, enabled=_is_main()):
+    with WorkdirLock(workdir, enabled=_is_main()), PreemptionWatch() as watch:
         if _is_main():
             check_writable(workdir, workdir / weights.CHECKPOINTS_DIR)
-        return _train_in(config, workdir, hooks)
+        return _train_in(config, workdir, hooks, watch)
 
 
-def _train_in(config, workdir: Path, hooks: Sequence[Hook]) -> dict:
+def _train_in(config, workdir: Path, hooks: Sequence[Hook], watch: PreemptionWatch) -> dict:
     run = _Run(config, workdir)
     try:
         if _is_main():
             write_config(config, workdir)
         _log(f"model {config.model.name}: {count_params(run.variables()):,} parameters; mesh "
              f"{dict(run.mesh.shape)} over {jax.device_count()} devices, "
-             f"{jax.process_count()} process(es); "
+             f"{jax.process_count()} process(es); train state "
+             f"{config.mesh.get('param_sharding', 'replicated')}, "
+             f"{sharding.bytes_per_device(run.state) / 2 ** 20:.1f} MiB per device; compute "
+             f"{run.policy.compute_dtype}; "
              + (f"resumed at step {run.start_step}" if run.start_step else "starting from step 0"))
         writer = MetricWriter(workdir, console=False, enabled=_is_main(),
                               resume_step=run.start_step)
         bar = ProgressBar(int(config.train.steps), run.start_step,
                           enabled=bool(config.train.progress_bar) and _is_main())
         try:
-            result = _train(run, writer, bar, hooks)
+            result = _train(run, writer, bar, hooks, watch)
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise

@@ -36,16 +36,29 @@ def init_key(seed: int) -> jax.Array:
     return runtime.key(seed)
 
 
-def init_variables(model: nn.Module, rng: jax.Array, input_shape) -> dict:
-    """`model.init` on zeros of `input_shape` (N, *spatial, C), in eval mode (jitted)."""
+def _initializer(model: nn.Module, input_shape):
     def init(rng):
         params_rng, dropout_rng = jax.random.split(rng)
         variables = model.init({"params": params_rng, "dropout": dropout_rng},
                                jnp.zeros(input_shape, jnp.float32), train=False)
         return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
+    return init
+
+
+def init_variables(model: nn.Module, rng: jax.Array, input_shape) -> dict:
+    """`model.init` on zeros of `input_shape` (N, *spatial, C), in eval mode (jitted)."""
     # One compiled program: op-by-op initialisation of a deep model is far slower.
-    return jax.jit(init, compiler_options=host_memory.compiler_options())(rng)
+    return jax.jit(_initializer(model, input_shape),
+                   compiler_options=host_memory.compiler_options())(rng)
+
+
+def train_state_shapes(config, model: nn.Module, input_shape) -> TrainState:
+    """The TrainState `create_train_state` makes, as ShapeDtypeStructs (nothing runs)."""
+    tx, _ = optim.make_optimizer(config.optim, int(config.train.steps))
+    init = _initializer(model, input_shape)
+    return jax.eval_shape(lambda rng: state_from_variables(init(rng), model, tx),
+                          init_key(int(config.train.seed)))
 
 
 def state_from_variables(variables: dict, model: nn.Module,

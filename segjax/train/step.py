@@ -1,7 +1,13 @@
 """The train and eval steps, and their sharded compilation.
 
 `train_step` is a pure function of arrays; `compile_train_step` jits it over a
-mesh (batch split over 'data', state replicated, the state donated). Inference
+mesh (batch split over 'data', the state replicated or sharded as
+`segjax.sharding.tree_shardings` says, the state donated). The model is
+applied through `segjax.models.policy.ApplyPolicy` (compute dtype,
+rematerialisation). With a sharded (FSDP) state the parameters are gathered
+to their compute shardings inside the step and the gradients constrained back
+to the storage shardings, which XLA lowers to all-gathers and
+reduce-scatters. Inference
 (the loop's validation included) compiles its own function in
 `segjax.evaluation`. Models return dicts: the steps read
 outputs['logits'] (and the loss reads 'aux_logits'), never positions.
@@ -29,6 +35,7 @@ from jax.sharding import Mesh
 
 from segjax import host_memory, losses
 from segjax import sharding as sharding_lib
+from segjax.models.policy import ApplyPolicy
 from segjax.train.state import TrainState
 
 NO_STEP = -1
@@ -41,16 +48,28 @@ def _variables(params, batch_stats) -> dict:
     return variables
 
 
+def _constrain(tree, shardings):
+    return tree if shardings is None else jax.lax.with_sharding_constraint(tree, shardings)
+
+
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array, *,
-               model: nn.Module, loss_config, num_classes: int, ignore_index: int
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimiser step on `batch`; returns the new state and scalar metrics."""
+               model: nn.Module, loss_config, num_classes: int, ignore_index: int,
+               policy: ApplyPolicy | None = None, param_shardings=None,
+               param_compute_shardings=None) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimiser step on `batch`; returns the new state and scalar metrics.
+
+    `param_compute_shardings` (under jit over a mesh): the parameters are
+    constrained to these before use (FSDP's all-gather) and the gradients to
+    `param_shardings` (the reduce-scatter back to the storage layout).
+    """
+    policy = policy or ApplyPolicy()
     dropout_rng = jax.random.fold_in(rng, state.step)
 
     def loss_fn(params):
-        outputs, updates = model.apply(_variables(params, state.batch_stats), batch["image"],
-                                       train=True, mutable=["batch_stats"],
-                                       rngs={"dropout": dropout_rng})
+        params = _constrain(params, param_compute_shardings)
+        outputs, updates = policy.apply(model, _variables(params, state.batch_stats),
+                                        batch["image"], train=True, mutable=["batch_stats"],
+                                        rngs={"dropout": dropout_rng})
         loss, components = losses.segmentation_loss(outputs, batch, loss_config,
                                                     num_classes=num_classes,
                                                     ignore_index=ignore_index)
@@ -58,6 +77,7 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
 
     (_, (components, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
+    grads = _constrain(grads, param_shardings)
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     metrics = {name: jnp.asarray(value, jnp.float32) for name, value in components.items()}
     metrics["grad_norm"] = optax.global_norm(grads)
@@ -86,29 +106,43 @@ def summarize(accumulator: dict) -> dict[str, float]:
     return {name: float(total) / count for name, total in values["sums"].items()}
 
 
-def metric_names(state: TrainState, batch, model, loss_config, num_classes, ignore_index):
+def metric_names(state: TrainState, batch, model, loss_config, num_classes, ignore_index,
+                 policy: ApplyPolicy | None = None):
     """The names train_step reports (traced abstractly, nothing runs)."""
     step = functools.partial(train_step, model=model, loss_config=loss_config,
-                             num_classes=num_classes, ignore_index=ignore_index)
+                             num_classes=num_classes, ignore_index=ignore_index,
+                             policy=policy)
     _, metrics = jax.eval_shape(step, state, batch, jax.random.key(0))
     return sorted(metrics)
 
 
-def compile_train_step(mesh: Mesh, *, model, loss_config, num_classes: int, ignore_index: int):
+def compile_train_step(mesh: Mesh, *, model, loss_config, num_classes: int, ignore_index: int,
+                       policy: ApplyPolicy | None = None, state_shardings=None,
+                       mesh_config=None):
     """jit of (state, accumulator, batch, rng) -> (state, accumulator) over `mesh`.
 
     The state and accumulator are donated; the batch is split over 'data'.
+    `state_shardings` (a TrainState of NamedShardings, `segjax.sharding.tree_shardings`)
+    lays out the state; None replicates it. `mesh_config` names the FSDP axes
+    gathered for compute (config.mesh).
     """
     replicated = sharding_lib.replicated_sharding(mesh)
     batch_sharding = sharding_lib.batch_sharding(mesh)
+    state_in = replicated if state_shardings is None else state_shardings
+    param_shardings = compute = None
+    if state_shardings is not None:
+        param_shardings = state_shardings.params
+        compute = sharding_lib.compute_shardings(param_shardings, mesh_config or {})
 
     def step(state, accumulator, batch, rng):
         new_state, metrics = train_step(state, batch, rng, model=model, loss_config=loss_config,
-                                        num_classes=num_classes, ignore_index=ignore_index)
+                                        num_classes=num_classes, ignore_index=ignore_index,
+                                        policy=policy, param_shardings=param_shardings,
+                                        param_compute_shardings=compute)
         return new_state, accumulate(accumulator, metrics, new_state.step)
 
-    return jax.jit(step, in_shardings=(replicated, replicated, batch_sharding, replicated),
-                   out_shardings=(replicated, replicated), donate_argnums=(0, 1),
+    return jax.jit(step, in_shardings=(state_in, replicated, batch_sharding, replicated),
+                   out_shardings=(state_in, replicated), donate_argnums=(0, 1),
                    compiler_options=host_memory.compiler_options())
 
 

@@ -71,11 +71,8 @@ def tiny_config(**overrides):
 def run_python(code: str, *, timeout: float, env: dict | None = None,
                cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh interpreter; SIGKILLs it (JAX catches SIGTERM) past `timeout`."""
-    full_env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": COMPILE_CACHE,
-                "PYTHONPATH": str(REPO_ROOT), **(env or {})}
     process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
-                               env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
+                               **popen_options(env))
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -93,3 +90,66 @@ def read_params(workdir, step: int | None = None):
         path = path / str(step)
     variables, _ = weights.read_checkpoint(path)
     return variables
+
+
+class Streamed:
+    """A running process whose output lines a thread collects, to wait for a line mid-run."""
+
+    def __init__(self, process: subprocess.Popen):
+        import threading
+        self.process, self.lines = process, []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float) -> str:
+        """The first output line matching `pattern` (re.search); fails the test after timeout."""
+        import re
+        import time
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if re.search(pattern, line):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (not self._reader.is_alive() and
+                                      self.process.poll() is not None):
+                    self.kill()
+                    pytest.fail(f"no line matching {pattern!r}; output:\n{self.output[-4000:]}")
+                self._changed.wait(min(remaining, 1.0))
+
+    def finish(self, timeout: float) -> int:
+        """The exit code; SIGKILLs the process group and fails the test after `timeout`."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"process did not exit in {timeout}s; output:\n{self.output[-4000:]}")
+        self._reader.join(timeout=10)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def popen_options(env: dict | None = None) -> dict:
+    """Popen keywords for a test subprocess: the shared compilation cache, output as text."""
+    return {"env": {**os.environ, "JAX_COMPILATION_CACHE_DIR": COMPILE_CACHE,
+                    "SEGJAX_TEST_COMPILE_CACHE": COMPILE_CACHE, "PYTHONPATH": str(REPO_ROOT),
+                    **(env or {})},
+            "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True,
+            "start_new_session": True}
