@@ -53,10 +53,23 @@ def test_unet_isbi_variants_have_consistent_sizes(arg):
 
 
 def test_paper_config_matches_the_paper():
-    config = load("unet_isbi")
+    config = load("unet_isbi", "paper")
     assert tuple(config.data.crop) == (572, 572) and config.data.pad_margin == 92
     assert config.model.depth == 4 and config.model.width == 64
+    assert config.data.weight_map.enabled and config.loss.use_weight_map
     assert config.data.weight_map.w0 == 10.0 and config.data.weight_map.sigma == 5.0
+    assert config.data.augment.elastic_sigma == 10.0
+    assert config.optim.learning_rate == 1e-4 and config.optim.schedule == "constant"
+
+
+def test_demo_recipe_keeps_the_paper_network_and_drops_its_training_extras():
+    demo, paper = load("unet_isbi"), load("unet_isbi", "paper")
+    assert demo.model == paper.model and demo.eval == paper.eval
+    assert tuple(demo.data.crop) == tuple(paper.data.crop)
+    assert not demo.data.weight_map.enabled and not demo.loss.use_weight_map
+    assert demo.data.augment.elastic_sigma == 0.0
+    assert demo.optim.learning_rate == 3e-4 and demo.optim.schedule == "cosine"
+    assert demo.train.max_minutes == 15.0 and demo.train.eval_every == demo.train.steps
 
 
 def test_unknown_config_argument_is_named():
