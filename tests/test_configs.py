@@ -64,7 +64,8 @@ def test_paper_config_matches_the_paper():
 
 def test_demo_recipe_keeps_the_paper_network_and_drops_its_training_extras():
     demo, paper = load("unet_isbi"), load("unet_isbi", "paper")
-    assert demo.model == paper.model and demo.eval == paper.eval
+    assert demo.model == paper.model and tuple(demo.eval.tile) == tuple(paper.eval.tile)
+    assert demo.eval.flip and not paper.eval.flip
     assert tuple(demo.data.crop) == tuple(paper.data.crop)
     assert not demo.data.weight_map.enabled and not demo.loss.use_weight_map
     assert demo.data.augment.elastic_sigma == 0.0
