@@ -8,15 +8,16 @@ overlap-tile prediction. Slices 0-24 train, 25-29 are held out for validation
 The default training recipe is the demo's (`make demo`, 15 minutes on a
 2-core CPU) and departs from the paper's, which is `:paper`: no elastic
 deformation, no weight map, Adam at 3e-4 with a cosine decay instead of 1e-4
-constant, one evaluation at the end, with the flipped image's prediction averaged in. Measured on the 2-core machine at
-150 steps each (`experiments/isbi_recipes.py`, table in docs/isbi_demo.md):
-the paper's recipe costs 7.0 s a step (the grain worker's elastic warp and
-weight map compete with the train step for the two cores) against 4.2 s, and
-learns less per step (held-out mIoU 0.640 against 0.696), because the weight
-map's w0 = 10 pushes early predictions toward membrane (interior IoU 0.779
-against 0.874); 3e-4 learns faster than 1e-4 (0.706). Over the paper's days
-of GPU training the weight map and elastic deformation pay off; in 15 CPU
-minutes they do not.
+constant, one evaluation at the end, with the horizontally flipped image's
+prediction averaged in. Measured at 150 steps each on the 2-core VM while
+other jobs ran (`experiments/isbi_recipes.py`, table in docs/isbi_demo.md):
+the paper's recipe took 7.0 s a step against 4.2 s (the grain worker's
+elastic warp and weight map compete with the train step for the two cores)
+and learned less per step: held-out mIoU 0.640 against 0.696, the weight
+map's w0 = 10 pushing early predictions toward membrane (interior IoU 0.779
+against 0.874); Adam at 3e-4 learned faster than at 1e-4 (0.706). Over the
+paper's hours of GPU training the weight map and elastic deformation pay
+off; in 15 CPU minutes they do not.
 
     python -m segjax.main --config configs/unet_isbi.py --workdir runs/unet_isbi
     python -m segjax.main --config configs/unet_isbi.py:paper --workdir runs/unet_isbi_paper
