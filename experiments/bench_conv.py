@@ -294,12 +294,14 @@ def prepare(spec: dict):
 def worker(spec: dict, prepare_fn=prepare) -> None:
     """One implementation in this (fresh) process, driven over stdin/stdout.
 
-    `prepare_fn(spec)` builds it; the worker warms it up, prints READY, then
+    `prepare_fn(spec)` builds it; the worker warms it up (`spec["warmup"]`
+    steps, default 1, the compilation included), prints READY, then
     times one step per "step" line it reads (printing TIME seconds) until
     "done", when it prints its RESULT.
     """
     step, params, baseline = prepare_fn(spec)
-    step()  # compile + warm-up
+    for _ in range(int(spec.get("warmup", 1))):  # compile + warm-up
+        step()
     print("READY", flush=True)
     times = []
     for command in sys.stdin:

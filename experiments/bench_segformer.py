@@ -15,9 +15,9 @@ with AdamW and pixel-wise cross-entropy on logits upsampled to the labels:
   entropy), `torch.set_num_threads(os.cpu_count())`.
 
 Each framework runs in its own subprocess (so that its peak resident memory,
-ru_maxrss, is its own), is compiled/warmed up with `--warmup` steps, and then
-the two take their timed steps in turn, one each, so that a load change on the
-shared machine hits both alike. Reported: images/s from the median step time,
+ru_maxrss, is its own; bench_conv's worker protocol), is compiled/warmed up
+with `--warmup` steps, and then the two take their timed steps in turn, one
+each, so that a load change on the shared machine hits both alike. Reported: images/s from the median step time,
 the median of the paired time ratios, peak RSS, and both as segjax/transformers
 ratios, as a Markdown table with the command that produced it.
 """
@@ -27,15 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from experiments import bench_conv  # noqa: E402  pylint: disable=wrong-import-position
 BATCH, SIZE, CLASSES = 8, 256, 150
 
 
@@ -90,7 +90,6 @@ def prepare_transformers():
     """One transformers train step as a function, the parameter count."""
     import torch
 
-    sys.path.insert(0, str(REPO_ROOT))
     from tests import torch_refs  # pylint: disable=import-outside-toplevel
     from tests.models import transformer_refs  # pylint: disable=import-outside-toplevel
     torch_refs.define_torchvision_schemas()
@@ -118,58 +117,20 @@ def prepare_transformers():
     return step, params
 
 
-def worker(framework: str, warmup: int) -> None:
-    """Prepares and warms up, prints READY, then one timed step per 'step' line on stdin."""
-    sys.path.insert(0, str(REPO_ROOT))
-    step, params = (prepare_segjax if framework == "segjax" else prepare_transformers)()
-    for _ in range(warmup):
-        step()
-    print("READY", flush=True)
-    times = []
-    for command in sys.stdin:
-        if command.strip() != "step":
-            break
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-        print("DONE", flush=True)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps({"times": times, "params": params, "peak_mb": peak_mb}),
-          flush=True)
-
-
-def _start(framework: str, warmup: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "--worker", framework,
-                             "--warmup", str(warmup)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=str(REPO_ROOT))
-
-
-def _read(proc: subprocess.Popen, prefix: str) -> str:
-    for line in proc.stdout:
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-    raise RuntimeError(f"a benchmark worker exited (code {proc.wait()}) before {prefix.strip()}")
-
-
-def _send(proc: subprocess.Popen, command: str) -> None:
-    proc.stdin.write(command + "\n")
-    proc.stdin.flush()
+def prepare(spec: dict):
+    """(step function, parameter count, RSS MB) of one framework, for bench_conv's worker."""
+    step, params = (prepare_segjax if spec["framework"] == "segjax" else prepare_transformers)()
+    return step, params, bench_conv._rss_mb()  # pylint: disable=protected-access
 
 
 def run(steps: int, warmup: int) -> dict[str, dict]:
-    workers = {}
-    for framework in ("transformers", "segjax"):  # prepared one after the other
-        workers[framework] = _start(framework, warmup)
-        _read(workers[framework], "READY")
-    for _ in range(steps):
-        for proc in workers.values():
-            _send(proc, "step")
-            _read(proc, "DONE")
-    results = {}
-    for framework, proc in workers.items():
-        _send(proc, "done")
-        results[framework] = json.loads(_read(proc, "RESULT "))
-        proc.wait()
+    """Both frameworks' timed steps, taken in turn (bench_conv's paired protocol)."""
+    frameworks = ("transformers", "segjax")
+    specs = [{"framework": name, "warmup": warmup} for name in frameworks]
+    results = dict(zip(frameworks, bench_conv.run_group(specs, steps, script=__file__)))
+    failed = {name: r["error"] for name, r in results.items() if "error" in r}
+    if failed:
+        raise RuntimeError(f"benchmark worker(s) failed: {failed}")
     return results
 
 
@@ -193,10 +154,10 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per framework")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps (compile included)")
-    parser.add_argument("--worker", choices=("segjax", "transformers"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.warmup)
+        bench_conv.worker(json.loads(args.worker), prepare)
         return 0
     results = run(args.steps, args.warmup)
     print(f"command: python experiments/bench_segformer.py {' '.join(argv or sys.argv[1:])}")
