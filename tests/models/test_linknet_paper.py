@@ -2,8 +2,8 @@
 
 The parameter count is derived layer by layer below and must be the model's; at the
 paper's class count it rounds to Table 3's 11.5M. No reference implementation runs
-here (the authors' code is Torch7 / an unmaintained PyTorch port), so the layout is
-checked by its kernels, its links and its output shapes.
+here (the authors' code is Torch7), so the layout is checked by its kernels, its links
+and its output shapes.
 """
 
 import jax
