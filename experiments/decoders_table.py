@@ -37,6 +37,8 @@ PAPER_MODELS = {
                      "test_unetplusplus.py`); the paper's 9.04M"),
     "pspnet_resnet50": ("resnet50_v1c, OS 8", "paper layout (shapes only)"),
     "fpn_resnet50": ("resnet50", "paper layout (shapes only)"),
+    "linknet_resnet18": ("resnet18", "analytic parameter count (`tests/models/"
+                         "test_linknet_paper.py`); the paper's 11.5M"),
     "cgnet": ("its own (M3N21)", "equal to a PyTorch re-implementation of the official module "
               "(`tests/models/test_cgnet.py`); 496,306 parameters at 19 classes"),
 }

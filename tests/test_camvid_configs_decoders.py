@@ -1,6 +1,6 @@
-"""The CamVid configs of UNet++, Linknet, FPN, PSPNet (and the U-Net-ResNet34 baseline of the
-UNet++ comparison): the shared CamVid sections, the variants, the model each builds, and a
-smoke forward + backward on real frames (slow)."""
+"""The CamVid configs of UNet++, Linknet (smp's and the paper's), FPN, PSPNet (and the
+U-Net-ResNet34 baseline of the UNet++ comparison): the shared CamVid sections, the variants,
+the model each builds, and a smoke forward + backward on real frames (slow)."""
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +10,8 @@ from segjax.models import build
 from tests.test_camvid_configs import forward_backward, get_config
 
 CONFIGS = ("unetplusplus_resnet34_camvid", "unetplusplus_camvid", "unet_resnet34_camvid",
-           "linknet_resnet34_camvid", "fpn_resnet34_camvid", "fpn_resnet50_camvid",
-           "pspnet_resnet34_camvid", "pspnet_resnet50_camvid")
+           "linknet_resnet34_camvid", "linknet_resnet18_camvid", "fpn_resnet34_camvid",
+           "fpn_resnet50_camvid", "pspnet_resnet34_camvid", "pspnet_resnet50_camvid")
 # Models that return aux_logits, and the loss weight each config gives them.
 AUX_WEIGHTS = {"unetplusplus_resnet34_camvid": 1.0, "unetplusplus_camvid": 1.0,
                "pspnet_resnet50_camvid": 0.4}
