@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.models_table import measure_model  # noqa: E402
-from segjax import evaluate, inference, predict, weights  # noqa: E402
+from segjax import cli, evaluate, evaluation  # noqa: E402
 from segjax.models import registry  # noqa: E402
 from segjax.ops import conv as conv_ops  # noqa: E402
 
@@ -90,8 +90,8 @@ def measure_depth(depth: int, config, variables, examples, options, repeats: int
     shapes = jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v, train=False),
                             jax.ShapeDtypeStruct(shape, jnp.float32))
     subset = pruned_variables(variables, shapes)
-    predict_fn = inference.make_predict_fn(model, subset)
-    result = evaluate.evaluate(predict_fn, config, examples, options, progress=False)
+    predict_fn = evaluation.make_predict_fn(model, subset)
+    result, _ = evaluation.evaluate(predict_fn, config, examples, options)
     parameters, gflops = native_cost(model, shape)
     return {"depth": depth, "parameters": parameters, "gflops": gflops,
             "forward_seconds": forward_seconds(predict_fn, shape, repeats),
@@ -113,25 +113,25 @@ def markdown(rows: list[dict], run: str, split: str) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    predict.add_checkpoint_flags(parser)
+    cli.add_checkpoint_flags(parser)
     parser.add_argument("--split", default="val",
                         help="'val'/'train' (the run's splits) or a split expression")
     parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--limit", type=int, default=0, help="the first N images only")
     parser.add_argument("--repeats", type=int, default=10, help="timed forward calls per depth")
     parser.add_argument("--output", help="report directory (default <run>/pruning_<split>)")
-    predict.add_eval_flags(parser)
+    cli.add_eval_flags(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
     args = parse_args(argv)
-    _, variables, config = weights.restore_for_inference(args.workdir or args.checkpoint)
+    _, variables, config = cli.restore(args)
     if not config.model.get("deep_supervision"):
         raise ValueError(f"{args.workdir or args.checkpoint}: model.deep_supervision is not set; "
                          "pruning needs a classifier trained on every branch")
-    options = predict.eval_options(config, args)
+    options = cli.eval_options(config, args)
     examples = pipeline.load_split(config.data, evaluate.split_expression(config, args.split))
     if args.limit:
         examples = examples[:args.limit]

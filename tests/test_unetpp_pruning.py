@@ -31,7 +31,6 @@ def checkpoint(tmp_path, random_variables):
     return path, variables
 
 
-@pytest.mark.slow
 def test_pruning_report_shrinks_with_depth(checkpoint, tmp_path):
     path, _ = checkpoint
     output = tmp_path / "report"
