@@ -273,8 +273,8 @@ class TfdsSource:
 
     def __getitem__(self, index: int) -> dict:
         record = self._records[index]
-        name = record["name"]
-        name = name.decode() if isinstance(name, bytes) else str(name)
+        from segjax.data import builders  # pylint: disable=import-outside-toplevel
+        name = builders.record_name(record)
         label = record["label"] or None
         return self.spec.example(record["image"], label, name, f"tfds {self.name}:{self.split}")
 

@@ -360,8 +360,8 @@ class TfdsVolumeSource:
 
     def __getitem__(self, index: int) -> dict:
         record = self._records[index]
-        name = record["name"]
-        name = name.decode() if isinstance(name, bytes) else str(name)
+        from segjax.data import builders  # pylint: disable=import-outside-toplevel
+        name = builders.record_name(record)
         where = f"tfds {self.name}:{self.split} {name}"
         image = read_volume(name, record["image"])
         label = read_volume(name, record["label"]) if record["label"] else None
