@@ -27,7 +27,7 @@ import jax.numpy as jnp  # noqa: E402  pylint: disable=wrong-import-position
 
 from experiments.models_table import measure  # noqa: E402  pylint: disable=wrong-import-position
 from segjax.models import layers, registry  # noqa: E402  pylint: disable=wrong-import-position
-from segjax.ops import conv as conv_ops  # noqa: E402  pylint: disable=wrong-import-position
+from segjax import runtime  # noqa: E402  pylint: disable=wrong-import-position
 from tests.models.test_dpt import REFERENCE_PARAMS_150 as DPT_PARAMS  # noqa: E402
 from tests.models.test_segformer import HF_PARAMS_150  # noqa: E402
 
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--only", nargs="*", help="registered model names (default: all)")
     args = parser.parse_args(argv)
-    conv_ops.set_default_implementation("native")
+    runtime.configure(conv_impl="native")  # XLA's convolutions: what cost analysis counts
     print(f"command: python experiments/transformers_table.py {' '.join(argv or sys.argv[1:])}")
     print(f"\n| model | parameters | reference | reference parameters | GFLOPs @ "
           f"{args.size}x{args.size} | of which logits upsampling | parity (max abs diff / "

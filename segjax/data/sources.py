@@ -247,6 +247,12 @@ def check_readable(paths: Sequence[Path]) -> None:
                          f"remove or replace them: {'; '.join(broken[:10])}")
 
 
+def record_name(record) -> str:
+    """A prepared record's file name (tfds returns text features as bytes)."""
+    name = record["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 class TfdsSource:
     """A prepared tfds dataset read with `tfds.data_source` (array_record, no TensorFlow).
 
@@ -273,8 +279,7 @@ class TfdsSource:
 
     def __getitem__(self, index: int) -> dict:
         record = self._records[index]
-        from segjax.data import builders  # pylint: disable=import-outside-toplevel
-        name = builders.record_name(record)
+        name = record_name(record)
         label = record["label"] or None
         return self.spec.example(record["image"], label, name, f"tfds {self.name}:{self.split}")
 

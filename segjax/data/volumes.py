@@ -60,7 +60,7 @@ from typing import Sequence
 import numpy as np
 
 from segjax.data import transforms
-from segjax.data.sources import (FolderSource, LabelSpec, parse_split, sort_names,
+from segjax.data.sources import (FolderSource, LabelSpec, parse_split, record_name, sort_names,
                                  spec_from_config, split_folder)
 from segjax.registry import register
 
@@ -360,8 +360,7 @@ class TfdsVolumeSource:
 
     def __getitem__(self, index: int) -> dict:
         record = self._records[index]
-        from segjax.data import builders  # pylint: disable=import-outside-toplevel
-        name = builders.record_name(record)
+        name = record_name(record)
         where = f"tfds {self.name}:{self.split} {name}"
         image = read_volume(name, record["image"])
         label = read_volume(name, record["label"]) if record["label"] else None

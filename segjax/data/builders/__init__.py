@@ -46,12 +46,6 @@ def prepared_records(name: str, split: str, data_dir: str | None):
     return builder.as_data_source(split=split)
 
 
-def record_name(record) -> str:
-    """A prepared record's file name (tfds returns text features as bytes)."""
-    name = record["name"]
-    return name.decode() if isinstance(name, bytes) else str(name)
-
-
 def prepare(name: str, local_dir: str | Path | None, data_dir: str | Path) -> Path:
     """Build dataset `name` into `data_dir` (from `local_dir` if given); returns its folder."""
     if name not in BUILDERS:
