@@ -26,8 +26,9 @@ import jax  # noqa: E402  pylint: disable=wrong-import-position
 import jax.numpy as jnp  # noqa: E402  pylint: disable=wrong-import-position
 
 from experiments.models_table import measure  # noqa: E402  pylint: disable=wrong-import-position
-from segjax.models import layers, registry  # noqa: E402  pylint: disable=wrong-import-position
+from segjax.models import registry  # noqa: E402  pylint: disable=wrong-import-position
 from segjax import runtime  # noqa: E402  pylint: disable=wrong-import-position
+from segjax.ops.resize import resize
 from tests.models.test_dpt import REFERENCE_PARAMS_150 as DPT_PARAMS  # noqa: E402
 from tests.models.test_segformer import HF_PARAMS_150  # noqa: E402
 
@@ -75,9 +76,8 @@ def upsampling_gflops(name: str, size: int) -> float:
         jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v, train=False), x)
     total = 0.0
     for logits in heads:
-        resize = jax.jit(lambda y: layers.resize(y, (size, size),
-                                                 align_corners=model.align_corners))
-        analysis = resize.lower(logits).compile().cost_analysis()
+        upsample = jax.jit(lambda y: resize(y, (size, size), align_corners=model.align_corners))
+        analysis = upsample.lower(logits).compile().cost_analysis()
         analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
         total += float(analysis.get("flops", 0.0)) / 1e9
     return total

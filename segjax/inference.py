@@ -22,7 +22,7 @@ turns any registered model into the `predict_fn` these functions take;
 whole test-time recipe of `config.eval` (`EvalOptions`) on a raw image,
 including the dense CRF (`segjax.ops.crf`). Resizing here is a NumPy
 bilinear interpolation with half-pixel centres (PyTorch's
-`align_corners=False`, `segjax.models.layers.resize`), so whole images never
+`align_corners=False`, `segjax.ops.resize.resize`), so whole images never
 travel to the device.
 """
 

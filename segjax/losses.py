@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 
 from segjax import registry
-from segjax.models import layers
 from segjax.registry import register
+from segjax.ops.resize import center_crop
 
 
 def valid_mask(labels: jax.Array, num_classes: int, ignore_index: int | None) -> jax.Array:
@@ -150,7 +150,7 @@ def center_crop_labels(labels_or_weights: jax.Array, logits: jax.Array) -> jax.A
         raise ValueError(f"center_crop_labels: logits {logits.shape} are spatially larger than "
                          f"labels {labels_or_weights.shape}; the model's output must not exceed "
                          "its labels (resize the logits instead)")
-    return layers.center_crop(labels_or_weights, target, spatial_start=1)
+    return center_crop(labels_or_weights, target, spatial_start=1)
 
 
 def _field(loss_config: Any, name: str):

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from segjax.models import layers
 from segjax.models.registry import register
+from segjax.ops.resize import resize
 
 
 class ResidualBlock(nn.Module):
@@ -38,7 +39,7 @@ class ResidualUNetDecoder(nn.Module):
         x = features[strides[0]]
         for level, stride in enumerate(strides[1:]):
             skip = features[stride]
-            x = layers.resize(x, skip.shape[1:-1])
+            x = resize(x, skip.shape[1:-1])
             x = jnp.concatenate([x, skip], axis=-1)
             x = ResidualBlock(self.width * 2 ** (len(strides) - 2 - level), name=f"block{level}")(
                 x, train=train)

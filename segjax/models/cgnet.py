@@ -44,6 +44,8 @@ import jax.numpy as jnp
 
 from segjax.models import layers
 from segjax.models.registry import register
+from segjax.ops import pooling
+from segjax.ops.resize import resize
 
 BN_EPSILON = 1e-3
 
@@ -114,7 +116,7 @@ class ContextGuidedBlock(nn.Module):
 
 def inject(x):
     """The image down-sampled by 2 for input injection (PyTorch's AvgPool2d(3, 2, 1))."""
-    return layers.avg_pool(x, 3, 2, padding=1, count_include_pad=True)
+    return pooling.avg_pool(x, 3, 2, padding=1, count_include_pad=True)
 
 
 @register("model", "cgnet", paper="Wu et al. 2018, CGNet (M3N21), arXiv:1811.08201",
@@ -163,4 +165,4 @@ class CGNet(nn.Module):
             y = nn.Dropout(self.dropout, broadcast_dims=(1, 2), deterministic=not train)(y)
         logits = layers.Conv(self.num_classes, 1, padding=0, use_bias=False, dtype=self.dtype,
                              name="classifier")(y)
-        return {"logits": layers.resize(logits, size)}
+        return {"logits": resize(logits, size)}

@@ -13,7 +13,7 @@ flax's batch/group/layer norms compute their statistics in float32
 (`force_float32_reductions`) and keep float32 running averages (the
 `batch_stats` collection is never cast); the model's outputs are cast back to
 float32 before the loss, whose softmax and sums run in float32
-(`segjax.losses`); `layers.softmax` is a float32 softmax for attention.
+(`segjax.losses`); `segjax.ops.activations.softmax` is a float32 softmax for attention.
 Gradients reach the float32 parameters through the cast (bfloat16 cotangents
 cast up).
 

@@ -25,6 +25,7 @@ import jax
 
 from segjax.models import layers
 from segjax.models.registry import register
+from segjax.ops.resize import resize
 
 
 @register("head", "conv")
@@ -106,7 +107,7 @@ class Segmenter(nn.Module):
             extras = {k: v for k, v in decoded.items() if k != "features"}
             decoded = decoded["features"]
         logits = self.head(decoded, train=train)
-        outputs = {"logits": layers.resize(logits, spatial, align_corners=self.align_corners)}
+        outputs = {"logits": resize(logits, spatial, align_corners=self.align_corners)}
         for name, value in extras.items():
             outputs[name] = self._resized(value, spatial)
         if self.aux_head is not None:
@@ -118,14 +119,14 @@ class Segmenter(nn.Module):
                                f"'decoder'; encoder strides: {sorted(features)}")
             aux_input = decoded if self.aux_stride == "decoder" else features[self.aux_stride]
             aux = self.aux_head(aux_input, train=train)
-            outputs["aux_logits"] = layers.resize(aux, spatial, align_corners=self.align_corners)
+            outputs["aux_logits"] = resize(aux, spatial, align_corners=self.align_corners)
         return outputs
 
     def _resized(self, value, spatial):
         """A decoder extra (one map, or a list of maps such as deep supervision's) at `spatial`."""
         if isinstance(value, (list, tuple)):
             return [self._resized(v, spatial) for v in value]
-        return layers.resize(value, spatial, align_corners=self.align_corners)
+        return resize(value, spatial, align_corners=self.align_corners)
 
 
 def count_params(variables) -> int:

@@ -26,6 +26,7 @@ import jax
 
 from segjax.models import layers
 from segjax.ops import attention as attention_ops
+from segjax.ops import activations
 
 trunc_normal_002 = nn.initializers.truncated_normal(stddev=0.02)
 
@@ -87,7 +88,7 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         width = x.shape[-1]
-        x = layers.activation(self.act)(dense(self.hidden, "fc1", dtype=self.dtype)(x))
+        x = activations.activation(self.act)(dense(self.hidden, "fc1", dtype=self.dtype)(x))
         return dense(width, "fc2", dtype=self.dtype)(x)
 
 

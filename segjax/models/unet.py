@@ -45,6 +45,8 @@ import jax.numpy as jnp
 
 from segjax.models import layers
 from segjax.models.registry import register
+from segjax.ops import pooling
+from segjax.ops.resize import center_crop, resize
 
 
 def valid_input_size(bottom: int, depth: int = 4) -> int:
@@ -167,12 +169,12 @@ class UNet(nn.Module):
         for level in range(self.depth):
             x = self._block(level, f"down{level}", reduce=False)(x, train=train)
             skips.append(x)
-            x = layers.max_pool(x, 2)
+            x = pooling.max_pool(x, 2)
         x = self._block(self.depth, "bottom", reduce=reduce)(x, train=train)
         decoded = {}
         for level in reversed(range(self.depth)):
             x = self._upsample(x, self._width(level), f"up{level}")
-            skip = layers.center_crop(skips[level], x.shape[1:-1])
+            skip = center_crop(skips[level], x.shape[1:-1])
             x = jnp.concatenate([skip, x.astype(skip.dtype)], axis=-1)
             x = self._block(level, f"up{level}_conv", reduce=reduce)(x, train=train)
             decoded[level] = x
@@ -181,7 +183,7 @@ class UNet(nn.Module):
         outputs = {"logits": logits}
         if self.deep_supervision:
             outputs["aux_logits"] = [
-                layers.resize(layers.Conv(self.num_classes, 1, padding=0, dtype=self.dtype,
+                resize(layers.Conv(self.num_classes, 1, padding=0, dtype=self.dtype,
                                           name=f"aux{level}")(decoded[level]),
                               logits.shape[1:-1])
                 for level in range(1, self.deep_supervision + 1)]
@@ -191,7 +193,7 @@ class UNet(nn.Module):
         size = [2 * s for s in x.shape[1:-1]]
         if self.upsample == "transpose":
             return layers.ConvTranspose(features, 2, 2, dtype=self.dtype, name=name)(x)
-        x = layers.resize(x, size)
+        x = resize(x, size)
         if self.upsample == "bilinear":
             return layers.Conv(features, 1, padding=0, dtype=self.dtype, name=name)(x)
         return x

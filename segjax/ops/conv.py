@@ -39,6 +39,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from segjax.ops import conv_cpu
+
 Padding = str | Sequence[tuple[int, int]]
 
 IMPLEMENTATIONS = ("auto", "native", "cpu")
@@ -108,13 +110,22 @@ def explicit_padding(padding, in_shape, kernel_shape, strides, lhs_dilation,
     return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
-def _as_tuple(value, rank: int, field: str) -> tuple[int, ...]:
+def per_axis(value, rank: int, field: str) -> tuple[int, ...]:
+    """An int (the same on every spatial axis) or one int per axis, as a `rank`-tuple."""
     if isinstance(value, int):
         return (value,) * rank
     value = tuple(int(v) for v in value)
     if len(value) != rank:
-        raise ValueError(f"conv: {field}={value} needs {rank} entries, one per spatial axis")
+        raise ValueError(f"{field}={value} needs {rank} entries, one per spatial axis")
     return value
+
+
+def standardize_kernel(kernel: jax.Array, epsilon: float) -> jax.Array:
+    """(kernel - mean) / sqrt(var + epsilon) per output channel (the last axis)."""
+    axes = tuple(range(kernel.ndim - 1))
+    mean = jnp.mean(kernel, axis=axes, keepdims=True)
+    var = jnp.var(kernel, axis=axes, keepdims=True)
+    return (kernel - mean) * jax.lax.rsqrt(var + epsilon)
 
 
 def conv(x: jax.Array, kernel: jax.Array, *, strides=1, padding: Padding = "SAME",
@@ -124,9 +135,9 @@ def conv(x: jax.Array, kernel: jax.Array, *, strides=1, padding: Padding = "SAME
     rank = x.ndim - 2
     if kernel.ndim != rank + 2:
         raise ValueError(f"conv: kernel rank {kernel.ndim} does not match input rank {x.ndim}")
-    strides = _as_tuple(strides, rank, "strides")
-    lhs_dilation = _as_tuple(lhs_dilation, rank, "lhs_dilation")
-    rhs_dilation = _as_tuple(rhs_dilation, rank, "rhs_dilation")
+    strides = per_axis(strides, rank, "strides")
+    lhs_dilation = per_axis(lhs_dilation, rank, "lhs_dilation")
+    rhs_dilation = per_axis(rhs_dilation, rank, "rhs_dilation")
     if x.shape[-1] != kernel.shape[-2] * feature_group_count:
         raise ValueError(f"conv: input has {x.shape[-1]} channels, kernel {kernel.shape} with "
                          f"feature_group_count={feature_group_count} expects "
@@ -138,7 +149,6 @@ def conv(x: jax.Array, kernel: jax.Array, *, strides=1, padding: Padding = "SAME
             x, kernel, window_strides=strides, padding=pads, lhs_dilation=lhs_dilation,
             rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers(rank),
             feature_group_count=feature_group_count, precision=precision)
-    from segjax.ops import conv_cpu  # pylint: disable=import-outside-toplevel
     spec = conv_cpu.ConvSpec(strides, pads, lhs_dilation, rhs_dilation, feature_group_count,
                              precision)
     return conv_cpu.conv(x, kernel, spec)
@@ -157,17 +167,16 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, *, strides=2, padding=0,
     padding), as one matmul and a depth-to-space reshape.
     """
     rank = x.ndim - 2
-    strides = _as_tuple(strides, rank, "strides")
-    padding = _as_tuple(padding, rank, "padding")
-    output_padding = _as_tuple(output_padding, rank, "output_padding")
-    rhs_dilation = _as_tuple(rhs_dilation, rank, "rhs_dilation")
+    strides = per_axis(strides, rank, "strides")
+    padding = per_axis(padding, rank, "padding")
+    output_padding = per_axis(output_padding, rank, "output_padding")
+    rhs_dilation = per_axis(rhs_dilation, rank, "rhs_dilation")
     if feature_group_count != 1:
         raise NotImplementedError("grouped transposed convolution")
     kernel_size = kernel.shape[:rank]
     if (resolve_implementation(impl) == "cpu" and tuple(kernel_size) == strides
             and not any(padding) and not any(output_padding) and set(rhs_dilation) == {1}):
-        from segjax.ops import conv_cpu  # pylint: disable=import-outside-toplevel
-        return conv_cpu.patch_transpose(x, kernel)
+            return conv_cpu.patch_transpose(x, kernel)
     pads = [(d * (k - 1) - p, d * (k - 1) - p + op)
             for k, p, op, d in zip(kernel_size, padding, output_padding, rhs_dilation)]
     flipped = jnp.flip(kernel, axis=tuple(range(rank)))

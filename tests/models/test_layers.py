@@ -1,119 +1,11 @@
-"""Shared layers: pooling against reduce_window and torch."""
+"""Shared modules (segjax.models.layers): channel dropout, weight-standardised convolution."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from segjax.models import layers
-
-
-@pytest.mark.parametrize("shape, window", [
-    ((2, 8, 10, 3), 2),          # U-Net / VGG 2x2/2
-    ((1, 9, 7, 4), 2),           # odd sizes: VALID drops the last row / column
-    ((1, 9, 9, 2), 3),
-    ((1, 6, 8, 4, 2), 2),        # 3D
-])
-def test_non_overlapping_max_pool_equals_reduce_window_with_gradient(shape, window):
-    x = jax.random.normal(jax.random.PRNGKey(0), shape)  # continuous: no ties
-    rank = len(shape) - 2
-    reference = lambda v: nn.max_pool(v, (window,) * rank, (window,) * rank, "VALID")
-    fast = lambda v: layers.max_pool(v, window)
-    np.testing.assert_array_equal(fast(x), reference(x))
-    cotangent = jax.random.normal(jax.random.PRNGKey(1), reference(x).shape)
-    grad = lambda f: jax.grad(lambda v: jnp.sum(f(v) * cotangent))(x)
-    np.testing.assert_array_equal(grad(fast), grad(reference))
-
-
-def test_max_pool_by_hand_and_gradient_goes_to_the_maximum():
-    x = jnp.asarray([[1., 5., 0., 2.], [3., 4., 7., 1.]]).reshape(1, 2, 4, 1)
-    assert layers.max_pool(x, 2)[0, :, :, 0].tolist() == [[5.0, 7.0]]
-    grad = jax.grad(lambda v: layers.max_pool(v, 2).sum())(x)[0, :, :, 0]
-    assert grad.tolist() == [[0., 1., 0., 0.], [0., 0., 1., 0.]]
-
-
-def test_overlapping_and_padded_max_pool_still_use_reduce_window():
-    x = jax.random.normal(jax.random.PRNGKey(0), (1, 9, 9, 2))
-    expected = nn.max_pool(x, (3, 3), (2, 2), [(1, 1), (1, 1)])
-    np.testing.assert_array_equal(layers.max_pool(x, 3, 2, padding=1), expected)
-
-
-@pytest.mark.parametrize("shape", [(1, 4, 6, 2), (1, 4, 4, 4, 1)])
-def test_max_pool_ties_send_the_gradient_to_the_first_maximum_as_pytorch(shape):
-    # Every window is all ties: PyTorch's max pool routes each window's gradient
-    # to its first element (row-major); sharing it (JAX's rule) would give 1/4, 1/8.
-    x = jnp.zeros(shape)
-    cotangent = jnp.arange(1.0, 1.0 + np.prod(layers.max_pool(x, 2).shape)).reshape(
-        layers.max_pool(x, 2).shape)
-    grad = jax.grad(lambda v: jnp.sum(layers.max_pool(v, 2) * cotangent))(x)
-    rank = len(shape) - 2
-    first = (slice(None),) + (slice(0, None, 2),) * rank
-    np.testing.assert_array_equal(grad[first], cotangent)
-    assert float(grad.sum()) == float(cotangent.sum())
-
-
-def test_max_pool_gradient_with_ties_equals_torch():
-    torch = pytest.importorskip("torch")
-    x = np.random.default_rng(0).integers(0, 3, size=(2, 8, 6, 3)).astype(np.float32)
-    cotangent = np.random.default_rng(1).normal(size=(2, 4, 3, 3)).astype(np.float32)
-    grad = jax.grad(lambda v: jnp.sum(layers.max_pool(v, 2) * cotangent))(jnp.asarray(x))
-    xt = torch.tensor(np.moveaxis(x, -1, 1), requires_grad=True)
-    torch.nn.functional.max_pool2d(xt, 2).backward(torch.tensor(np.moveaxis(cotangent, -1, 1)))
-    np.testing.assert_array_equal(grad, np.moveaxis(xt.grad.numpy(), 1, -1))
-
-
-def test_stored_relu_equals_jax_relu_in_value_gradient_and_forward_mode():
-    x = jnp.array([-2.0, -0.0, 0.0, 3.5, 1e38, jnp.inf, -jnp.inf, jnp.nan])
-    np.testing.assert_array_equal(layers.stored_relu(x), jax.nn.relu(x))
-    grad = jax.grad(lambda v: jnp.nansum(layers.stored_relu(v) * jnp.arange(8.0)))
-    want = jax.grad(lambda v: jnp.nansum(jax.nn.relu(v) * jnp.arange(8.0)))
-    np.testing.assert_array_equal(grad(x), want(x))
-    _, tangent = jax.jvp(layers.stored_relu, (x,), (jnp.full_like(x, 2.0),))
-    np.testing.assert_array_equal(tangent, [0, 0, 0, 2, 2, 2, 0, 0])
-    assert layers.stored_relu(x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
-    unnormalized = layers.ConvNormAct(4, norm=None)
-    variables = unnormalized.init(jax.random.PRNGKey(0), jnp.ones((1, 5, 5, 2)))
-    jaxpr = str(jax.make_jaxpr(lambda v: unnormalized.apply(v, jnp.ones((1, 5, 5, 2))))(variables))
-    assert "custom_jvp_call" in jaxpr and "div" in jaxpr
-
-
-def test_stored_relu_lets_the_raw_convolution_output_die_in_the_forward_pass():
-    """Three conv + bias + ReLU layers: with jax.nn.relu XLA keeps a convolution's raw
-    output for the backward pass next to its activation; with layers.stored_relu it does not."""
-    from segjax.ops import conv as conv_ops  # pylint: disable=import-outside-toplevel
-
-    x = jax.random.normal(jax.random.PRNGKey(0), (1, 160, 160, 32))
-    kernels = [jax.random.normal(jax.random.PRNGKey(i), (3, 3, 32, 32)) * 0.1 for i in (1, 2, 3)]
-    bias = jnp.full((32,), 0.1)
-
-    def temporaries(act):
-        def loss(kernels, x):
-            for kernel in kernels:
-                x = act(conv_ops.conv(x, kernel, padding="VALID", impl="cpu") + bias)
-            return jnp.sum(x ** 2)
-        compiled = jax.jit(jax.grad(loss)).lower(kernels, x).compile()
-        return compiled.memory_analysis().temp_size_in_bytes
-
-    activation_bytes = 158 * 158 * 32 * 4
-    assert temporaries(layers.stored_relu) <= temporaries(jax.nn.relu) - activation_bytes // 2
-
-
-@pytest.mark.parametrize("shape, bins", [
-    ((2, 8, 12, 3), (1, 2, 3, 6)),     # PSPNet's bins on a map they do not divide
-    ((1, 7, 5, 2), (3, 6)),            # bins wider than the input repeat pixels
-    ((1, 6, 5, 7, 2), (2, 3)),         # 3D
-])
-def test_adaptive_avg_pool_equals_torch(shape, bins):
-    from tests import torch_refs  # pylint: disable=import-outside-toplevel
-    torch = torch_refs.import_torch()
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    pool = torch.nn.AdaptiveAvgPool2d if len(shape) == 4 else torch.nn.AdaptiveAvgPool3d
-    channels_first = torch.from_numpy(np.moveaxis(x, -1, 1).copy())
-    for size in bins:
-        expected = np.moveaxis(pool(size)(channels_first).numpy(), 1, -1)
-        np.testing.assert_allclose(layers.adaptive_avg_pool(jnp.asarray(x), size), expected,
-                                   rtol=1e-5, atol=1e-6)
+from segjax.ops import conv as conv_ops
 
 
 def test_channel_dropout_drops_whole_channels_while_training():
@@ -134,30 +26,6 @@ def test_conv_weight_standardization_normalises_each_output_channel():
     variables = conv.init(jax.random.PRNGKey(0), x)
     scaled = jax.tree_util.tree_map(lambda k: 3.0 * k + 1.0, variables)
     np.testing.assert_allclose(conv.apply(variables, x), conv.apply(scaled, x), atol=1e-4)
-    kernel = layers.standardize_kernel(variables["params"]["kernel"], 1e-8)
+    kernel = conv_ops.standardize_kernel(variables["params"]["kernel"], 1e-8)
     np.testing.assert_allclose(kernel.mean(axis=(0, 1, 2)), 0, atol=1e-6)
     np.testing.assert_allclose(kernel.var(axis=(0, 1, 2)), 1, atol=1e-4)
-
-
-@pytest.mark.parametrize("shape, size", [((2, 5, 7, 3), (20, 14)), ((1, 4, 4, 2), (4, 12)),
-                                         ((1, 3, 4, 5, 2), (6, 8, 5)), ((1, 1, 3, 2), (4, 6))])
-def test_integer_upsampling_matches_jax_image_resize_and_torch(shape, size):
-    """resize's integer-factor path (phases of neighbour mixes) against jax.image.resize
-    and PyTorch's interpolate(align_corners=False): values and gradients."""
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
-    full = (shape[0],) + size + (shape[-1],)
-    expected = jax.image.resize(x, full, method="linear", antialias=False)
-    np.testing.assert_allclose(layers.resize(x, size), expected, atol=1e-6)
-    cotangent = jnp.asarray(rng.standard_normal(full), jnp.float32)
-    ours = jax.grad(lambda x: jnp.sum(layers.resize(x, size) * cotangent))(x)
-    theirs = jax.grad(lambda x: jnp.sum(jax.image.resize(x, full, "linear", antialias=False)
-                                        * cotangent))(x)
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)
-    if len(size) == 2:
-        torch_refs = pytest.importorskip("tests.torch_refs")
-        torch = torch_refs.import_torch()
-        reference = torch.nn.functional.interpolate(torch_refs.to_nchw(np.asarray(x)), size=size,
-                                                    mode="bilinear", align_corners=False)
-        np.testing.assert_allclose(layers.resize(x, size), torch_refs.to_nhwc(reference),
-                                   atol=1e-5)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from segjax import convert
-from segjax.models import layers, registry
+from segjax.models import registry
 from segjax.models.decoders.manet import PositionAttention
 from segjax.models.segmenter import count_params
+from segjax.ops import pooling
 from tests import torch_refs
 
 # (smp class, classes K, parameter count counted with smp 0.6.0 at K, square and non-square
@@ -205,7 +206,7 @@ def test_pan_rejects_a_deepest_feature_smaller_than_8():
 def test_adaptive_avg_pool_matches_pytorch(size, bins):
     torch = torch_refs.import_torch()
     x = np.random.default_rng(0).standard_normal((2, *size, 3)).astype(np.float32)
-    ours = layers.adaptive_avg_pool(jnp.asarray(x), bins)
+    ours = pooling.adaptive_avg_pool(jnp.asarray(x), bins)
     theirs = torch_refs.to_nhwc(torch.nn.functional.adaptive_avg_pool2d(torch_refs.to_nchw(x),
                                                                         bins))
     np.testing.assert_allclose(ours, theirs, atol=1e-6)

@@ -40,6 +40,8 @@ from segjax.models import layers
 from segjax.models.encoders.vgg import FC_PRESETS, FullyConv, VGG16
 from segjax.models.registry import build_part, register
 from segjax.models.segmenter import FCNHead, IdentityHead, SegmentationHead, Segmenter
+from segjax.ops import pooling
+from segjax.ops.resize import resize
 
 SEPARABLE_STYLES = (None, "tf", "smp")
 
@@ -101,7 +103,7 @@ class ASPP(nn.Module):
                                     f"atrous{index}", train))
         if self.image_pooling:
             pooled = layers.ConvNormAct(self.features, 1, padding=0, dtype=self.dtype,
-                                        name="pooling")(layers.global_avg_pool(x), train=train)
+                                        name="pooling")(pooling.global_avg_pool(x), train=train)
             branches.append(jnp.broadcast_to(pooled, x.shape[:-1] + (self.features,)))
         x = layers.ConvNormAct(self.features, 1, padding=0, dtype=self.dtype,
                                name="project")(jnp.concatenate(branches, axis=-1), train=train)
@@ -191,7 +193,7 @@ class DeepLabV3PlusDecoder(nn.Module):
         if self.aspp_conv:
             x = conv3x3(x, self.features, 1, self.separable, self.dtype, "aspp_conv", train)
         low = features[self.low_level_stride]
-        x = layers.resize(x, low.shape[1:-1], align_corners=self.align_corners)
+        x = resize(x, low.shape[1:-1], align_corners=self.align_corners)
         low = layers.ConvNormAct(self.low_level_features, 1, padding=0, dtype=self.dtype,
                                  name="low_level")(low, train=train)
         x = jnp.concatenate([x, low], axis=-1)

@@ -48,6 +48,7 @@ from segjax.models import layers
 from segjax.models.encoders.vit import VARIANTS, DPTViT
 from segjax.models.registry import register
 from segjax.models.segmenter import FCNHead, Segmenter
+from segjax.ops.resize import resize
 
 
 class ResidualConvUnit(nn.Module):
@@ -82,10 +83,10 @@ class FusionBlock(nn.Module):
             x = skip
         else:
             if skip.shape[1:-1] != running.shape[1:-1]:
-                skip = layers.resize(skip, running.shape[1:-1])
+                skip = resize(skip, running.shape[1:-1])
             x = running + first(skip, train=train)
         x = ResidualConvUnit(self.batch_norm, self.dtype, name="residual2")(x, train=train)
-        x = layers.resize(x, [2 * n for n in x.shape[1:-1]], align_corners=True)
+        x = resize(x, [2 * n for n in x.shape[1:-1]], align_corners=True)
         return layers.Conv(x.shape[-1], 1, padding=0, dtype=self.dtype, name="projection")(x)
 
 

@@ -40,6 +40,7 @@ import jax
 from segjax.models import layers
 from segjax.models.encoders.vgg import VGG16
 from segjax.models.registry import register
+from segjax.ops.resize import resize
 
 AT_ONCE_SKIP_SCALES = (0.01, 0.0001)
 # Caffe crop offsets of the reference nets (VGG-16 with conv1_1 padded by 100).
@@ -150,7 +151,7 @@ class FCN(nn.Module):
         spatial = x.shape[1:-1]
         scores = self.decoder(self.encoder(x, train=train), train=train)
         if self.final_offset is None:
-            return {"logits": layers.resize(scores, spatial)}
+            return {"logits": resize(scores, spatial)}
         return {"logits": crop_at(scores, self.final_offset, spatial)}
 
 

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from segjax.models import layers
 from segjax.models.registry import build_part, register
 from segjax.models.segmenter import SegmentationHead, Segmenter
+from segjax.ops.resize import resize
 
 MERGE_POLICIES = ("add", "cat")
 
@@ -73,7 +74,7 @@ class FPNDecoder(nn.Module):
             lateral = layers.Conv(self.pyramid_channels, 1, padding=0, dtype=self.dtype,
                                   name=f"lateral{level}")(x)
             if pyramid:
-                lateral = layers.resize(pyramid[-1], lateral.shape[1:-1], "nearest") + lateral
+                lateral = resize(pyramid[-1], lateral.shape[1:-1], "nearest") + lateral
             pyramid.append(lateral)
         if self.output_convs:
             pyramid = [layers.Conv(self.pyramid_channels, 3, padding=1, dtype=self.dtype,
@@ -89,7 +90,7 @@ class FPNDecoder(nn.Module):
                                    num_groups=self.num_groups, dtype=self.dtype,
                                    name=f"seg{level}_{stage}")(x, train=train)
             if stage < upsamples:
-                x = layers.resize(x, pyramid[level + stage + 1].shape[1:-1],
+                x = resize(x, pyramid[level + stage + 1].shape[1:-1],
                                   align_corners=self.align_corners)
         return x
 

@@ -69,6 +69,7 @@ import jax
 from segjax.models import layers
 from segjax.models.registry import build_part, register
 from segjax.models.segmenter import IdentityHead, SegmentationHead, Segmenter
+from segjax.ops import pooling
 
 _PAPER = "Chaurasia & Culurciello 2017, LinkNet, arXiv:1707.03718"
 
@@ -165,7 +166,7 @@ class LinknetPaperDecoder(nn.Module):
             raise ValueError(f"linknet_paper decoder: needs encoder features at strides "
                              f"{PAPER_STRIDES} (the initial block before its max pooling, "
                              f"encoder blocks 1-4), missing {missing}; got {sorted(features)}")
-        initial = layers.max_pool(features[2], 3, 2, padding=1)
+        initial = pooling.max_pool(features[2], 3, 2, padding=1)
         # (link, its stride, block stride) for decoder blocks 4, 3, 2, 1.
         links = ((features[16], 16, 2), (features[8], 8, 2), (features[4], 4, 2), (initial, 4, 1))
         x = features[32]

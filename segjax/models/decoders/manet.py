@@ -46,6 +46,8 @@ import jax.numpy as jnp
 from segjax.models import layers, registry
 from segjax.models.decoders.unet import SMP_DECODER_CHANNELS, DecoderBlock
 from segjax.models.segmenter import SegmentationHead, Segmenter
+from segjax.ops import pooling
+from segjax.ops.resize import resize
 
 ATTENTION_STYLES = ("smp", "per_query")
 
@@ -96,7 +98,7 @@ class SqueezeExcite(nn.Module):
     def __call__(self, x):
         channels = x.shape[-1]
         y = layers.Conv(max(1, channels // self.reduction), 1, padding=0, dtype=self.dtype,
-                        name="reduce")(layers.global_avg_pool(x))
+                        name="reduce")(pooling.global_avg_pool(x))
         y = layers.Conv(channels, 1, padding=0, dtype=self.dtype, name="expand")(jax.nn.relu(y))
         return jax.nn.sigmoid(y)
 
@@ -114,7 +116,7 @@ class MultiScaleFusionAttention(nn.Module):
                                name="hl_conv0")(x, train=train)
         x = layers.ConvNormAct(skip.shape[-1], 1, padding=0, dtype=self.dtype,
                                name="hl_conv1")(x, train=train)
-        x = layers.resize(x, skip.shape[1:-1], method="nearest")
+        x = resize(x, skip.shape[1:-1], method="nearest")
         weights = (SqueezeExcite(self.reduction, self.dtype, name="se_high")(x)
                    + SqueezeExcite(self.reduction, self.dtype, name="se_skip")(skip))
         x = jnp.concatenate([x * weights, skip.astype(x.dtype)], axis=-1)

@@ -36,6 +36,8 @@ import jax
 
 from segjax.models import layers, registry
 from segjax.models.segmenter import SegmentationHead, Segmenter
+from segjax.ops import pooling
+from segjax.ops.resize import resize
 
 FPA_MIN_SIZE = 8  # three 2x2 max poolings must leave at least one pixel
 
@@ -48,7 +50,7 @@ def conv_bn(features: int, kernel_size: int, name: str, *, act: str | None = "re
 
 
 def upsample(x: jax.Array, like: jax.Array) -> jax.Array:
-    return layers.resize(x, like.shape[1:-1], align_corners=True)
+    return resize(x, like.shape[1:-1], align_corners=True)
 
 
 class FeaturePyramidAttention(nn.Module):
@@ -65,11 +67,11 @@ class FeaturePyramidAttention(nn.Module):
                              f"{FPA_MIN_SIZE}x{FPA_MIN_SIZE} (a larger input or a smaller "
                              f"output_stride)")
         pooled = conv_bn(self.features, 1, "pool_branch", dtype=self.dtype)(
-            layers.global_avg_pool(x), train=train)
+            pooling.global_avg_pool(x), train=train)
         middle = conv_bn(self.features, 1, "mid", dtype=self.dtype)(x, train=train)
-        down1 = conv_bn(1, 7, "down1", dtype=self.dtype)(layers.max_pool(x, 2), train=train)
-        down2 = conv_bn(1, 5, "down2", dtype=self.dtype)(layers.max_pool(down1, 2), train=train)
-        down3 = conv_bn(1, 3, "down3_1", dtype=self.dtype)(layers.max_pool(down2, 2), train=train)
+        down1 = conv_bn(1, 7, "down1", dtype=self.dtype)(pooling.max_pool(x, 2), train=train)
+        down2 = conv_bn(1, 5, "down2", dtype=self.dtype)(pooling.max_pool(down1, 2), train=train)
+        down3 = conv_bn(1, 3, "down3_1", dtype=self.dtype)(pooling.max_pool(down2, 2), train=train)
         down3 = conv_bn(1, 3, "down3_2", dtype=self.dtype)(down3, train=train)
         y = conv_bn(1, 5, "conv2", dtype=self.dtype)(down2, train=train) + upsample(down3, down2)
         y = conv_bn(1, 7, "conv1", dtype=self.dtype)(down1, train=train) + upsample(y, down1)
@@ -85,7 +87,7 @@ class GlobalAttentionUpsample(nn.Module):
     @nn.compact
     def __call__(self, low, high, *, train: bool = False):
         weights = conv_bn(self.features, 1, "pool_conv", act=None, dtype=self.dtype)(
-            layers.global_avg_pool(high), train=train)
+            pooling.global_avg_pool(high), train=train)
         low = conv_bn(self.features, 3, "conv", dtype=self.dtype)(low, train=train)
         return upsample(high, low) + low * jax.nn.sigmoid(weights)
 

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from segjax.models import layers
 from segjax.models.decoders.deeplab import ASPP
 from segjax.models.registry import register
+from segjax.ops.resize import resize
 
 
 def separable5x5(features: int, dtype, name: str) -> layers.SeparableConvNormAct:
@@ -97,7 +98,7 @@ class SingleDecoder(nn.Module):
                                                     self.low_level_features)):
             low = layers.ConvNormAct(width, 1, padding=0, dtype=self.dtype,
                                      name=f"low_level{index}")(features[stride], train=train)
-            x = layers.resize(x, low.shape[1:-1], align_corners=True)
+            x = resize(x, low.shape[1:-1], align_corners=True)
             x = jnp.concatenate([x, low.astype(x.dtype)], axis=-1)
             x = separable5x5(self.features, self.dtype, f"fuse{index}")(x, train=train)
         return x

@@ -39,6 +39,8 @@ from segjax.models import layers
 from segjax.models.encoders import accepts_option
 from segjax.models.registry import build_part, register
 from segjax.models.segmenter import FCNHead, SegmentationHead, Segmenter
+from segjax.ops import pooling
+from segjax.ops.resize import resize
 
 PAPER_BINS = (1, 2, 3, 6)
 
@@ -76,9 +78,9 @@ class PSPDecoder(nn.Module):
         """Adaptive average pooling to bins x bins, 1x1 conv (+ BN) + ReLU, upsampling back."""
         norm = "batch" if bins > 1 or self.norm_single_bin else None
         y = layers.ConvNormAct(width, 1, padding=0, norm=norm, dtype=self.dtype,
-                               name=f"bin{index}")(layers.adaptive_avg_pool(x, bins),
+                               name=f"bin{index}")(pooling.adaptive_avg_pool(x, bins),
                                                    train=train)
-        return layers.resize(y, x.shape[1:-1], align_corners=True)
+        return resize(y, x.shape[1:-1], align_corners=True)
 
 
 def smp_pspnet(encoder: str = "resnet34", num_classes: int = 1, encoder_stride: int = 8,

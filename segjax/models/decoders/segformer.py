@@ -50,6 +50,7 @@ from segjax.models import layers, transformer
 from segjax.models.encoders.mit import VARIANTS, MixTransformer
 from segjax.models.registry import register
 from segjax.models.segmenter import SegmentationHead, Segmenter
+from segjax.ops.resize import resize
 
 
 class LinearWeights(nn.Module):
@@ -91,7 +92,7 @@ class FusedProjections(nn.Module):
             folded = kernel @ block
             if self.dtype is not None:
                 x, folded = x.astype(self.dtype), folded.astype(self.dtype)
-            total = total + layers.resize(x @ folded, size)
+            total = total + resize(x @ folded, size)
             constant = constant + bias @ block
         y = total + constant.astype(total.dtype)
         y = layers.Norm("batch", dtype=self.dtype, name="norm")(y, train=train)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from segjax.models import layers, registry
 from segjax.models.segmenter import SegmentationHead, Segmenter
+from segjax.ops.resize import resize
 
 SMP_DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
@@ -55,7 +56,7 @@ class DecoderBlock(nn.Module):
 
     def _upsample(self, x, size):
         if self.upsample == "nearest":
-            return layers.resize(x, size, method="nearest")
+            return resize(x, size, method="nearest")
         if self.upsample != "transpose":
             raise ValueError(f"decoder block: upsample must be 'nearest' or 'transpose', got "
                              f"{self.upsample!r}")

@@ -51,12 +51,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from segjax.models import layers
 from segjax.models.decoders.unet import SMP_DECODER_CHANNELS, DecoderBlock
 from segjax.models.encoders import accepts_option
 from segjax.models.registry import build_part, register
 from segjax.models.segmenter import IdentityHead, SegmentationHead, Segmenter
 from segjax.models.unet import DoubleConv
+from segjax.ops import pooling
+from segjax.ops.resize import resize
 
 COMBINE = ("last", "average")
 PAPER_FILTERS = (32, 64, 128, 256, 512)
@@ -151,7 +152,7 @@ class UNetPlusPlusDecoder(nn.Module):
         if self.combine == "last":
             return {"features": branches[-1], "aux_logits": branches[:-1]}
         size = max((b.shape[1:-1] for b in branches), key=math.prod)
-        mean = sum(layers.resize(b, size) for b in branches) / len(branches)
+        mean = sum(resize(b, size) for b in branches) / len(branches)
         return {"features": mean, "aux_logits": branches}
 
     def _branch(self, nodes, j: int, depth: int, train: bool):
@@ -222,7 +223,7 @@ class NestedUNetEncoder(nn.Module):
         features = {}
         for i, width in enumerate(self.filters):
             if i:
-                x = layers.max_pool(x, 2)
+                x = pooling.max_pool(x, 2)
             x = DoubleConv(width, "same", self.norm, self.norm in (None, "none"), self.dtype,
                            name=node_name(i, 0))(x, train=train)
             features[2 ** i] = x

@@ -36,6 +36,8 @@ import jax.numpy as jnp
 
 from segjax.models import layers, registry
 from segjax.models.segmenter import SegmentationHead, Segmenter
+from segjax.ops import pooling
+from segjax.ops.resize import resize
 
 PPM_BINS = (1, 2, 3, 6)
 
@@ -54,8 +56,8 @@ class PyramidPooling(nn.Module):
         for index, bins in enumerate(self.bins):
             pooled = layers.ConvNormAct(self.features, 1, padding=0, dtype=self.dtype,
                                         name=f"stage{index}")(
-                layers.adaptive_avg_pool(x, bins), train=train)
-            branches.append(layers.resize(pooled, size))
+                pooling.adaptive_avg_pool(x, bins), train=train)
+            branches.append(resize(pooled, size))
         return layers.ConvNormAct(self.features, 3, padding=1, dtype=self.dtype,
                                   name="bottleneck")(jnp.concatenate(branches, -1), train=train)
 
@@ -90,13 +92,13 @@ class UPerNetDecoder(nn.Module):
         for index, lateral in enumerate(reversed(shallow)):
             lateral = layers.ConvNormAct(self.features, 1, padding=0, dtype=self.dtype,
                                          name=f"lateral{index}")(lateral, train=train)
-            top_down.append(lateral + layers.resize(top_down[-1], lateral.shape[1:-1]))
+            top_down.append(lateral + resize(top_down[-1], lateral.shape[1:-1]))
         levels = [top_down[0]] + [
             layers.ConvNormAct(self.features, 3, padding=1, dtype=self.dtype,
                                name=f"fpn_conv{index}")(level, train=train)
             for index, level in enumerate(top_down[1:])]
         size = levels[-1].shape[1:-1]
-        fused = jnp.concatenate([layers.resize(level, size) for level in reversed(levels)], -1)
+        fused = jnp.concatenate([resize(level, size) for level in reversed(levels)], -1)
         return layers.ConvNormAct(self.features, 3, padding=1, dtype=self.dtype,
                                   name="fusion")(fused, train=train)
 

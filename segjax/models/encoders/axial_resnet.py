@@ -2,7 +2,7 @@
 
 A ResNet-50 whose bottleneck blocks replace their 3x3 convolution by a
 height-axis then a width-axis position-sensitive axial attention
-(`segjax.ops.axial_attention`), in every stage. Block of base width f:
+(`segjax.models.axial_attention`), in every stage. Block of base width f:
 
     1x1 conv -> 2f, BN, ReLU
     height-axis attention, width-axis attention (query depth f, value depth 2f, 8 heads;
@@ -52,7 +52,8 @@ from segjax.models import layers
 from segjax.models.encoders import atrous_schedule, check_output_stride
 from segjax.models.encoders.resnet import conv_bn, projection
 from segjax.models.registry import register
-from segjax.ops.axial_attention import AxialAttention
+from segjax.models.axial_attention import AxialAttention
+from segjax.ops import pooling
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 DEPTHS = {26: (1, 2, 4, 1), 50: (3, 4, 6, 3)}
@@ -88,7 +89,7 @@ class AxialBlock(nn.Module):
                                dtype=self.dtype, name=name)(y, train=train)
         y = jax.nn.relu(y)
         if self.strides > 1:
-            y = layers.avg_pool(y, self.strides, self.strides, padding="SAME")
+            y = pooling.avg_pool(y, self.strides, self.strides, padding="SAME")
         y = conv_bn(y, out, 1, train=train, name="3", zero_init=self.zero_init_last_bn,
                     dtype=self.dtype)
         return jax.nn.relu(y + residual)
@@ -126,7 +127,7 @@ class AxialResNet(nn.Module):
                              f"{tuple(self.depths)}")
         x = self.stem_layers(x, train=train)
         features = {2: x}
-        x = layers.max_pool(x, 3, 2, padding=1)
+        x = pooling.max_pool(x, 3, 2, padding=1)
         stride = 4
         schedule = atrous_schedule((1, 2, 2, 2), self.output_stride, start_stride=4)
         for stage, (depth, width, unit) in enumerate(zip(self.depths, STAGE_WIDTHS, schedule)):

@@ -47,6 +47,7 @@ import jax
 
 from segjax.models import layers, transformer
 from segjax.models.registry import register
+from segjax.ops import activations
 
 PATCH_NORM_EPSILON = 1e-5  # the patch-embedding and sequence-reduction norms (PyTorch default)
 
@@ -109,7 +110,7 @@ class MixFFN(nn.Module):
         x = layers.Conv(self.hidden, 3, padding=1, groups=self.hidden, dtype=self.dtype,
                         kernel_init=nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
                         name="dwconv")(x)
-        x = layers.activation("gelu")(x)
+        x = activations.activation("gelu")(x)
         return transformer.dense(width, "fc2", dtype=self.dtype)(x)
 
 

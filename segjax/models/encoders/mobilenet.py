@@ -39,6 +39,7 @@ import jax
 from segjax.models import layers
 from segjax.models.encoders import atrous_schedule, check_output_stride
 from segjax.models.registry import register
+from segjax.ops import activations, pooling
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -105,11 +106,11 @@ class SqueezeExcite(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        scale = layers.global_avg_pool(x)
+        scale = pooling.global_avg_pool(x)
         scale = jax.nn.relu(layers.Conv(self.squeeze, 1, padding=0, dtype=self.dtype,
                                         name="fc1")(scale))
         scale = layers.Conv(x.shape[-1], 1, padding=0, dtype=self.dtype, name="fc2")(scale)
-        return x * layers.hard_sigmoid(scale)
+        return x * activations.hard_sigmoid(scale)
 
 
 class InvertedResidual(nn.Module):

@@ -50,6 +50,7 @@ import jax
 from segjax.models import layers
 from segjax.models.encoders import atrous_schedule, check_output_stride
 from segjax.models.registry import register
+from segjax.ops import pooling
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 DEPTHS = {
@@ -216,7 +217,7 @@ class ResNet(nn.Module):
         block = BLOCKS[kind]
         x = self.stem(x, train=train)
         features = {2: x}
-        x = layers.max_pool(x, 3, 2, padding="SAME" if get_style(self.style).same_padding
+        x = pooling.max_pool(x, 3, 2, padding="SAME" if get_style(self.style).same_padding
                             else 1)
         schedule = atrous_schedule((1, 2, 2, 2), self.output_stride, start_stride=4)
         for stage, (num_blocks, width, unit) in enumerate(zip(stage_sizes, STAGE_WIDTHS,

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from segjax.models import layers
 from segjax.models.encoders import atrous_schedule, check_output_stride
 from segjax.models.registry import register
+from segjax.ops import pooling
 
 # (channels, convolutions) per stage of VGG-16 (configuration D).
 VGG16_STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -59,7 +60,7 @@ def caffe_max_pool(x, window: int, stride: int, padding: int):
         pads.append((padding, high))
     pads.append((0, 0))
     x = jnp.pad(x, pads, constant_values=-jnp.inf)
-    return layers.max_pool(x, window, stride, padding="VALID")
+    return pooling.max_pool(x, window, stride, padding="VALID")
 
 
 class FullyConv(nn.Module):

@@ -56,6 +56,8 @@ import jax.numpy as jnp
 from segjax.models import layers, transformer
 from segjax.models.encoders.resnet import ResNet
 from segjax.models.registry import register
+from segjax.ops import activations
+from segjax.ops.resize import resize
 
 READOUTS = ("ignore", "add", "project")
 TOKEN_STRIDE = 16
@@ -112,7 +114,7 @@ class VisionTransformer(nn.Module):
         table = self.param("position_embeddings", transformer.trunc_normal_002,
                            (1, 1 + grid[0] * grid[1], self.hidden_size))
         cls, patches = table[:, :1], table[:, 1:].reshape(1, *grid, self.hidden_size)
-        patches = layers.resize(patches, (height, width))
+        patches = resize(patches, (height, width))
         return jnp.concatenate([cls, patches.reshape(1, height * width, -1)], axis=1)
 
     @nn.compact
@@ -155,7 +157,7 @@ class Reassemble(nn.Module):
             patches = patches + cls
         elif self.readout == "project":
             joined = jnp.concatenate([patches, jnp.broadcast_to(cls, patches.shape)], axis=-1)
-            patches = layers.activation("gelu")(
+            patches = activations.activation("gelu")(
                 transformer.dense(tokens.shape[-1], "readout", dtype=self.dtype)(joined))
         x = patches.reshape(tokens.shape[0], height, width, tokens.shape[-1])
         x = layers.Conv(self.features, 1, padding=0, dtype=self.dtype, name="projection")(x)

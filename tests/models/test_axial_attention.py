@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from segjax.ops.axial_attention import AxialAttention, band_mask, relative_offsets
+from segjax.models.axial_attention import AxialAttention, band_mask, relative_offsets
 
 EPS = 1e-5
 
