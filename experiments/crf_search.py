@@ -58,14 +58,14 @@ def miou(predictions, labels, num_classes: int, ignore_index: int) -> float:
 
 
 def main(argv=None) -> int:
-    from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
+    from segjax.data.sources import load_split  # pylint: disable=import-outside-toplevel
     args = parse_args(argv)
     loaded = cli.load_model(args)
     predict_fn, config = loaded.predict_fn, loaded.config
     num_classes = int(config.model.num_classes)
     ignore_index = int(config.data.ignore_index)
     split = evaluate.split_expression(config, args.split)
-    examples = pipeline.load_split(config.data, split)
+    examples = load_split(config.data, split)
     options = inference.EvalOptions(crf=False)
     images = [np.asarray(e["image"]) for e in examples]
     labels = [np.asarray(e["label"]) for e in examples]

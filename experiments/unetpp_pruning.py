@@ -125,14 +125,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
+    from segjax.data.sources import load_split  # pylint: disable=import-outside-toplevel
     args = parse_args(argv)
     _, variables, config = cli.restore(args)
     if not config.model.get("deep_supervision"):
         raise ValueError(f"{args.workdir or args.checkpoint}: model.deep_supervision is not set; "
                          "pruning needs a classifier trained on every branch")
     options = cli.eval_options(config, args)
-    examples = pipeline.load_split(config.data, evaluate.split_expression(config, args.split))
+    examples = load_split(config.data, evaluate.split_expression(config, args.split))
     if args.limit:
         examples = examples[:args.limit]
     rows = []

@@ -60,7 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
         dflip=False,                         # volumes: flip the depth axis too
         rotate_out_of_plane=False))          # volumes: rotate (D, W) and (D, H) planes too
     config.data.normalization = "fixed"      # fixed: (x / 255 - mean) / std | zscore: per volume
-    # Volumes (segjax.data.volumes): z-score mask, patch sampling, stack spacing.
+    # Volumes (segjax.data.volume_sources, volume_patches, normalization): z-score mask, patch sampling, stack spacing.
     config.data.volume = ml_collections.ConfigDict(dict(
         zscore_over="nonzero",               # nonzero (BraTS: the brain) | all voxels
         foreground_fraction=0.33,            # patches centred on a foreground voxel (nnU-Net)

@@ -10,7 +10,7 @@ split expression of the data source (`test`, `val[:10]`). Test-time options
 default to the run's `config.eval` and are overridden by the flags
 (`segjax.cli`). The evaluation itself is `segjax.evaluation.evaluate`, the
 same pass the train loop runs at its evaluation steps. A volumetric run's
-split holds volumes (`segjax.data.volumes`): each is predicted whole by the
+split holds volumes (`segjax.data.volume_sources`): each is predicted whole by the
 sliding window of config.eval, and IoU and Dice per class count voxels.
 
 Writes to --output (default `<workdir>/eval_<split>`):
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from segjax import cli, evaluation
+from segjax.data.sources import load_split
 
 
 def split_expression(config, split: str) -> str:
@@ -51,13 +52,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
     args = parse_args(argv)
     loaded = cli.load_model(args)
     config = loaded.config
     options = cli.eval_options(config, args)
     split = split_expression(config, args.split)
-    examples = pipeline.load_split(config.data, split)
+    examples = load_split(config.data, split)
     if args.limit:
         examples = examples[:args.limit]
     result, _ = evaluation.evaluate(loaded.predict_fn, config, examples, options,

@@ -45,6 +45,7 @@ import numpy as np
 
 from segjax import host_memory, inference, metrics as metrics_lib, runtime, sharding, visualize
 from segjax import weights
+from segjax.data.normalization import normalize
 from segjax.models.policy import ApplyPolicy
 from segjax.panoptic import postprocess as panoptic_postprocess
 from segjax.panoptic import quality as panoptic_quality
@@ -239,8 +240,7 @@ def is_single_pass(options: inference.EvalOptions) -> bool:
 
 def panoptic_maps(panoptic_fn: PanopticFn, image: np.ndarray, data_config) -> dict:
     """One raw image's post-processed panoptic maps ((H, W) NumPy arrays)."""
-    from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
-    maps = panoptic_fn(pipeline.normalize(np.asarray(image), data_config)[None])
+    maps = panoptic_fn(normalize(np.asarray(image), data_config)[None])
     return {key: np.asarray(value)[0] for key, value in maps.items()}
 
 

@@ -1,12 +1,15 @@
 """Inference: sliding-window prediction, multi-scale and flip test-time augmentation.
 
-`sliding_window_predict(predict_fn, image, tile=...)` covers an image (H, W, C)
-or a volume (D, H, W, C) of any size with tiles, runs them through
-`predict_fn` in batches of a fixed shape (the last batch is padded, so the
-function is compiled once) and stitches the class probabilities on the host
-in float32, so the device only ever holds one batch of tiles. Overlapping
-tiles are blended by averaging or by a Gaussian weight that trusts tile
-centres more than tile borders (nnU-Net's choice, sigma = tile / 8).
+The one sliding window, `window_bands`, covers an image (H, W, C) or a volume
+(D, H, W, C) of any size with tiles, runs them through `predict_fn` in
+batches of a fixed shape (the last batch is padded, so the function is
+compiled once) and stitches the class probabilities on the host in float32,
+yielding bands along the first axis as soon as they are final, so the device
+holds one batch of tiles and the host one band. Overlapping tiles are blended
+by averaging or by a Gaussian weight that trusts tile centres more than tile
+borders (nnU-Net's choice, sigma = tile / 8). `sliding_window_predict`
+assembles the bands into a whole probability map; `predict_labels` (through
+`stream_probabilities`) turns each band into labels at once.
 
 A model whose logits are smaller than its input (the valid-convolution U-Net)
 is handled as the U-Net paper's overlap-tile strategy: the output of a tile
@@ -18,8 +21,8 @@ mirror-padded and cropped back.
 probabilities resized back) and horizontal flips, as DeepLab's multi-scale
 inputs at test time. `segjax.evaluation.make_predict_fn(model, variables)`
 turns any registered model into the `predict_fn` these functions take;
-`predict_image` runs the
-whole test-time recipe of `config.eval` (`EvalOptions`) on a raw image,
+`predict_image` runs the whole test-time recipe of `config.eval`
+(`segjax.config.EvalOptions`) on a raw image,
 including the dense CRF (`segjax.ops.crf`). Resizing here is a NumPy
 bilinear interpolation with half-pixel centres (PyTorch's
 `align_corners=False`, `segjax.ops.resize.resize`), so whole images never
@@ -33,6 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from segjax.data.normalization import normalize, normalizer
 from segjax.ops import crf as crf_lib
 
 BLENDS = ("average", "gaussian")
@@ -154,26 +158,14 @@ def sliding_window_predict(predict_fn: Callable[[np.ndarray], np.ndarray], image
                              "(valid convolutions?): set eval.tile to use overlap-tile")
         return _check_classes(_softmax(logits), num_classes)
     window = make_window(predict_fn, spatial, image.shape[-1], tile, overlap, batch_size)
-    weights = blend_weights(window.out_tile, blend)
-    padded = (np.pad(image, window.pads + [(0, 0)], mode="reflect")
-              if any(map(any, window.pads)) else image)
-    starts = window.starts
-    total = None
-    weight_sum = np.zeros(window.covered, np.float32)
-    for first in range(0, len(starts), batch_size):
-        chunk = starts[first:first + batch_size]
-        tiles = np.zeros((batch_size, *window.tile, image.shape[-1]), np.float32)
-        for index, start in enumerate(chunk):
-            tiles[index] = padded[tuple(slice(s, s + t) for s, t in zip(start, window.tile))]
-        probs = _softmax(np.asarray(predict_fn(tiles), np.float32)[:len(chunk)])
-        if total is None:
-            total = np.zeros(window.covered + (probs.shape[-1],), np.float32)
-        for start, prob in zip(chunk, probs):
-            region = tuple(slice(s, s + o) for s, o in zip(start, window.out_tile))
-            total[region] += prob * weights[..., None]
-            weight_sum[region] += weights
-    total /= weight_sum[..., None]
-    return _check_classes(total[tuple(slice(0, s) for s in spatial)], num_classes)
+    probs = None
+    for start, stop, band in window_bands(predict_fn, window, lambda part: part, image,
+                                          batch_size=batch_size, blend=blend,
+                                          num_classes=num_classes):
+        if probs is None:
+            probs = np.empty((*spatial, band.shape[-1]), np.float32)
+        probs[start:stop] = band
+    return probs
 
 
 def tta_predict(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, *,
@@ -262,8 +254,7 @@ def predict_image(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndar
                   data_config, options: EvalOptions,
                   num_classes: int | None = None) -> np.ndarray:
     """Probabilities (*spatial, K) for a raw uint8 image: normalise, predict (TTA), CRF."""
-    from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
-    probs = predict_probs(predict_fn, pipeline.normalize(image, data_config), options,
+    probs = predict_probs(predict_fn, normalize(image, data_config), options,
                           num_classes)
     if options.crf:
         if image.ndim != 3:
@@ -304,15 +295,19 @@ def stream_probabilities(predict_fn, image: np.ndarray, data_config, options: Ev
                          num_classes: int):
     """Yields (start, stop, probabilities of positions start..stop-1 along axis 0), in order.
 
-    The same arithmetic as `tta_predict` at scale 1 (with or without flip), in
-    bands: a position is final once every tile row that covers it is done.
-    The flipped pass runs over a flipped view of the image, whose tile rows
-    are the same, and its bands are un-flipped and averaged with the plain ones.
+    The same arithmetic as `tta_predict` at scale 1 (with or without flip) on
+    the normalised image, in bands (`window_bands`): tiles are normalised as
+    they are read, with the whole image's statistics (`normalizer`). The
+    flipped pass runs over a flipped view of the image, whose tile rows are the
+    same, and its bands are un-flipped and averaged with the plain ones.
     """
-    passes = [_stream_pass(predict_fn, image, data_config, options, num_classes)]
-    if options.flip:
-        passes.append(_stream_pass(predict_fn, np.flip(image, axis=-2), data_config, options,
-                                   num_classes))
+    window = make_window(predict_fn, image.shape[:-1], image.shape[-1], options.tile,
+                         options.overlap, options.batch_size)
+    normalize_part = normalizer(image, data_config)
+    views = [image, np.flip(image, axis=-2)] if options.flip else [image]
+    passes = [window_bands(predict_fn, window, normalize_part, view,
+                           batch_size=options.batch_size, blend=options.blend,
+                           num_classes=num_classes) for view in views]
     for bands in zip(*passes):
         start, stop, total = bands[0]
         if options.flip:
@@ -329,35 +324,42 @@ def _reflect(indices: np.ndarray, length: int) -> np.ndarray:
     return np.where(folded >= length, period - folded, folded)
 
 
-def _read_tile(image: np.ndarray, start: Sequence[int], window: Window, data_config):
-    """The normalised tile at padded position `start`, read through the mirror (no padded copy)."""
-    from segjax.data import pipeline  # pylint: disable=import-outside-toplevel
+def _read_tile(image: np.ndarray, start: Sequence[int], window: Window) -> np.ndarray:
+    """The tile at padded position `start`, read through the mirror (no padded copy)."""
     axes = [_reflect(np.arange(s - m, s - m + t), n)
             for s, m, t, n in zip(start, window.margins, window.tile, window.spatial)]
-    return pipeline.normalize(image[np.ix_(*axes)], data_config)
+    return image[np.ix_(*axes)]
 
 
-def _stream_pass(predict_fn, image: np.ndarray, data_config, options: EvalOptions,
-                 num_classes: int):
-    """One pass of `stream_probabilities`: final bands of one tiling, in order."""
-    window = make_window(predict_fn, image.shape[:-1], image.shape[-1], options.tile,
-                         options.overlap, options.batch_size)
-    weights = blend_weights(window.out_tile, options.blend)
+def window_bands(predict_fn, window: Window, normalize_part: Callable[[np.ndarray], np.ndarray],
+                 image: np.ndarray, *, batch_size: int, blend: str,
+                 num_classes: int | None):
+    """The sliding window over `image`: yields (start, stop, probabilities of rows start..stop-1
+    along axis 0), in order, each band as soon as every tile covering it is done.
+
+    Tiles are read through the image's mirror (`window.pads`), normalised by
+    `normalize_part`, predicted `batch_size` at a time (the last batch padded)
+    and blended by `blend` weights into a band one output tile deep; host
+    memory stays at the tile batch and that band, however large the image.
+    """
+    weights = blend_weights(window.out_tile, blend)
     rows, depth = window.grids[0], window.out_tile[0]
     remaining = {row: 0 for row in rows}
     starts = window.starts
     for start in starts:
         remaining[start[0]] += 1
-    band = np.zeros((depth, *window.covered[1:], num_classes), np.float32)
-    band_weight = np.zeros((depth, *window.covered[1:]), np.float32)
+    band = band_weight = None
     band_start, row_index = 0, 0
-    for first in range(0, len(starts), options.batch_size):
-        chunk = starts[first:first + options.batch_size]
-        tiles = np.zeros((options.batch_size, *window.tile, image.shape[-1]), np.float32)
+    for first in range(0, len(starts), batch_size):
+        chunk = starts[first:first + batch_size]
+        tiles = np.zeros((batch_size, *window.tile, image.shape[-1]), np.float32)
         for index, start in enumerate(chunk):
-            tiles[index] = _read_tile(image, start, window, data_config)
+            tiles[index] = normalize_part(_read_tile(image, start, window))
         probs = _check_classes(
             _softmax(np.asarray(predict_fn(tiles), np.float32)[:len(chunk)]), num_classes)
+        if band is None:
+            band = np.zeros((depth, *window.covered[1:], probs.shape[-1]), np.float32)
+            band_weight = np.zeros((depth, *window.covered[1:]), np.float32)
         for start, prob in zip(chunk, probs):
             region = (slice(start[0] - band_start, start[0] - band_start + depth),
                       *(slice(s, s + o) for s, o in zip(start[1:], window.out_tile[1:])))

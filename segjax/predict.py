@@ -16,7 +16,7 @@ Panoptic-DeepLab's post-processing with the run's config.eval.panoptic, whole im
 
 A volumetric run (its config.data.crop has three axes, e.g. `nonewnet`) reads
 volumes instead (`.nii.gz`, `.nii`, multi-page `.tif`/`.tiff`, `.npy`; see
-`segjax.data.volumes`), predicts each whole by a sliding window, and writes:
+`segjax.data.volume_files`), predicts each whole by a sliding window, and writes:
   out/labels/<stem>.nii.gz       class indices (uint8) on the input's voxel grid: the input
                                  NIfTI's affine (identity for TIFF stacks and .npy)
   out/overlays/<stem>.png        the class colours over the volume's middle section
@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 
 from segjax import cli, inference, visualize
-from segjax.data import volumes
+from segjax.data import volume_files, volume_sources
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".ppm", ".pgm")
 
@@ -52,7 +52,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".ppm", ".pg
 
 def resolve_inputs(spec: str, *, volumetric: bool = False) -> list[Path]:
     """The image (or volume) files of a directory, or the files matching a glob, sorted."""
-    suffixes = volumes.VOLUME_SUFFIXES if volumetric else IMAGE_SUFFIXES
+    suffixes = volume_files.VOLUME_SUFFIXES if volumetric else IMAGE_SUFFIXES
     kind = "volume" if volumetric else "image"
     path = Path(spec)
     if path.is_dir():
@@ -76,7 +76,7 @@ def is_volumetric(config) -> bool:
 
 def output_stems(inputs: Sequence[Path], volumetric: bool) -> list[str]:
     """Output names: file stems ('x.nii.gz' -> 'x'); two inputs of one stem are an error."""
-    stems = [volumes.volume_stem(p) if volumetric else p.stem for p in inputs]
+    stems = [volume_files.volume_stem(p) if volumetric else p.stem for p in inputs]
     if len(set(stems)) != len(stems):
         duplicate = next(stem for stem in stems if stems.count(stem) > 1)
         raise ValueError(f"two inputs share the name {duplicate!r}; outputs are named by stem")
@@ -172,11 +172,11 @@ def predict_volumes(predict_fn, config, inputs: Sequence[Path], output: Path,
     written = []
     for path, stem in tqdm(list(zip(inputs, stems)), desc="predict", unit="volume",
                            disable=not progress):
-        volume = volumes.read_volume(path)
-        image = volumes.image_array(volume.data, channels, str(path))
+        volume = volume_files.read_volume(path)
+        image = volume_sources.image_array(volume.data, channels, str(path))
         probs = inference.predict_image(predict_fn, image, config.data, options, num_classes)
         prediction = np.argmax(probs, axis=-1).astype(np.uint8)
-        label_path = volumes.write_nifti(output / "labels" / f"{stem}.nii.gz", prediction,
+        label_path = volume_files.write_nifti(output / "labels" / f"{stem}.nii.gz", prediction,
                                          volume.affine)
         section, section_prediction, _ = visualize.middle_section(image, prediction)
         Image.fromarray(visualize.overlay(section, section_prediction, colours, alpha)).save(

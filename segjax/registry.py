@@ -43,7 +43,7 @@ KINDS = MODEL_KINDS + ("loss", "source", "optimizer", "mapping")
 BUILTIN_PACKAGES = {
     **{kind: ("segjax.models",) for kind in MODEL_KINDS},
     "loss": ("segjax.losses", "segjax.panoptic.losses"),
-    "source": ("segjax.data.sources", "segjax.data.panoptic", "segjax.data.volumes"),
+    "source": ("segjax.data.sources", "segjax.data.panoptic", "segjax.data.volume_sources"),
     "optimizer": ("segjax.optim",),
     "mapping": ("segjax.convert",),
 }

@@ -9,6 +9,7 @@ keys with `jax.random.PRNGKey` directly, also makes 'rbg' JAX's default PRNG
 (XLA:CPU compiles threefry draws for minutes in a model's init).
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,8 @@ def pytest_configure(config):
     runtime.configure()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# $SEGJAX_DATA (segjax.data.datasets' data folder) or the repository's sibling shared/data.
+SHARED_DATA = Path(os.environ.get("SEGJAX_DATA") or REPO_ROOT.parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")

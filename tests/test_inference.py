@@ -215,6 +215,21 @@ def test_streamed_labels_equal_the_whole_map_path(random_variables, shape, tile,
     np.testing.assert_array_equal(np.concatenate([band for _, _, band in bands]), reference)
 
 
+def test_streamed_tiles_are_zscored_with_the_whole_images_statistics(random_variables):
+    """data.normalization='zscore': a streamed tile is normalised with the statistics of the
+    whole image (as the whole-map path and training do), never with its own."""
+    model, variables = _tiny_unet(random_variables)
+    predict_fn = evaluation.make_predict_fn(model, variables)
+    image = np.random.default_rng(5).integers(1, 256, size=(131, 97, 1)).astype(np.float32)
+    image[:, :30] = 0                                   # background outside the 'nonzero' mask
+    data = _data_config()
+    data.normalization = "zscore"
+    options = inference.EvalOptions(tile=(92, 92), overlap=0.5, batch_size=3, flip=True)
+    reference = inference.predict_image(predict_fn, image, data, options, 3)
+    bands = list(inference.stream_probabilities(predict_fn, image, data, options, 3))
+    np.testing.assert_array_equal(np.concatenate([band for _, _, band in bands]), reference)
+
+
 def test_other_options_fall_back_to_whole_maps(random_variables):
     model, variables = _tiny_unet(random_variables, padding="same", size=32)
     predict_fn = evaluation.make_predict_fn(model, variables)

@@ -23,14 +23,12 @@ data.weight_map.enabled, and for panoptic sources the targets of
 `segjax.data.panoptic` ('center', 'offset', 'center_weight',
 'offset_weight', 'semantic_weight'), computed after augmentation and cropping.
 A volume example (D, H, W, C) becomes a patch of
-data.crop by `segjax.data.volumes.training_patch` (normalise the volume,
+data.crop by `segjax.data.volume_patches.training_patch` (normalise the volume,
 foreground-oversampled patch, the same transforms in 3D), and batches are
 'image' (b, D, H, W, C), 'label' (b, D, H, W); the stream, sharding and
 iterator state are the same.
 
-`normalize` applies data.normalization: 'fixed' ((x / 255 - data.mean) /
-data.std) or 'zscore' (per image or volume over its foreground,
-`segjax.data.volumes.zscore`).
+Normalisation is `segjax.data.normalization` (data.normalization).
 
 The iterator `make_train_loader` returns is a grain DatasetIterator:
 `get_state()` / `set_state()` continue with exactly the next batch, and the
@@ -43,14 +41,15 @@ them.
 
 from __future__ import annotations
 
-import collections.abc
 import sys
 
 import grain
 import numpy as np
 
-from segjax.data import panoptic, transforms, volumes
+from segjax.data import panoptic, transforms
+from segjax.data.normalization import normalize
 from segjax.data.sources import make_source
+from segjax.data.volume_patches import training_patch
 from segjax.data.weight_map import weight_map_from_config
 
 _SHUFFLE_STREAM, _AUGMENT_STREAM = 0, 1
@@ -63,44 +62,6 @@ def local_batch_size(data_config, process_count: int) -> int:
         raise ValueError(f"data.batch_size={batch_size} must be a positive multiple of the "
                          f"process count {process_count}")
     return batch_size // process_count
-
-
-NORMALIZATIONS = ("fixed", "zscore")
-
-
-def normalize(image: np.ndarray, data_config) -> np.ndarray:
-    """float32 image per data.normalization: 'fixed' (x / 255 - data.mean) / data.std of a
-    uint8 (or [0, 255] float) image; 'zscore' over its foreground (data.volume.zscore_over)."""
-    method = data_config.get("normalization", "fixed")
-    if method == "fixed":
-        return transforms.normalize(image, data_config.mean, data_config.std)
-    if method == "zscore":
-        volume = data_config.get("volume") or {}
-        return volumes.zscore(image, over=volume.get("zscore_over", "nonzero"))
-    raise ValueError(f"data.normalization must be one of {NORMALIZATIONS}, got {method!r}")
-
-
-class SplitExamples(collections.abc.Sequence):
-    """The examples of a split, read from their source when accessed (a split of volumes
-    need not fit in memory); a slice is a SplitExamples over fewer indices."""
-
-    def __init__(self, source, indices: range | None = None):
-        self.source = source
-        self.indices = range(len(source)) if indices is None else indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return SplitExamples(self.source, self.indices[index])
-        return self.source[self.indices[index]]
-
-
-def load_split(data_config, split: str) -> SplitExamples:
-    """Every example of `split`, unaugmented ({'image', 'label' int32 or None, 'name'}),
-    read on access."""
-    return SplitExamples(make_source(data_config, split))
 
 
 class StreamPosition:
@@ -162,7 +123,7 @@ class TrainExample:
                              f"(record {example['name']})")
         rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, int(position)])
         if example["image"].ndim == 4:
-            return volumes.training_patch(rng, example, self.config)
+            return training_patch(rng, example, self.config)
         example = {key: example[key] for key in ("image", "label", "instance") if key in example}
         if self.config.weight_map.enabled:
             example["weight"] = self.weight(record, example["label"])

@@ -24,6 +24,7 @@ is left out with a warning naming it.
 
 from __future__ import annotations
 
+import collections.abc
 import io
 import re
 import warnings
@@ -36,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from segjax import registry
+from segjax.data import datasets
 from segjax.registry import register
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -247,6 +249,19 @@ def check_readable(paths: Sequence[Path]) -> None:
                          f"remove or replace them: {'; '.join(broken[:10])}")
 
 
+def prepared_records(name: str, split: str, data_dir: str | None):
+    """The records of a prepared tfds dataset's split (random access, no TensorFlow)."""
+    import tensorflow_datasets as tfds  # heavy; only the tfds sources need it
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"tfds dataset {name!r} (data.tfds_name) is not prepared in {builder.data_dir} "
+            f"(data.root={data_dir!r}); build it with `python -m segjax.data.builders "
+            f"--name {name} --local_dir DIR --data_dir {data_dir or 'DATA_DIR'}`")
+    return builder.as_data_source(split=split)
+
+
 def record_name(record) -> str:
     """A prepared record's file name (tfds returns text features as bytes)."""
     name = record["name"]
@@ -263,8 +278,6 @@ class TfdsSource:
     def __init__(self, name: str, split: str, *, data_dir: str | None = None,
                  image_channels: int, label_values: Sequence[int] = (),
                  ignore_values: Sequence[int] = (), ignore_index: int = 255):
-        from segjax.data import builders  # heavy (tensorflow_datasets); only tfds needs it
-
         if not name:
             raise ValueError("data.tfds_name is empty; name a prepared tfds dataset "
                              "(e.g. 'isbi2012_em', 'camvid')")
@@ -272,7 +285,7 @@ class TfdsSource:
         self.name, self.split, self.data_dir = name, split, data_dir or None
         self.spec = LabelSpec(int(image_channels), tuple(label_values), tuple(ignore_values),
                               int(ignore_index))
-        self._records = builders.prepared_records(name, split, self.data_dir)
+        self._records = prepared_records(name, split, self.data_dir)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -336,6 +349,28 @@ def make_source(data_config, split: str):
     return factory(data_config, split)
 
 
+class SourceView(collections.abc.Sequence):
+    """Positions `indices` (default: all) of a source, read when accessed, so a split of
+    volumes need not fit in memory; a slice is a view over fewer positions."""
+
+    def __init__(self, source, indices: range | None = None):
+        self.source = source
+        self.indices = range(len(source)) if indices is None else indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return SourceView(self.source, self.indices[index])
+        return self.source[self.indices[index]]
+
+
+def load_split(data_config, split: str) -> SourceView:
+    """Every example of `split`, unaugmented ({'image', 'label' int32 or None, 'name'})."""
+    return SourceView(make_source(data_config, split))
+
+
 def _label_options(data_config) -> dict:
     spec = spec_from_config(data_config)
     return dict(image_channels=spec.image_channels, label_values=spec.label_values,
@@ -350,7 +385,6 @@ def folder_source(data_config, split: str) -> FolderSource:
                          "data.source='folder'")
     dataset = data_config.get("dataset", "")
     if dataset and not Path(data_config.root).is_dir():
-        from segjax.data import datasets  # pylint: disable=import-outside-toplevel
         datasets.ensure(dataset, data_config.root, url=data_config.get("download_url", ""))
     return FolderSource(data_config.root, split, **_label_options(data_config))
 
@@ -363,24 +397,11 @@ def tfds_source(data_config, split: str) -> TfdsSource:
 
 
 @register("source", "synthetic")
-def synthetic_source(data_config, split: str) -> "_Subset":
+def synthetic_source(data_config, split: str) -> SourceView:
     """`data.synthetic` shapes; each split name draws its own examples."""
     name, selection = parse_split(split)
     synthetic = data_config.synthetic
     full = SyntheticSource(synthetic.num_examples, synthetic.height, synthetic.width,
                            int(data_config.image_channels), synthetic.num_classes,
                            seed=zlib.crc32(name.encode()))
-    return _Subset(full, range(len(full))[selection])
-
-
-class _Subset:
-    """Positions `indices` of another source (synthetic splits' slices)."""
-
-    def __init__(self, source, indices: range):
-        self.source, self.indices = source, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.source[self.indices[index]]
+    return SourceView(full, range(len(full))[selection])

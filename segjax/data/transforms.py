@@ -22,7 +22,7 @@ EM, whose depth spacing differs from the in-plane one).
 `augment(rng, example, augment_config, ignore_index)` applies the transforms
 config.data.augment enables, in a fixed order (scale, flips, rot90, rotation,
 elastic, brightness/contrast); the pipeline then mirror-pads, crops and
-normalises (volumes: `segjax.data.volumes` normalises first and cuts a patch
+normalises (volumes: `segjax.data.volume_patches` normalises first and cuts a patch
 with the context these transforms consume). Each transform draws from `rng`
 only when enabled, so the randomness of one example is a function of its
 rng's seed alone.
@@ -268,18 +268,6 @@ def center_crop(example: Example, size: Sequence[int]) -> Example:
     if any(c > n for n, c in zip(shape, size)):
         raise ValueError(f"center_crop: {tuple(size)} is larger than the example {shape}")
     return crop(example, [(n - c) // 2 for n, c in zip(shape, size)], size)
-
-
-def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """(image / 255 - mean) / std per channel, float32 (mean/std of length 1 or C)."""
-    mean = np.asarray(mean, np.float32)
-    std = np.asarray(std, np.float32)
-    channels = image.shape[-1]
-    for name, value in (("data.mean", mean), ("data.std", std)):
-        if value.ndim != 1 or value.size not in (1, channels):
-            raise ValueError(f"{name} has {value.size} values; expected 1 or {channels} "
-                             "(one per image channel)")
-    return ((image.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
 
 
 def augment(rng: np.random.Generator, example: Example, augment_config, *,

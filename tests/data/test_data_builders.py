@@ -65,7 +65,7 @@ def test_msd_brain_tumour_from_a_tiny_local_task_folder(tmp_path):
     """A Task01_BrainTumour layout with 4-modality NIfTI volumes the test writes itself."""
     import nibabel
 
-    from segjax.data import volumes
+    from segjax.data import volume_sources
     from segjax.data.builders import prepare
 
     task = tmp_path / "Task01_BrainTumour"
@@ -102,4 +102,4 @@ def test_msd_brain_tumour_from_a_tiny_local_task_folder(tmp_path):
     np.testing.assert_allclose(example["affine"], affine)
     test = sources.make_source(data, "test")
     assert len(test) == 1 and test[0]["label"] is None
-    assert isinstance(test, volumes.TfdsVolumeSource)
+    assert isinstance(test, volume_sources.TfdsVolumeSource)

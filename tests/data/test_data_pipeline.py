@@ -5,6 +5,7 @@ import pytest
 
 from segjax.config import base_config
 from segjax.data import pipeline, sources
+from segjax.data.normalization import normalize
 
 
 def _config(**changes):
@@ -130,12 +131,13 @@ def test_one_worker_process_gives_the_same_batches():
 
 def test_load_split_and_normalize(isbi_root):
     data = _config(source="folder", root=str(isbi_root), label_values=(0, 255))
-    examples = pipeline.load_split(data, "train[25:27]")
+    examples = sources.load_split(data, "train[25:27]")
     assert [e["name"] for e in examples] == ["25.png", "26.png"]
+    assert [e["name"] for e in examples[1:]] == ["26.png"]
     assert examples[0]["image"].dtype == np.uint8 and examples[0]["label"].dtype == np.int32
     data.mean, data.std = (0.5,), (0.25,)
-    np.testing.assert_allclose(pipeline.normalize(np.array([[[255]]], np.uint8), data), 2.0)
-    assert pipeline.load_split(data, "test[:1]")[0]["label"] is None
+    np.testing.assert_allclose(normalize(np.array([[[255]]], np.uint8), data), 2.0)
+    assert sources.load_split(data, "test[:1]")[0]["label"] is None
 
 
 LEAK_RUN = """

@@ -111,15 +111,6 @@ def test_random_crop_geometry():
     assert (small["image"][5:] == 0).all() and (small["weight"][:, 6:] == 0).all()
 
 
-def test_normalize():
-    image = np.array([[[255, 0], [51, 102]]], np.uint8)
-    out = transforms.normalize(image, mean=(0.5, 0.2), std=(0.25, 0.4))
-    np.testing.assert_allclose(out, [[[2.0, -0.5], [-1.2, 0.5]]], atol=1e-6)
-    assert out.dtype == np.float32
-    with pytest.raises(ValueError, match="data.mean"):
-        transforms.normalize(image, mean=(0.1, 0.2, 0.3), std=(1.0,))
-
-
 def test_brightness_contrast_stays_in_range():
     example = _example()
     out = transforms.random_brightness_contrast(np.random.default_rng(0), example,

@@ -1,4 +1,4 @@
-"""Volumes: NIfTI / TIFF stack / .npy readers, volume sources and their errors, z-scores,
+"""Volumes: NIfTI / TIFF stack / .npy readers, volume sources and their errors,
 foreground-oversampled training patches, 3D transforms, and the grain pipeline on volumes."""
 
 import gzip
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from segjax.config import base_config
-from segjax.data import pipeline, sources, transforms, volumes
+from segjax.data import pipeline, sources, transforms, volume_files, volume_patches
 
 AFFINE = np.array([[0.0, 0.0, 2.5, -10.0],
                    [0.0, 1.5, 0.0, 4.0],
@@ -60,29 +60,29 @@ def _data(root, **changes):
 def test_nifti_keeps_voxels_spacing_and_affine(tmp_path, suffix):
     array = np.arange(3 * 4 * 5 * 2, dtype=np.float32).reshape(3, 4, 5, 2)
     path = _nifti(tmp_path / f"scan{suffix}", array)
-    volume = volumes.read_volume(path)
+    volume = volume_files.read_volume(path)
     np.testing.assert_array_equal(volume.data, array)
     assert volume.spacing == pytest.approx((1.2, 1.5, 2.5))
     np.testing.assert_allclose(volume.affine, AFFINE)
-    from_bytes = volumes.read_volume(path.name, path.read_bytes())
+    from_bytes = volume_files.read_volume(path.name, path.read_bytes())
     np.testing.assert_array_equal(from_bytes.data, array)
     assert from_bytes.spacing == pytest.approx(volume.spacing)
-    assert volumes.volume_stem(path) == "scan"
+    assert volume_files.volume_stem(path) == "scan"
 
 
 def test_tiff_stack_and_npy(tmp_path):
     pages = [np.full((4, 6), 10 * i, np.uint8) for i in range(5)]
-    volume = volumes.read_volume(_tiff_stack(tmp_path / "stack.tif", pages))
+    volume = volume_files.read_volume(_tiff_stack(tmp_path / "stack.tif", pages))
     assert volume.data.shape == (5, 4, 6) and volume.spacing == (1.0, 1.0, 1.0)
     np.testing.assert_array_equal(volume.data[3], 30)
     array = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)
     np.save(tmp_path / "x.npy", array)
-    np.testing.assert_array_equal(volumes.read_volume(tmp_path / "x.npy").data, array)
+    np.testing.assert_array_equal(volume_files.read_volume(tmp_path / "x.npy").data, array)
 
 
 def test_write_nifti_round_trips_the_affine(tmp_path):
     labels = np.random.default_rng(0).integers(0, 3, (4, 5, 6))
-    path = volumes.write_nifti(tmp_path / "out" / "pred.nii.gz", labels, AFFINE)
+    path = volume_files.write_nifti(tmp_path / "out" / "pred.nii.gz", labels, AFFINE)
     image = nibabel.load(str(path))
     np.testing.assert_allclose(image.affine, AFFINE)
     np.testing.assert_array_equal(np.asarray(image.dataobj), labels)
@@ -142,7 +142,7 @@ def test_corrupt_nifti_is_an_error_naming_it(tmp_path):
     path = tmp_path / "bad.nii.gz"
     path.write_bytes(gzip.compress(b"\x00" * 100))
     with pytest.raises(ValueError, match="bad.nii.gz: cannot read volume"):
-        volumes.read_volume(path)
+        volume_files.read_volume(path)
 
 
 def test_stack_source_is_one_volume_of_the_selected_slices(tmp_path):
@@ -163,25 +163,6 @@ def test_stack_source_is_one_volume_of_the_selected_slices(tmp_path):
     np.testing.assert_allclose(example["affine"], np.diag([50.0, 4.0, 4.0, 1.0]))
 
 
-# ----------------------------------------------------------------------------- normalisation
-
-
-def test_zscore_over_the_nonzero_foreground():
-    image = np.zeros((2, 2, 2, 2), np.float32)
-    image[0, 0, 0] = [2.0, 10.0]
-    image[0, 0, 1] = [4.0, 0.0]               # foreground: some channel is non-zero
-    out = volumes.zscore(image, over="nonzero")
-    # channel 0 over the 2 foreground voxels: mean 3, std 1; channel 1: mean 5, std 5
-    np.testing.assert_allclose(out[0, 0, 0], [-1.0, 1.0])
-    np.testing.assert_allclose(out[0, 0, 1], [1.0, -1.0])
-    assert np.all(out[1] == 0) and np.all(out[0, 1] == 0)
-    every = volumes.zscore(image, over="all")
-    assert abs(float(every[..., 0].mean())) < 1e-6 and float(every[..., 0].std()) == \
-        pytest.approx(1.0, rel=1e-5)
-    with pytest.raises(ValueError, match="zscore_over"):
-        volumes.zscore(image, over="brain")
-
-
 # ----------------------------------------------------------------------------- patches
 
 
@@ -191,26 +172,26 @@ def test_foreground_oversampling_centres_patches_on_foreground(tmp_path):
     example = sources.make_source(data, "train")[0]
     data.volume.foreground_fraction = 1.0
     for seed in range(10):
-        patch = volumes.training_patch(np.random.default_rng(seed), example, data)
+        patch = volume_patches.training_patch(np.random.default_rng(seed), example, data)
         assert patch["image"].shape == (4, 8, 8, 2) and patch["label"].shape == (4, 8, 8)
         assert patch["label"][2, 4, 4] == 1          # the chosen voxel is the patch centre
     data.volume.foreground_fraction = 0.0
-    hits = [volumes.training_patch(np.random.default_rng(s), example, data)["label"].any()
+    hits = [volume_patches.training_patch(np.random.default_rng(s), example, data)["label"].any()
             for s in range(20)]
     assert not all(hits)                             # foreground is 48 of 8192 voxels
 
 
 def test_augmentation_context_covers_rotation_scale_and_elastic():
     augment = base_config().data.augment
-    assert volumes.augmentation_context((16, 64, 64), augment) == (0, 0, 0)
+    assert volume_patches.augmentation_context((16, 64, 64), augment) == (0, 0, 0)
     augment.rotate_degrees = 45.0
-    context = volumes.augmentation_context((16, 64, 64), augment)
+    context = volume_patches.augmentation_context((16, 64, 64), augment)
     assert context == (0, 14, 14)                    # (sqrt 2 - 1) * 64 / 2 = 13.3
     augment.rotate_out_of_plane, augment.scale, augment.elastic_sigma = True, (0.8, 1.2), 2.0
     # every axis turns in two planes: sqrt(2)^2 = 2, capped at sqrt(3); / 0.8; + 3 sigma
     factor = np.sqrt(3) / 0.8
     expected = tuple(int(np.ceil((factor - 1) * c / 2 + 6)) for c in (16, 64, 64))
-    assert volumes.augmentation_context((16, 64, 64), augment) == expected == (16, 44, 44)
+    assert volume_patches.augmentation_context((16, 64, 64), augment) == expected == (16, 44, 44)
 
 
 def test_rotated_and_deformed_patches_read_only_their_context(tmp_path):
@@ -221,13 +202,13 @@ def test_rotated_and_deformed_patches_read_only_their_context(tmp_path):
     data.augment.scale, data.augment.elastic_sigma = (0.8, 1.2), 1.0
     data.augment.rot90, data.augment.dflip = True, True
     data.volume.foreground_fraction = 1.0
-    assert volumes.augmentation_context((8, 16, 16), data.augment) == (8, 13, 13)
+    assert volume_patches.augmentation_context((8, 16, 16), data.augment) == (8, 13, 13)
     label = np.zeros((32, 48, 48), np.int32)
     label[14:18, 22:26, 22:26] = 1
     image = np.random.default_rng(0).normal(size=label.shape + (2,)).astype(np.float32)
     example = {"image": image, "label": label, "name": "middle"}
     for seed in range(3):
-        patch = volumes.training_patch(np.random.default_rng(seed), example, data)
+        patch = volume_patches.training_patch(np.random.default_rng(seed), example, data)
         assert patch["image"].shape == (8, 16, 16, 2)
         assert set(np.unique(patch["label"])) <= {0, 1}
         assert patch["label"].any()

@@ -13,7 +13,7 @@ own layouts, see their modules) and needs no network; without it, it
 downloads from the dataset's public location. The result is array_record
 files that `tfds.data_source(name, split=..., data_dir=OUT)` (and
 `segjax.data.sources.TfdsSource`, config data.source='tfds'; volumes:
-`segjax.data.volumes.TfdsVolumeSource`, data.source='tfds_volume') read with
+`segjax.data.volume_sources.TfdsVolumeSource`, data.source='tfds_volume') read with
 random access and without TensorFlow. 'msd_brain_tumour' (the Medical
 Segmentation Decathlon's Task01, NIfTI volumes) takes the extracted task
 folder as its local directory.
@@ -33,17 +33,6 @@ from segjax.data.builders.msd import MsdBrainTumour
 
 BUILDERS = {"isbi2012_em": Isbi2012Em, "camvid": Camvid, "msd_brain_tumour": MsdBrainTumour,
             "cityscapes_panoptic": CityscapesPanoptic, "coco_panoptic": CocoPanoptic}
-
-
-def prepared_records(name: str, split: str, data_dir: str | None):
-    """The records of a prepared tfds dataset's split (random access, no TensorFlow)."""
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        raise FileNotFoundError(
-            f"tfds dataset {name!r} (data.tfds_name) is not prepared in {builder.data_dir} "
-            f"(data.root={data_dir!r}); build it with `python -m segjax.data.builders "
-            f"--name {name} --local_dir DIR --data_dir {data_dir or 'DATA_DIR'}`")
-    return builder.as_data_source(split=split)
 
 
 def prepare(name: str, local_dir: str | Path | None, data_dir: str | Path) -> Path:

@@ -9,7 +9,7 @@ NIfTI of 4 co-registered, skull-stripped MRI modalities stored channels last
 
 Splits: 'train' (labelled) and 'test' (unlabelled). Records hold the
 .nii.gz files' bytes unchanged ({'image', 'label' (b'' for test), 'name'}),
-so voxel spacing and affine travel with them; `segjax.data.volumes`'
+so voxel spacing and affine travel with them; `segjax.data.volume_sources`'
 'tfds_volume' source decodes them with nibabel, without TensorFlow.
 
 With a network the task's tar is downloaded from the Decathlon's public

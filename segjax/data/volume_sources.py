@@ -1,4 +1,4 @@
-"""Volumes: reading NIfTI / TIFF stacks / .npy, volume sources, z-scores, training patches.
+"""Volume sources: examples of 3D images ("volume", "stack" and "tfds_volume" sources).
 
 A volume example is the 2D example with one more spatial axis, plus where its
 voxels sit in the world:
@@ -6,17 +6,11 @@ voxels sit in the world:
     {'image': float32 (D, H, W, C), 'label': int32 (D, H, W) or None, 'name': str,
      'spacing': (3,) floats, 'affine': (4, 4) float64}
 
-Axes are the file's voxel axes in storage order (NIfTI: i, j, k; a TIFF
-stack: page, row, column; .npy: as saved), so a prediction written back with
-`write_nifti(path, labels, example['affine'])` lies on the input's grid. A
-4-D NIfTI or .npy holds the channels (MRI modalities) last, as the Medical
-Segmentation Decathlon stores them; a 3-D one has one channel.
-
-Readers (`read_volume`): `.nii` / `.nii.gz` through nibabel (spacing from
-the header's voxel sizes, the affine from its qform/sform), multi-page TIFF
-through pillow (one page per slice; spacing 1), `.npy` through NumPy (spacing
-1). Every reading error names the file; so does a label whose shape differs
-from its image, a label value outside the label map, or a non-integer label.
+Axes are the file's voxel axes in storage order (`segjax.data.volume_files`).
+A 4-D NIfTI or .npy holds the channels (MRI modalities) last, as the Medical
+Segmentation Decathlon stores them; a 3-D one has one channel. A label whose
+shape differs from its image, a label value outside the label map, or a
+non-integer label is an error naming the file.
 
 Sources (kind "source", `config.data.source`):
 - "volume": `<root>/<split>/images/<name>.<nii.gz|nii|tif|tiff|npy>` with the
@@ -28,141 +22,20 @@ Sources (kind "source", `config.data.source`):
   serial sections form a 30x512x512 stack); spacing from data.volume.spacing.
 - "tfds_volume": a prepared tfds dataset whose records hold volume files'
   bytes (`segjax.data.builders.msd`, the Medical Segmentation Decathlon).
-
-Normalisation (`zscore`, config.data.normalization='zscore'): per volume and
-channel, subtract the mean and divide by the standard deviation of the
-foreground (No New-Net: the brain, i.e. the voxels where any modality is
-non-zero, data.volume.zscore_over='nonzero'; 'all' for data without a zero
-background such as EM); voxels outside it become 0.
-
-Training patches (`training_patch`, called by `segjax.data.pipeline` for
-every volume example): normalise the whole volume, choose a patch centre (with
-probability data.volume.foreground_fraction a random voxel of a random
-foreground class present in the volume, nnU-Net's oversampling that keeps small
-tumours in view; otherwise a uniformly placed patch), cut a window around it
-that is larger than data.crop by the context the enabled augmentations
-consume (`augmentation_context`), augment the window with the rank-generic
-transforms of `segjax.data.transforms` (scale, flips, rot90, rotations,
-elastic deformation, brightness/contrast), and take the centre data.crop.
-Parts of the window outside the volume are 0 in the image and ignore_index in
-the label.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import gzip
-import io
-import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from segjax.data import transforms
-from segjax.data.sources import (FolderSource, LabelSpec, parse_split, record_name, sort_names,
-                                 spec_from_config, split_folder)
+from segjax.data.sources import (FolderSource, LabelSpec, parse_split, prepared_records,
+                                 record_name, sort_names, spec_from_config, split_folder)
+from segjax.data.volume_files import VOLUME_SUFFIXES, Volume, read_volume, volume_stem, volume_suffix
 from segjax.registry import register
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-VOLUME_SUFFIXES = NIFTI_SUFFIXES + (".tif", ".tiff", ".npy")
-ZSCORE_OVER = ("nonzero", "all")
-
-
-# ----------------------------------------------------------------------------- reading
-
-@dataclasses.dataclass(frozen=True)
-class Volume:
-    """A volume file's voxels (storage order), voxel spacing and voxel-to-world affine."""
-
-    data: np.ndarray
-    spacing: tuple[float, ...]
-    affine: np.ndarray
-
-
-def volume_suffix(name: str | Path) -> str | None:
-    """'.nii.gz', '.nii', '.tif', '.tiff' or '.npy' (lower case), or None for another file."""
-    lower = str(name).lower()
-    return next((suffix for suffix in VOLUME_SUFFIXES if lower.endswith(suffix)), None)
-
-
-def volume_stem(name: str | Path) -> str:
-    """The file name without its volume suffix ('BRATS_001.nii.gz' -> 'BRATS_001')."""
-    base = Path(name).name
-    suffix = volume_suffix(base)
-    return base[:-len(suffix)] if suffix else Path(base).stem
-
-
-def read_volume(path: str | Path, data: bytes | None = None) -> Volume:
-    """The volume in file `path` (or in `data`, that file's bytes); ValueError naming it."""
-    suffix = volume_suffix(path)
-    if suffix is None:
-        raise ValueError(f"{path}: not a volume file (expected one of "
-                         f"{', '.join(VOLUME_SUFFIXES)})")
-    reader = {".nii.gz": _read_nifti, ".nii": _read_nifti, ".tif": _read_tiff_stack,
-              ".tiff": _read_tiff_stack, ".npy": _read_npy}[suffix]
-    try:
-        return reader(Path(path) if data is None else data)
-    except (OSError, ValueError, EOFError, ImportError) as error:
-        raise ValueError(f"{path}: cannot read volume ({type(error).__name__}: {error})") \
-            from error
-    except Exception as error:  # nibabel raises its own ImageFileError, pillow others
-        raise ValueError(f"{path}: cannot read volume ({type(error).__name__}: {error})") \
-            from error
-
-
-def _identity(rank: int = 3) -> tuple[tuple[float, ...], np.ndarray]:
-    return (1.0,) * rank, np.eye(4)
-
-
-def _read_nifti(source: Path | bytes) -> Volume:
-    import nibabel  # pylint: disable=import-outside-toplevel  (only NIfTI needs it)
-
-    if isinstance(source, bytes):
-        raw = gzip.decompress(source) if source[:2] == b"\x1f\x8b" else source
-        image = nibabel.Nifti1Image.from_bytes(raw)
-    else:
-        image = nibabel.load(str(source))
-    data = np.asanyarray(image.dataobj)
-    spacing = tuple(float(z) for z in image.header.get_zooms()[:3])
-    return Volume(np.asarray(data), spacing, np.asarray(image.affine, np.float64))
-
-
-def _read_tiff_stack(source: Path | bytes) -> Volume:
-    from PIL import Image, ImageSequence  # pylint: disable=import-outside-toplevel
-
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as stack:
-        pages = [np.asarray(page.convert("RGB") if page.mode == "P" else page)
-                 for page in ImageSequence.Iterator(stack)]
-    shapes = {page.shape for page in pages}
-    if len(shapes) != 1:
-        raise ValueError(f"TIFF pages differ in shape: {sorted(shapes)}")
-    spacing, affine = _identity()
-    return Volume(np.stack(pages), spacing, affine)
-
-
-def _read_npy(source: Path | bytes) -> Volume:
-    data = np.load(io.BytesIO(source) if isinstance(source, bytes) else source,
-                   allow_pickle=False)
-    spacing, affine = _identity()
-    return Volume(np.asarray(data), spacing, affine)
-
-
-def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
-    """Writes `array` (e.g. a predicted label volume) as NIfTI with `affine` (default identity)."""
-    import nibabel  # pylint: disable=import-outside-toplevel
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = np.asarray(array)
-    if array.dtype == np.int64 or array.dtype == np.bool_:
-        array = array.astype(np.int32 if array.max(initial=0) > 255 else np.uint8)
-    image = nibabel.Nifti1Image(array, np.eye(4) if affine is None else np.asarray(affine))
-    nibabel.save(image, str(path))
-    return path
-
-
-# ----------------------------------------------------------------------------- examples
 
 def image_array(data: np.ndarray, channels: int, where: str) -> np.ndarray:
     """float32 (D, H, W, C) from a (D, H, W) or channels-last (D, H, W, C) array."""
@@ -344,7 +217,6 @@ class TfdsVolumeSource:
 
     def __init__(self, name: str, split: str, *, data_dir: str | None, image_channels: int,
                  spec: LabelSpec | None = None, num_classes: int | None = None):
-        from segjax.data import builders  # pylint: disable=import-outside-toplevel
         if not name:
             raise ValueError("data.tfds_name is empty; name a prepared tfds volume dataset "
                              "(e.g. 'msd_brain_tumour')")
@@ -353,7 +225,7 @@ class TfdsVolumeSource:
         self.channels = int(image_channels)
         self.spec = spec or LabelSpec(self.channels)
         self.num_classes = num_classes
-        self._records = builders.prepared_records(name, split, data_dir)
+        self._records = prepared_records(name, split, data_dir)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -403,116 +275,3 @@ def tfds_volume_source(data_config, split: str) -> TfdsVolumeSource:
                             image_channels=int(data_config.image_channels),
                             spec=spec_from_config(data_config),
                             num_classes=_num_classes(data_config))
-
-
-# ----------------------------------------------------------------------------- normalisation
-
-def zscore(image: np.ndarray, over: str = "nonzero") -> np.ndarray:
-    """Per-channel (x - mean) / std over the foreground of `image` (*spatial, C), float32.
-
-    `over='nonzero'`: the foreground is where any channel is non-zero (the
-    brain of a skull-stripped MRI); voxels outside it become 0. `over='all'`:
-    every voxel. An empty foreground falls back to all voxels; a constant
-    channel is only centred.
-    """
-    if over not in ZSCORE_OVER:
-        raise ValueError(f"data.volume.zscore_over must be one of {ZSCORE_OVER}, got {over!r}")
-    image = np.asarray(image, np.float32)
-    mask = np.any(image != 0, axis=-1) if over == "nonzero" else None
-    if mask is not None and not mask.any():
-        mask = None
-    values = image.reshape(-1, image.shape[-1]) if mask is None else image[mask]
-    mean = values.mean(axis=0, dtype=np.float64)
-    std = values.std(axis=0, dtype=np.float64)
-    std = np.where(std > 1e-8, std, 1.0)
-    normalized = ((image - mean) / std).astype(np.float32)
-    if mask is not None:
-        normalized[~mask] = 0.0
-    return normalized
-
-
-# ----------------------------------------------------------------------------- training patches
-
-def augmentation_context(crop: Sequence[int], augment) -> tuple[int, ...]:
-    """Voxels of context per side that the enabled augmentations read around a `crop` patch.
-
-    A crop taken from the centre of a window rotated by up to theta in a
-    plane reads a window (cos theta + sin theta) times larger along that
-    plane's axes (at most sqrt(rank) for rotations in several planes); scaling
-    by s reads 1 / s times as far; an elastic field of sigma moves voxels by
-    about 3 sigma.
-    """
-    rank = len(crop)
-    factor = np.ones(rank)
-    if augment.rotate_degrees > 0:
-        theta = math.radians(min(float(augment.rotate_degrees), 45.0))
-        for plane in transforms.rotation_planes(rank, bool(augment.get("rotate_out_of_plane",
-                                                                       False))):
-            factor[list(plane)] *= math.cos(theta) + math.sin(theta)
-        factor = np.minimum(factor, math.sqrt(rank))
-    factor /= min(1.0, float(min(augment.scale)))
-    elastic = 3.0 * float(augment.elastic_sigma)
-    return tuple(int(math.ceil((f - 1) * c / 2 + elastic)) for f, c in zip(factor, crop))
-
-
-def foreground_voxel(rng: np.random.Generator, label: np.ndarray,
-                     ignore_index: int) -> tuple[int, ...] | None:
-    """A random voxel of a random foreground class (> 0, not ignored) present in `label`."""
-    classes = [int(c) for c in np.unique(label) if c > 0 and c != ignore_index]
-    if not classes:
-        return None
-    chosen = classes[int(rng.integers(len(classes)))]
-    positions = np.flatnonzero(label == chosen)
-    return tuple(int(i) for i in np.unravel_index(positions[int(rng.integers(len(positions)))],
-                                                  label.shape))
-
-
-def _window(array: np.ndarray, starts: Sequence[int], size: Sequence[int], fill) -> np.ndarray:
-    """array[starts : starts + size] over the leading axes, `fill` where it leaves the array."""
-    out = np.full(tuple(size) + array.shape[len(size):], fill, array.dtype)
-    source, target = [], []
-    for start, length, extent in zip(starts, size, array.shape):
-        lo, hi = max(start, 0), min(start + length, extent)
-        if hi <= lo:
-            return out
-        source.append(slice(lo, hi))
-        target.append(slice(lo - start, hi - start))
-    out[tuple(target)] = array[tuple(source)]
-    return out
-
-
-def training_patch(rng: np.random.Generator, example: dict, data_config) -> dict:
-    """One augmented, normalised training patch of data.crop from a volume example."""
-    from segjax.data import pipeline  # pylint: disable=import-outside-toplevel  (cycle)
-
-    crop = tuple(int(c) for c in data_config.crop)
-    shape = example["image"].shape[:-1]
-    if len(crop) != len(shape):
-        raise ValueError(f"data.crop={crop} has {len(crop)} axes; volume {example.get('name')} "
-                         f"has {len(shape)} spatial axes {shape}")
-    if data_config.weight_map.enabled:
-        raise ValueError("data.weight_map (the U-Net paper's 2D border weights) is not "
-                         "defined for volumes; disable it")
-    ignore_index = int(data_config.ignore_index)
-    augment = data_config.augment
-    context = augmentation_context(crop, augment)
-    window = [c + 2 * m for c, m in zip(crop, context)]
-    if augment.rot90:  # a quarter turn swaps H and W: cut a square (H, W) window
-        window[-2:] = [max(window[-2:])] * 2
-    volume = data_config.get("volume") or {}
-    fraction = float(volume.get("foreground_fraction", 0.0))
-    centre = None
-    if rng.random() < fraction:
-        centre = foreground_voxel(rng, example["label"], ignore_index)
-    if centre is None:
-        starts = [int(rng.integers(max(n - c, 0) + 1)) for n, c in zip(shape, crop)]
-        centre = tuple(s + c // 2 for s, c in zip(starts, crop))
-    starts = [p - w // 2 for p, w in zip(centre, window)]
-    image = pipeline.normalize(example["image"], data_config)
-    patch = {"image": _window(image, starts, window, 0.0),
-             "label": _window(example["label"], starts, window, ignore_index)}
-    patch = transforms.augment(rng, patch, augment, ignore_index=ignore_index, value_range=None)
-    patch = transforms.center_crop(patch, crop)
-    return {"image": np.ascontiguousarray(patch["image"], np.float32),
-            "label": np.ascontiguousarray(patch["label"], np.int32)}
-
