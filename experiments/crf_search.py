@@ -10,12 +10,12 @@ grid and prints mIoU per set, with "no CRF" as the first row:
 
 Search on training frames (or a held-out part of val), never on the frames
 you report: then pass the best row to
-`python -m segjax.evaluate ... --crf --crf_params bi_w=..,bi_xy_std=..,bi_rgb_std=..`.
+`python -m segjax.evaluate ... --config.eval.crf=True --config.eval.crf_params.bi_w=..`
+(and `.bi_xy_std`, `.bi_rgb_std`, `.pos_w`).
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import shlex
 import sys
@@ -23,30 +23,34 @@ import time
 from pathlib import Path
 
 import numpy as np
+from absl import flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segjax import cli, evaluate, inference, metrics as metrics_lib  # noqa: E402
+from segjax import checkpoints, cli, evaluate, evaluation, inference  # noqa: E402
+from segjax import metrics as metrics_lib, runtime  # noqa: E402
+from segjax.config import EvalOptions  # noqa: E402
+from segjax.data.sources import load_split  # noqa: E402
 from segjax.ops import crf as crf_lib  # noqa: E402
 
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_checkpoint_flags(parser)
-    parser.add_argument("--split", default="train[:24]", help="split expression to search on")
-    parser.add_argument("--bi_w", type=cli.comma_floats, default=(3.0, 5.0))
-    parser.add_argument("--bi_xy_std", type=cli.comma_floats, default=(20.0, 50.0, 80.0))
-    parser.add_argument("--bi_rgb_std", type=cli.comma_floats, default=(3.0, 5.0, 10.0))
-    parser.add_argument("--pos_w", type=cli.comma_floats, default=(3.0,))
-    parser.add_argument("--iterations", type=int, default=10)
-    return parser.parse_args(argv)
+GRID = (("bi_w", ["3", "5"]), ("bi_xy_std", ["20", "50", "80"]), ("bi_rgb_std", ["3", "5", "10"]),
+        ("pos_w", ["3"]))
 
 
-def grid(args) -> list[crf_lib.CRFParams]:
-    return [crf_lib.CRFParams(iterations=args.iterations, bi_w=w, bi_xy_std=xy, bi_rgb_std=rgb,
+def define_flags(values: flags.FlagValues) -> None:
+    cli.define_checkpoint_flags(values)
+    flags.DEFINE_string("split", "train[:24]", "Split expression to search on.",
+                        flag_values=values)
+    for name, default in GRID:
+        flags.DEFINE_list(name, default, f"CRF {name} values to try.", flag_values=values)
+    flags.DEFINE_integer("iterations", 10, "Mean-field iterations.", flag_values=values)
+
+
+def grid(values) -> list[crf_lib.CRFParams]:
+    axes = [[float(v) for v in values[name].value] for name, _ in GRID]
+    return [crf_lib.CRFParams(iterations=values.iterations, bi_w=w, bi_xy_std=xy, bi_rgb_std=rgb,
                               pos_w=pos)
-            for w, xy, rgb, pos in itertools.product(args.bi_w, args.bi_xy_std, args.bi_rgb_std,
-                                                     args.pos_w)]
+            for w, xy, rgb, pos in itertools.product(*axes)]
 
 
 def miou(predictions, labels, num_classes: int, ignore_index: int) -> float:
@@ -58,22 +62,24 @@ def miou(predictions, labels, num_classes: int, ignore_index: int) -> float:
 
 
 def main(argv=None) -> int:
-    from segjax.data.sources import load_split  # pylint: disable=import-outside-toplevel
-    args = parse_args(argv)
-    loaded = cli.load_model(args)
-    predict_fn, config = loaded.predict_fn, loaded.config
+    values, config = cli.parse(argv, define_flags, doc=__doc__,
+                               program="python experiments/crf_search.py",
+                               default_config=cli.run_config)
+    runtime.configure(config)
+    checkpoint = checkpoints.load(cli.checkpoint_path(values), config)
+    predict_fn, _ = evaluation.predict_functions(checkpoint.model, checkpoint.variables, config)
     num_classes = int(config.model.num_classes)
     ignore_index = int(config.data.ignore_index)
-    split = evaluate.split_expression(config, args.split)
+    split = evaluate.split_expression(config, values.split)
     examples = load_split(config.data, split)
-    options = inference.EvalOptions(crf=False)
+    options = EvalOptions(crf=False)
     images = [np.asarray(e["image"]) for e in examples]
     labels = [np.asarray(e["label"]) for e in examples]
     probs = [inference.predict_image(predict_fn, image, config.data, options, num_classes)
              for image in images]
     rows = [("no CRF", miou([p.argmax(-1) for p in probs], labels, num_classes, ignore_index),
              0.0)]
-    for params in grid(args):
+    for params in grid(values):
         start = time.perf_counter()
         refined = [crf_lib.dense_crf(image, p, params).argmax(-1)
                    for image, p in zip(images, probs)]
@@ -88,10 +94,10 @@ def main(argv=None) -> int:
     for name, value, seconds in rows:
         print(f"| {name} | {100 * value:.2f} | {seconds:.2f} |")
     best = max(rows[1:], key=lambda row: row[1])
-    print(f"\nbest: --crf_params {best[0]} (mIoU {100 * best[1]:.2f} vs {100 * rows[0][1]:.2f} "
+    print(f"\nbest: {best[0]} (mIoU {100 * best[1]:.2f} vs {100 * rows[0][1]:.2f} "
           "without the CRF)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

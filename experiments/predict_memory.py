@@ -37,7 +37,7 @@ print("RESULT", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
 
 def make_run(directory: Path) -> Path:
     sys.path.insert(0, str(REPO_ROOT))
-    from segjax import weights
+    from segjax import checkpoints
     from segjax.config import base_config
     from segjax.models import registry
     from segjax.train import state as state_lib
@@ -50,12 +50,12 @@ def make_run(directory: Path) -> Path:
     config.eval.tile, config.eval.batch_size = (572, 572), 2
     run = directory / "run"
     run.mkdir(parents=True)
-    (run / weights.CONFIG_FILE).write_text(config.to_json_best_effort())
+    (run / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort())
     model = registry.build(config.model)
     variables = state_lib.init_variables(model, state_lib.init_key(0), (1, 572, 572, 1))
-    weights.save_variables(run / weights.BEST_DIR / weights.BEST_FILE, variables,
-                           {"model": config.model.to_dict()})
-    return run / weights.BEST_DIR / weights.BEST_FILE
+    checkpoints.save_variables(run / checkpoints.BEST_DIR / checkpoints.BEST_FILE, variables,
+                               {"model": config.model.to_dict()})
+    return run / checkpoints.BEST_DIR / checkpoints.BEST_FILE
 
 
 def make_image(path: Path, size: int) -> None:

@@ -23,7 +23,6 @@ the mIoU on the split. Writes pruning.json and pruning.md to --output
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -32,11 +31,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.models_table import measure_model  # noqa: E402
-from segjax import cli, evaluate, evaluation  # noqa: E402
+from segjax import checkpoints, cli, evaluate, evaluation, runtime  # noqa: E402
+from segjax.config import EvalOptions  # noqa: E402
+from segjax.data.sources import load_split  # noqa: E402
 from segjax.models import registry  # noqa: E402
 from segjax.ops import conv as conv_ops  # noqa: E402
 
@@ -111,42 +113,44 @@ def markdown(rows: list[dict], run: str, split: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_checkpoint_flags(parser)
-    parser.add_argument("--split", default="val",
-                        help="'val'/'train' (the run's splits) or a split expression")
-    parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--limit", type=int, default=0, help="the first N images only")
-    parser.add_argument("--repeats", type=int, default=10, help="timed forward calls per depth")
-    parser.add_argument("--output", help="report directory (default <run>/pruning_<split>)")
-    cli.add_eval_flags(parser)
-    return parser.parse_args(argv)
+def define_flags(values: flags.FlagValues) -> None:
+    cli.define_checkpoint_flags(values)
+    flags.DEFINE_string("split", "val", "'val'/'train' (the run's splits) or a split "
+                        "expression.", flag_values=values)
+    flags.DEFINE_list("depths", ["1", "2", "3", "4"], "Pruning depths to measure.",
+                      flag_values=values)
+    flags.DEFINE_integer("limit", 0, "The first N images only.", flag_values=values)
+    flags.DEFINE_integer("repeats", 10, "Timed forward calls per depth.", flag_values=values)
+    flags.DEFINE_string("output", None, "Report directory (default <run>/pruning_<split>).",
+                        flag_values=values)
 
 
 def main(argv=None) -> int:
-    from segjax.data.sources import load_split  # pylint: disable=import-outside-toplevel
-    args = parse_args(argv)
-    _, variables, config = cli.restore(args)
+    values, config = cli.parse(argv, define_flags, doc=__doc__,
+                               program="python experiments/unetpp_pruning.py",
+                               default_config=cli.run_config)
+    runtime.configure(config)
+    path = cli.checkpoint_path(values)
     if not config.model.get("deep_supervision"):
-        raise ValueError(f"{args.workdir or args.checkpoint}: model.deep_supervision is not set; "
+        raise ValueError(f"{path}: model.deep_supervision is not set; "
                          "pruning needs a classifier trained on every branch")
-    options = cli.eval_options(config, args)
-    examples = load_split(config.data, evaluate.split_expression(config, args.split))
-    if args.limit:
-        examples = examples[:args.limit]
+    variables = checkpoints.load(path, config).variables
+    options = EvalOptions.from_config(config)
+    examples = load_split(config.data, evaluate.split_expression(config, values.split))
+    if values.limit:
+        examples = examples[:values.limit]
     rows = []
-    for depth in args.depths:
-        rows.append(measure_depth(depth, config, variables, examples, options, args.repeats))
+    for depth in (int(d) for d in values.depths):
+        rows.append(measure_depth(depth, config, variables, examples, options, values.repeats))
         print(json.dumps(rows[-1]), flush=True)
-    run = Path(args.workdir) if args.workdir else Path(args.checkpoint).parent
-    output = Path(args.output) if args.output else run / f"pruning_{args.split}"
+    run = Path(values.workdir) if values.workdir else Path(values.checkpoint).parent
+    output = Path(values.output) if values.output else run / f"pruning_{values.split}"
     output.mkdir(parents=True, exist_ok=True)
     (output / "pruning.json").write_text(json.dumps(rows, indent=2))
-    (output / "pruning.md").write_text(markdown(rows, str(run), args.split))
-    print(markdown(rows, str(run), args.split))
+    (output / "pruning.md").write_text(markdown(rows, str(run), values.split))
+    print(markdown(rows, str(run), values.split))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -5,7 +5,7 @@ extension point), `segjax.config` (the config schema), `segjax.models`
 (layers, encoders, decoders, whole networks), `segjax.data` (sources,
 transforms, grain pipelines, known datasets), `segjax.losses`,
 `segjax.optim`, `segjax.metrics`, `segjax.inference` (sliding window, TTA,
-CRF), `segjax.evaluation` (the one evaluator), `segjax.weights` (weights on
+CRF), `segjax.evaluation` (the one evaluator), `segjax.checkpoints` (weights on
 disk), `segjax.train` (train state, sharded steps, checkpoints, the loop).
 
 Importing `segjax` builds no model, never imports PyTorch and changes no

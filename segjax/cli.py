@@ -1,93 +1,130 @@
-"""Command-line flags the inference entry points share (predict, evaluate, export, experiments).
+"""Command-line flags of the inference entry points (predict, evaluate, export) and experiments.
 
     --workdir RUN | --checkpoint PATH    where the model comes from (exactly one)
-    --conv_impl auto|native|cpu          overrides the run's config.runtime.conv_impl
-    --tile --overlap --blend --scales --flip --crf --batch_size --crf_params
-                                         override the run's config.eval
+    --config path/to/config.py[:arg]     the run's config (default: the config the run stored)
+    --config.<section>.<key>=VALUE       overrides, as for training: --config.eval.flip=True,
+                                         --config.eval.scales='(0.75, 1.0, 1.25)',
+                                         --config.eval.crf_params.bi_w=5,
+                                         --config.runtime.conv_impl=native
 
-`checkpoint_path(args)` and `eval_options(config, args)` turn them into what
-`segjax.evaluation` takes.
+Flags are absl flags and the config is an ml_collections `config_flags`
+config, as in `segjax.main`; each call of `parse` builds its own
+`flags.FlagValues`, so entry points can be called one after another in one
+process (tests, notebooks). `--config` defaults to the run's stored config
+(`segjax.checkpoints.stored_config`), so `--config.eval.flip=True` alone
+changes one test-time option of the run's own settings.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
+from typing import Callable, Sequence
 
-from segjax import evaluation, inference
-from segjax.ops import conv
+import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
+from segjax import checkpoints, config as config_lib
 
-def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
-    """--workdir RUN or --checkpoint PATH (exactly one), and --conv_impl."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workdir", help="a training run directory (its latest checkpoint)")
-    source.add_argument("--checkpoint", help="a checkpoint directory or a variables checkpoint")
-    parser.add_argument("--conv_impl", choices=conv.IMPLEMENTATIONS,
-                        help="convolution formulation (default: the run's config.runtime)")
+DefineFlags = Callable[[flags.FlagValues], None]
+HELP = ("-h", "--help", "--helpfull")
 
 
-def checkpoint_path(args: argparse.Namespace) -> str:
-    if bool(args.workdir) == bool(args.checkpoint):
-        raise ValueError("give exactly one of --workdir or --checkpoint")
-    return args.workdir or args.checkpoint
+class UsageError(ValueError):
+    """A command line that cannot be parsed; the message names the flag."""
 
 
-def restore(args: argparse.Namespace):
-    """(model, variables, config) named by --workdir/--checkpoint, with --conv_impl applied."""
-    return evaluation.restore(checkpoint_path(args), conv_impl=args.conv_impl)
+def define_checkpoint_flags(values: flags.FlagValues) -> None:
+    """--workdir RUN or --checkpoint PATH (`checkpoint_path` checks that exactly one is given)."""
+    flags.DEFINE_string("workdir", None, "A training run directory (its latest checkpoint).",
+                        flag_values=values)
+    flags.DEFINE_string("checkpoint", None, "A checkpoint directory or a variables checkpoint.",
+                        flag_values=values)
 
 
-def load_model(args: argparse.Namespace) -> evaluation.LoadedModel:
-    """The model named by --workdir/--checkpoint, with --conv_impl applied."""
-    return evaluation.load_model(checkpoint_path(args), conv_impl=args.conv_impl)
+def checkpoint_path(values: flags.FlagValues) -> str:
+    if bool(values.workdir) == bool(values.checkpoint):
+        raise UsageError("give exactly one of --workdir or --checkpoint")
+    return values.workdir or values.checkpoint
 
 
-def comma_ints(text: str) -> tuple[int, ...]:
-    """'512,512' -> (512, 512); '' -> ()."""
-    return tuple(int(v) for v in text.split(",") if v)
+def run_config(values: flags.FlagValues) -> ml_collections.ConfigDict:
+    """The stored config of the run --workdir / --checkpoint names."""
+    return checkpoints.stored_config(checkpoint_path(values))
 
 
-def comma_floats(text: str) -> tuple[float, ...]:
-    """'0.5,1,1.5' -> (0.5, 1.0, 1.5); '' -> ()."""
-    return tuple(float(v) for v in text.split(",") if v)
+def _without_config_file(argv: Sequence[str]) -> list[str]:
+    """argv without `--config PATH` / `--config=PATH` (its `--config.x=v` overrides stay)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--config", "-config"):
+            skip = True
+        elif not arg.startswith(("--config=", "-config=")):
+            kept.append(arg)
+    return kept
 
 
-def key_values(text: str) -> dict:
-    """'a=1,b=x' -> {'a': 1.0, 'b': 'x'} (numbers as float, 'iterations' as int)."""
-    result = {}
-    for item in filter(None, text.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"--crf_params: expected key=value, got {item!r}")
-        try:
-            result[key] = int(value) if key == "iterations" else float(value)
-        except ValueError:
-            result[key] = value
-    return result
+def _flag_values(define_flags: DefineFlags) -> flags.FlagValues:
+    values = flags.FlagValues()
+    values.set_gnu_getopt(True)
+    define_flags(values)
+    return values
 
 
-def add_eval_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags overriding config.eval (unset flags keep the run's values)."""
-    parser.add_argument("--tile", type=comma_ints,
-                        help="sliding-window tile, e.g. 512,512 ('' = whole)")
-    parser.add_argument("--overlap", type=float, help="overlap fraction of the output tile")
-    parser.add_argument("--blend", choices=inference.BLENDS)
-    parser.add_argument("--scales", type=comma_floats, help="e.g. 0.5,0.75,1,1.25,1.5,1.75")
-    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--crf", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--batch_size", type=int, help="tiles per device call")
-    parser.add_argument("--crf_params", type=key_values,
-                        help="CRF overrides, e.g. bi_w=5,bi_xy_std=50,iterations=5")
+def parse(argv: Sequence[str] | None, define_flags: DefineFlags, *, doc: str,
+          default_config: Callable[[flags.FlagValues], ml_collections.ConfigDict] | None = None,
+          program: str = "segjax") -> tuple[flags.FlagValues, ml_collections.ConfigDict]:
+    """(flag values, config) of a command line (without the program name).
+
+    The config is `--config path.py[:arg]` or, without one, `default_config(flags)`
+    (an error when there is none), locked, with the `--config.*` overrides
+    applied. `--help` prints `doc` and the flags of `program` and exits.
+    """
+    argv = ["segjax", *(sys.argv[1:] if argv is None else argv)]
+    located = _flag_values(define_flags)
+    flags.DEFINE_string("config", None, "The run's config file, path.py[:arg] (default: the "
+                        "config the run stored); --config.<key>=value overrides it.",
+                        flag_values=located)
+    if any(arg in HELP for arg in argv[1:]):
+        print(f"usage: {program} [--flag=value ...] [--config.<key>=value ...]\n\n{doc}\n"
+              f"flags:\n{located.get_help()}")
+        raise SystemExit(0)
+    try:
+        located(argv, known_only=True)
+    except flags.Error as error:
+        raise UsageError(str(error)) from None
+    if located.config:
+        base = config_lib.load(located.config)
+    elif default_config is not None:
+        base = default_config(located)
+    else:
+        raise UsageError("--config path/to/config.py[:arg] is required")
+    argv = _without_config_file(argv)
+    values = _flag_values(define_flags)
+    try:  # config_flags defines the override flags (and checks their fields) here
+        config_flags.DEFINE_config_dict("config", base, "The run's config.", flag_values=values,
+                                        lock_config=True, sys_argv=argv)
+        rest = values(argv)[1:]
+    except flags.Error as error:
+        raise UsageError(str(error)) from None
+    except (AttributeError, KeyError, TypeError, ValueError) as error:  # config_flags' own
+        detail = error
+        while isinstance(detail, BaseException) and detail.args:
+            detail = detail.args[0]
+        raise UsageError(f"--config override: unknown or invalid field "
+                         f"{' '.join(str(detail).split())}") from None
+    if rest:
+        raise UsageError(f"unexpected arguments: {' '.join(rest)}")
+    return values, values.config
 
 
-def eval_options(config, args: argparse.Namespace) -> inference.EvalOptions:
-    """config.eval with the flags of `add_eval_flags` applied."""
-    eval_config = config.get("eval")
-    crf_params = None
-    if args.crf_params:
-        base = eval_config.get("crf_params", {}) if eval_config is not None else {}
-        crf_params = {**(base.to_dict() if hasattr(base, "to_dict") else dict(base)),
-                      **args.crf_params}
-    return evaluation.options_from_config(
-        config, tile=args.tile, overlap=args.overlap, blend=args.blend, scales=args.scales,
-        flip=args.flip, crf=args.crf, batch_size=args.batch_size, crf_params=crf_params)
+def run(main: Callable[[], int]) -> None:
+    """Runs an entry point's `main()` from the shell: a usage error is one line and exit 2."""
+    try:
+        code = main()
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        code = 2
+    sys.exit(code)

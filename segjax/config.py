@@ -10,15 +10,83 @@ without the repository on sys.path.
 Sections: model, data, loss, optim, train, eval, mesh, runtime, imports.
 `validate(config)` checks values that the schema's types cannot (positive
 intervals, known names) before a run builds anything.
+
+config.eval is the dataclass `EvalOptions` (test-time options: sliding
+window, scales, flip, CRF, panoptic post-processing): `base_config()` builds
+the section from its defaults, and the train loop's evaluation,
+`segjax.evaluate`, `segjax.predict` and `segjax.export` read it back with
+`EvalOptions.from_config(config)`, so the section has one schema.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
 
 import ml_collections
+
+from segjax.ops.crf import CRFParams, params_from_config
+
+
+@dataclasses.dataclass(frozen=True)
+class PanopticOptions:
+    """config.eval.panoptic: Panoptic-DeepLab's post-processing (segjax.panoptic.postprocess)."""
+
+    center_threshold: float = 0.1
+    nms_kernel: int = 7
+    top_k: int = 200
+    stuff_area: int = 2048          # stuff regions smaller than this many pixels become void
+    label_divisor: int = 1000       # panoptic id = class * label_divisor + instance
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """config.eval: the test-time options of every evaluation and prediction."""
+
+    tile: tuple[int, ...] = ()      # sliding-window input tile; () = whole image
+    overlap: float = 0.0            # fraction of the output tile
+    blend: str = "average"          # average | gaussian
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    batch_size: int = 4             # tiles per device call
+    crf: bool = False
+    # Dense CRF (segjax.ops.crf): DeepLab v2's parameters; normalization "after" | "symmetric".
+    crf_params: CRFParams = CRFParams()
+    panoptic: PanopticOptions = PanopticOptions()
+
+    @classmethod
+    def from_config(cls, config) -> "EvalOptions":
+        """The options of `config.eval`; keys it lacks keep their defaults, unknown keys are an
+        error naming them."""
+        section = (config.get("eval") if config is not None else None) or {}
+        fields = dict(section.to_dict() if hasattr(section, "to_dict") else section)
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"config.eval has unknown key(s) {unknown}; valid: {sorted(known)}")
+        default = cls()
+        panoptic = dict(fields.get("panoptic") or {})
+        panoptic_known = {field.name for field in dataclasses.fields(PanopticOptions)}
+        if set(panoptic) - panoptic_known:
+            raise ValueError(f"config.eval.panoptic has unknown key(s) "
+                             f"{sorted(set(panoptic) - panoptic_known)}; valid: "
+                             f"{sorted(panoptic_known)}")
+        return cls(tile=tuple(int(t) for t in fields.get("tile", default.tile)),
+                   overlap=float(fields.get("overlap", default.overlap)),
+                   blend=str(fields.get("blend", default.blend)),
+                   scales=tuple(float(s) for s in fields.get("scales", default.scales)),
+                   flip=bool(fields.get("flip", default.flip)),
+                   batch_size=int(fields.get("batch_size", default.batch_size)),
+                   crf=bool(fields.get("crf", default.crf)),
+                   crf_params=params_from_config(fields.get("crf_params")),
+                   panoptic=PanopticOptions(**panoptic))
+
+    def to_config(self) -> ml_collections.ConfigDict:
+        """The options as a config.eval section."""
+        return ml_collections.ConfigDict(dataclasses.asdict(self))
+
 
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -60,7 +128,8 @@ def base_config() -> ml_collections.ConfigDict:
         dflip=False,                         # volumes: flip the depth axis too
         rotate_out_of_plane=False))          # volumes: rotate (D, W) and (D, H) planes too
     config.data.normalization = "fixed"      # fixed: (x / 255 - mean) / std | zscore: per volume
-    # Volumes (segjax.data.volume_sources, volume_patches, normalization): z-score mask, patch sampling, stack spacing.
+    # Volumes (segjax.data.volume_sources, volume_patches, normalization): z-score mask,
+    # patch sampling, stack spacing.
     config.data.volume = ml_collections.ConfigDict(dict(
         zscore_over="nonzero",               # nonzero (BraTS: the brain) | all voxels
         foreground_fraction=0.33,            # patches centred on a foreground voxel (nnU-Net)
@@ -118,22 +187,7 @@ def base_config() -> ml_collections.ConfigDict:
                                              # conv_outputs | dots (matmul outputs)
     config.train.num_overlays = 4            # PNG overlays of validation predictions
 
-    config.eval = ml_collections.ConfigDict()
-    config.eval.tile = ()                    # sliding-window input tile; () = whole image
-    config.eval.overlap = 0.0                # fraction of the output tile
-    config.eval.blend = "average"            # average | gaussian
-    config.eval.scales = (1.0,)
-    config.eval.flip = False
-    config.eval.batch_size = 4               # tiles per device call
-    config.eval.crf = False
-    # Dense CRF (segjax.ops.crf): DeepLab v2's parameters; normalization "after" | "symmetric".
-    config.eval.crf_params = ml_collections.ConfigDict(dict(
-        iterations=10, bi_w=4.0, bi_xy_std=67.0, bi_rgb_std=3.0, pos_w=3.0, pos_xy_std=1.0,
-        normalization="after"))
-    # Panoptic-DeepLab's post-processing (segjax.panoptic.postprocess); stuff regions
-    # smaller than stuff_area pixels become void; panoptic id = class * label_divisor + instance.
-    config.eval.panoptic = ml_collections.ConfigDict(dict(
-        center_threshold=0.1, nms_kernel=7, top_k=200, stuff_area=2048, label_divisor=1000))
+    config.eval = EvalOptions().to_config()   # test-time options: see EvalOptions
 
     config.mesh = ml_collections.ConfigDict()
     config.mesh.data = -1                    # -1: all devices on the batch axis

@@ -1,14 +1,16 @@
 """Evaluate a trained model on a labelled split: IoU, accuracy, Dice, confusion matrix.
 
     python -m segjax.evaluate --workdir runs/deeplab_camvid --split val
-    python -m segjax.evaluate --workdir runs/deeplab_camvid --split val --flip \\
-        --scales 0.5,0.75,1,1.25,1.5,1.75 --crf --output runs/deeplab_camvid/eval_msc_flip_crf
+    python -m segjax.evaluate --workdir runs/deeplab_camvid --split val \\
+        --config.eval.flip=True --config.eval.scales='(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)' \\
+        --config.eval.crf=True --output runs/deeplab_camvid/eval_msc_flip_crf
 
 `--split val` (or `train`) means the run's `config.data.val_split`
 (`train_split`), e.g. ISBI's held-out `train[25:30]`; any other value is a
-split expression of the data source (`test`, `val[:10]`). Test-time options
-default to the run's `config.eval` and are overridden by the flags
-(`segjax.cli`). The evaluation itself is `segjax.evaluation.evaluate`, the
+split expression of the data source (`test`, `val[:10]`). The config is the
+run's own (or --config's) with `--config.<key>=value` overrides as for
+training (`segjax.cli`); its `config.eval` holds the test-time options
+(`segjax.config.EvalOptions`). The evaluation itself is `segjax.evaluation.evaluate`, the
 same pass the train loop runs at its evaluation steps. A volumetric run's
 split holds volumes (`segjax.data.volume_sources`): each is predicted whole by the
 sliding window of config.eval, and IoU and Dice per class count voxels.
@@ -23,12 +25,13 @@ Writes to --output (default `<workdir>/eval_<split>`):
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Sequence
 
-from segjax import cli, evaluation
+from absl import flags
+
+from segjax import checkpoints, cli, evaluation, runtime
+from segjax.config import EvalOptions
 from segjax.data.sources import load_split
 
 
@@ -38,33 +41,33 @@ def split_expression(config, split: str) -> str:
     return str(config.data[key]) if split in ("train", "val") and key in config.data else split
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m segjax.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_checkpoint_flags(parser)
-    parser.add_argument("--split", default="val",
-                        help="'val'/'train' (the config's splits) or a split expression")
-    parser.add_argument("--output", help="report directory (default <run>/eval_<split>)")
-    parser.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
-    parser.add_argument("--no_progress", action="store_true")
-    cli.add_eval_flags(parser)
-    return parser.parse_args(argv)
+def define_flags(values: flags.FlagValues) -> None:
+    cli.define_checkpoint_flags(values)
+    flags.DEFINE_string("split", "val", "'val'/'train' (the config's splits) or a split "
+                        "expression.", flag_values=values)
+    flags.DEFINE_string("output", None, "Report directory (default <run>/eval_<split>).",
+                        flag_values=values)
+    flags.DEFINE_integer("limit", 0, "Evaluate the first N images only.", flag_values=values)
+    flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    loaded = cli.load_model(args)
-    config = loaded.config
-    options = cli.eval_options(config, args)
-    split = split_expression(config, args.split)
+    values, config = cli.parse(argv, define_flags, doc=__doc__, program="python -m segjax.evaluate",
+                               default_config=cli.run_config)
+    runtime.configure(config)
+    path = cli.checkpoint_path(values)
+    checkpoint = checkpoints.load(path, config)
+    predict_fn, panoptic_fn = evaluation.predict_functions(checkpoint.model,
+                                                           checkpoint.variables, config)
+    options = EvalOptions.from_config(config)
+    split = split_expression(config, values.split)
     examples = load_split(config.data, split)
-    if args.limit:
-        examples = examples[:args.limit]
-    result, _ = evaluation.evaluate(loaded.predict_fn, config, examples, options,
-                                    progress=not args.no_progress,
-                                    panoptic_fn=loaded.panoptic_fn)
-    run = Path(args.workdir) if args.workdir else Path(args.checkpoint).parent
-    output = Path(args.output) if args.output else run / f"eval_{args.split}"
+    if values.limit:
+        examples = examples[:values.limit]
+    result, _ = evaluation.evaluate(predict_fn, config, examples, options,
+                                    progress=not values.no_progress, panoptic_fn=panoptic_fn)
+    run = Path(values.workdir) if values.workdir else Path(values.checkpoint).parent
+    output = Path(values.output) if values.output else run / f"eval_{values.split}"
     evaluation.write_reports(result, config, options, split, output)
     print((output / "metrics.md").read_text())
     print(f"wrote {output}/metrics.json, metrics.md, confusion.png")
@@ -72,4 +75,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -4,9 +4,6 @@ The train loop's validation, `python -m segjax.evaluate` and
 `python -m segjax.predict` all go through here, so the same checkpoint and
 the same `config.eval` options give the same numbers everywhere:
 
-    restore(path)                model + weights + config from a run or a weights file,
-                                 with `config.runtime` applied (segjax.runtime)
-    load_model(path)             the same, and its predict function
     make_predict_fn(model, variables, mesh, policy)
                                  numpy tiles -> numpy logits; tiles split over the mesh's
                                  'data' axis, padded to a multiple of its size (the padding
@@ -17,7 +14,9 @@ the same `config.eval` options give the same numbers everywhere:
                                  config.data.panoptic.thing_classes): normalised images ->
                                  Panoptic-DeepLab's post-processed maps, on the device
                                  (`segjax.panoptic.postprocess`); None for other models
-    options_from_config(config)  config.eval (sliding window, scales, flip, CRF) as EvalOptions
+    predict_functions(model, variables, config)
+                                 both, over the run's mesh and dtype (what the entry points
+                                 call after `segjax.checkpoints.load`)
     evaluate(predict_fn, config, examples, options)
                                  one pass over labelled examples: each image through
                                  `segjax.inference.predict_image` (normalise, sliding window,
@@ -33,18 +32,17 @@ Pictures (palette, overlays, label PNGs, confusion plot) are in `segjax.visualiz
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
 
-from segjax import host_memory, inference, metrics as metrics_lib, runtime, sharding, visualize
-from segjax import weights
+from segjax import host_memory, inference, metrics as metrics_lib, sharding, visualize
+from segjax.config import EvalOptions
 from segjax.data.normalization import normalize
 from segjax.models.policy import ApplyPolicy
 from segjax.panoptic import postprocess as panoptic_postprocess
@@ -190,43 +188,13 @@ def make_panoptic_fn(model, variables, config, mesh=None, policy=None) -> Panopt
                                      policy=policy or ApplyPolicy()), variables, mesh)
 
 
-@dataclasses.dataclass
-class LoadedModel:
-    """What `load_model` restores: the model, its weights, its run's config, a predict_fn."""
-
-    model: Any
-    variables: dict
-    config: Any
-    predict_fn: PredictFn
-    panoptic_fn: PanopticFn | None = None
-
-
-def restore(path, *, conv_impl: str | None = None) -> tuple[Any, dict, Any]:
-    """(model, variables, config) from a workdir, a checkpoint or a variables file.
-
-    The architecture comes from the checkpoint's own stored model config; the
-    data and evaluation sections from the run's config.json when there is one.
-    `config.runtime` is applied (with `conv_impl` overriding it) before
-    anything is compiled.
-    """
-    model, variables, config = weights.restore_for_inference(path)
-    runtime.configure(config, conv_impl=conv_impl)
-    return model, variables, config
-
-
-def load_model(path, *, conv_impl: str | None = None) -> LoadedModel:
-    """`restore`, a predict_fn over the run's mesh (config.mesh, default all devices) and,
-    for panoptic models, a panoptic_fn."""
-    model, variables, config = restore(path, conv_impl=conv_impl)
+def predict_functions(model, variables, config) -> tuple[PredictFn, PanopticFn | None]:
+    """(predict_fn, panoptic_fn) of a model over the run's mesh (config.mesh, default all
+    devices) in its config.model.dtype; panoptic_fn is None for non-panoptic models."""
     mesh = sharding.make_mesh(config.get("mesh") or {"data": -1, "model": 1})
     policy = ApplyPolicy.from_config(config)
-    return LoadedModel(model, variables, config, make_predict_fn(model, variables, mesh, policy),
-                       make_panoptic_fn(model, variables, config, mesh, policy))
-
-
-def options_from_config(config, **overrides) -> inference.EvalOptions:
-    """`config.eval` as EvalOptions; overrides that are None keep the config's value."""
-    return inference.EvalOptions.from_config(config.get("eval"), **overrides)
+    return (make_predict_fn(model, variables, mesh, policy),
+            make_panoptic_fn(model, variables, config, mesh, policy))
 
 
 # ----------------------------------------------------------------------------- the metrics pass
@@ -259,7 +227,7 @@ def evaluate(predict_fn: PredictFn, config, examples: Sequence[dict],
     the confusion matrix, otherwise `predict_fn` with the test-time options does.
     """
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-    options = options if options is not None else options_from_config(config)
+    options = options if options is not None else EvalOptions.from_config(config)
     num_classes = int(config.model.num_classes)
     ignore_index = int(config.data.ignore_index)
     confusion = np.zeros((num_classes, num_classes), np.int64)

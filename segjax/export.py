@@ -8,16 +8,16 @@ The artifact is the serialized StableHLO of `x -> model.apply(variables, x)["log
 with the variables embedded as constants: a normalised float32 batch
 (B, *spatial, C) maps to float32 logits. The batch size is symbolic by default
 (any B) or fixed with --batch; the spatial shape is fixed (--input_shape, by
-default the run's eval tile or training crop). A JSON file next to it
+default the run's config.eval.tile or training crop). The config is the run's
+own (or --config's) with `--config.<key>=value` overrides, as for
+`segjax.predict` (`segjax.cli`). A JSON file next to it
 (`<output>.json`) records the input shape, normalisation, class names and
 output margin. `load_exported(path)` needs only `jax`: no segjax model code.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -76,31 +76,40 @@ def load_exported(path) -> tuple[Callable[[np.ndarray], jax.Array], dict]:
 
 
 def _default_input_shape(config) -> tuple[int, ...]:
-    spatial = tuple(config.get("eval", {}).get("tile", ())) or tuple(config.data.crop)
+    from segjax.config import EvalOptions  # pylint: disable=import-outside-toplevel
+    spatial = EvalOptions.from_config(config).tile or tuple(config.data.crop)
     return (*spatial, int(config.data.image_channels))
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m segjax.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    from segjax import cli  # the exporter's CLI only; artifacts load without segjax
-    cli.add_checkpoint_flags(parser)
-    parser.add_argument("--output", required=True, help="artifact path (metadata at <path>.json)")
-    parser.add_argument("--input_shape", help="spatial size and channels, e.g. 572,572,1")
-    parser.add_argument("--batch", type=int, help="fixed batch size (default: symbolic)")
-    parser.add_argument("--platforms", help="comma-separated, e.g. cpu,cuda,tpu (default: "
-                                            "the current backend)")
-    return parser.parse_args(argv)
+def define_flags(values) -> None:
+    from absl import flags  # pylint: disable=import-outside-toplevel
+
+    from segjax import cli  # pylint: disable=import-outside-toplevel
+    cli.define_checkpoint_flags(values)
+    flags.DEFINE_string("output", None, "Artifact path (metadata at <path>.json).",
+                        flag_values=values)
+    flags.DEFINE_list("input_shape", None, "Spatial size and channels, e.g. 572,572,1 "
+                      "(default: config.eval.tile or config.data.crop, and the image channels).",
+                      flag_values=values)
+    flags.DEFINE_integer("batch", None, "Fixed batch size (default: symbolic).",
+                         flag_values=values)
+    flags.DEFINE_list("platforms", None, "e.g. cpu,cuda,tpu (default: the current backend).",
+                      flag_values=values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from segjax import cli  # pylint: disable=import-outside-toplevel
-    args = parse_args(argv)
-    model, variables, config = cli.restore(args)
-    input_shape = (tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape
+    # segjax's model code is imported here only: an exported artifact loads without it.
+    from segjax import checkpoints, cli, runtime  # pylint: disable=import-outside-toplevel
+    values, config = cli.parse(argv, define_flags, doc=__doc__, program="python -m segjax.export",
+                               default_config=cli.run_config)
+    if not values.output:
+        raise cli.UsageError("--output is required")
+    runtime.configure(config)
+    checkpoint = checkpoints.load(cli.checkpoint_path(values), config)
+    input_shape = (tuple(int(v) for v in values.input_shape) if values.input_shape
                    else _default_input_shape(config))
-    exported = export_model(model, variables, input_shape, batch=args.batch,
-                            platforms=args.platforms.split(",") if args.platforms else None)
+    exported = export_model(checkpoint.model, checkpoint.variables, input_shape,
+                            batch=values.batch, platforms=values.platforms)
     data = config.get("data", {})
     metadata = {"model": config.model.to_dict() if hasattr(config.model, "to_dict")
                 else dict(config.model),
@@ -108,11 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "class_names": list(data.get("class_names", ())),
                 "margin": [(i - o) // 2 for i, o in zip(
                     input_shape[:-1], exported.out_avals[0].shape[1:-1])]}
-    save_exported(exported, args.output, metadata)
+    save_exported(exported, values.output, metadata)
     print(f"exported {config.model.name} {tuple(exported.in_avals[0].shape)} -> "
-          f"{tuple(exported.out_avals[0].shape)} to {args.output}")
+          f"{tuple(exported.out_avals[0].shape)} to {values.output}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from segjax import cli
+    cli.run(main)

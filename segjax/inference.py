@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from segjax.config import EvalOptions
 from segjax.data.normalization import normalize, normalizer
 from segjax.ops import crf as crf_lib
 
@@ -195,55 +196,10 @@ def tta_predict(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarra
     return total / (len(scales) * (2 if flip else 1))
 
 
-@dataclasses.dataclass(frozen=True)
-class EvalOptions:
-    """The test-time options of `config.eval`, with command-line overrides applied."""
-
-    tile: tuple[int, ...] = ()
-    overlap: float = 0.0
-    blend: str = "average"
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = False
-    batch_size: int = 4
-    crf: bool = False
-    crf_params: crf_lib.CRFParams = crf_lib.CRFParams()
-
-    @classmethod
-    def from_config(cls, eval_config=None, **overrides) -> "EvalOptions":
-        """Options from `config.eval` (a ConfigDict or mapping; missing keys keep defaults).
-
-        `overrides` whose value is None are ignored, so command-line flags that
-        were not given leave the config's value; keys of `config.eval` that
-        are not test-time options are ignored.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"eval option(s) {unknown} do not exist; valid: {sorted(known)}")
-        fields = dict(eval_config.to_dict() if hasattr(eval_config, "to_dict")
-                      else eval_config or {})
-        fields.update({key: value for key, value in overrides.items() if value is not None})
-        params = fields.pop("crf_params", None)
-        return cls(tile=tuple(int(t) for t in fields.get("tile", ())),
-                   overlap=float(fields.get("overlap", 0.0)),
-                   blend=str(fields.get("blend", "average")),
-                   scales=tuple(float(s) for s in fields.get("scales", (1.0,))),
-                   flip=bool(fields.get("flip", False)),
-                   batch_size=int(fields.get("batch_size", 4)),
-                   crf=bool(fields.get("crf", False)),
-                   crf_params=(params if isinstance(params, crf_lib.CRFParams)
-                               else crf_lib.params_from_config(params)))
-
-
 def predict_probs(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
-                  eval_config, num_classes: int | None = None) -> np.ndarray:
-    """Probabilities for one normalised image with the sliding-window and TTA options.
-
-    `eval_config` is `config.eval` or an `EvalOptions`; the CRF (which needs
-    the raw image) is applied by `predict_image`.
-    """
-    options = (eval_config if isinstance(eval_config, EvalOptions)
-               else EvalOptions.from_config(eval_config))
+                  options: EvalOptions, num_classes: int | None = None) -> np.ndarray:
+    """Probabilities for one normalised image with the sliding-window and TTA options (the
+    CRF, which needs the raw image, is applied by `predict_image`)."""
     return tta_predict(predict_fn, image, scales=options.scales, flip=options.flip,
                        tile=options.tile or None, overlap=options.overlap,
                        batch_size=options.batch_size, blend=options.blend,
@@ -375,7 +331,8 @@ def window_bands(predict_fn, window: Window, normalize_part: Callable[[np.ndarra
                 if inside > 0:
                     yield band_start, band_start + inside, final[
                         (slice(0, inside), *(slice(0, n) for n in window.spatial[1:]))]
-                band[:depth - count], band_weight[:depth - count] = band[count:], band_weight[count:]
+                band[:depth - count] = band[count:]
+                band_weight[:depth - count] = band_weight[count:]
                 band[depth - count:], band_weight[depth - count:] = 0.0, 0.0
                 band_start = stop
 

@@ -2,7 +2,8 @@
 
     python -m segjax.predict --workdir runs/deeplab_camvid --input 'photos/*.png' --output out/
     python -m segjax.predict --checkpoint runs/x/checkpoints_best/variables \\
-        --input photos/ --output out/ --flip --scales 0.75,1,1.25 --crf --probabilities
+        --input photos/ --output out/ --probabilities --config.eval.flip=True \\
+        --config.eval.scales='(0.75, 1.0, 1.25)' --config.eval.crf=True
 
 Writes, per input image `<stem>`:
   out/labels/<stem>.png          class indices as a palette PNG (the dataset's class colours)
@@ -22,26 +23,28 @@ volumes instead (`.nii.gz`, `.nii`, multi-page `.tif`/`.tiff`, `.npy`; see
   out/overlays/<stem>.png        the class colours over the volume's middle section
   out/probabilities/<stem>.npy   float16 (D, H, W, K) probabilities, with --probabilities
 
-The model, its weights and its test-time options come from `segjax.evaluation`
-(the same path as the train loop's validation and `segjax.evaluate`).
-Test-time options (sliding window, scales, flip, CRF) default to the run's
-`config.eval` and are overridden by the flags (`segjax.cli`). An unreadable image or one whose
+The model and its weights come from `segjax.checkpoints.load`, the predict
+function from `segjax.evaluation` (the same path as the train loop's
+validation and `segjax.evaluate`). The config is the run's own (or
+--config's), with `--config.<key>=value` overrides as for training
+(`segjax.cli`); test-time options (sliding window, scales, flip, CRF) are its
+`config.eval` (`segjax.config.EvalOptions`). An unreadable image or one whose
 channel count differs from the model's (`config.data.image_channels`) stops
 the run with an error naming the file.
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from absl import flags
 from PIL import Image
 
-from segjax import cli, inference, visualize
+from segjax import checkpoints, cli, evaluation, inference, runtime, visualize
+from segjax.config import EvalOptions
 from segjax.data import volume_files, volume_sources
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".ppm", ".pgm")
@@ -109,7 +112,6 @@ def read_image(path: Path, channels: int) -> np.ndarray:
 def write_panoptic(panoptic_fn, config, image: np.ndarray, stem: str, output: Path,
                    colours: np.ndarray) -> None:
     """The panoptic colour and id PNGs of one image (see the module docstring)."""
-    from segjax import evaluation  # pylint: disable=import-outside-toplevel
     maps = evaluation.panoptic_maps(panoptic_fn, image, config.data)
     void = int(config.data.ignore_index)
     Image.fromarray(visualize.panoptic_colours(maps["panoptic_class"], maps["panoptic_instance"],
@@ -119,7 +121,7 @@ def write_panoptic(panoptic_fn, config, image: np.ndarray, stem: str, output: Pa
 
 
 def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
-                   options: inference.EvalOptions, *, probabilities: bool = False,
+                   options: EvalOptions, *, probabilities: bool = False,
                    alpha: float = 0.5, progress: bool = True,
                    panoptic_fn=None) -> list[Path]:
     """Predicts every input; returns the label PNG paths written. With `panoptic_fn`
@@ -157,7 +159,7 @@ def _output_folders(output: Path, probabilities: bool, panoptic: bool = False) -
 
 
 def predict_volumes(predict_fn, config, inputs: Sequence[Path], output: Path,
-                    options: inference.EvalOptions, *, probabilities: bool = False,
+                    options: EvalOptions, *, probabilities: bool = False,
                     alpha: float = 0.5, progress: bool = True) -> list[Path]:
     """Predicts every input volume whole; returns the NIfTI label paths written."""
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
@@ -187,39 +189,42 @@ def predict_volumes(predict_fn, config, inputs: Sequence[Path], output: Path,
     return written
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m segjax.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_checkpoint_flags(parser)
-    parser.add_argument("--input", required=True, help="a directory, an image file or a glob")
-    parser.add_argument("--output", required=True, help="output directory")
-    parser.add_argument("--probabilities", action="store_true",
-                        help="also write per-class probabilities (.npy, float16)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
-    parser.add_argument("--no_progress", action="store_true")
-    cli.add_eval_flags(parser)
-    return parser.parse_args(argv)
+def define_flags(values: flags.FlagValues) -> None:
+    cli.define_checkpoint_flags(values)
+    flags.DEFINE_string("input", None, "A directory, an image (volume) file or a glob.",
+                        flag_values=values)
+    flags.DEFINE_string("output", None, "The output directory.", flag_values=values)
+    flags.DEFINE_bool("probabilities", False, "Also write per-class probabilities (.npy, "
+                      "float16).", flag_values=values)
+    flags.DEFINE_float("alpha", 0.5, "Overlay opacity.", flag_values=values)
+    flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    loaded = cli.load_model(args)
-    config = loaded.config
+    values, config = cli.parse(argv, define_flags, doc=__doc__, program="python -m segjax.predict",
+                               default_config=cli.run_config)
+    if not values.input or not values.output:
+        raise cli.UsageError("--input and --output are required")
+    runtime.configure(config)
+    checkpoint = checkpoints.load(cli.checkpoint_path(values), config)
+    predict_fn, panoptic_fn = evaluation.predict_functions(checkpoint.model,
+                                                           checkpoint.variables, config)
     volumetric = is_volumetric(config)
-    inputs = resolve_inputs(args.input, volumetric=volumetric)
-    options = cli.eval_options(config, args)
+    inputs = resolve_inputs(values.input, volumetric=volumetric)
+    options = EvalOptions.from_config(config)
+    output, progress = Path(values.output), not values.no_progress
     if volumetric:
-        written = predict_volumes(loaded.predict_fn, config, inputs, Path(args.output), options,
-                                  probabilities=args.probabilities, alpha=args.alpha,
-                                  progress=not args.no_progress)
+        written = predict_volumes(predict_fn, config, inputs, output, options,
+                                  probabilities=values.probabilities, alpha=values.alpha,
+                                  progress=progress)
     else:
-        written = predict_folder(loaded.predict_fn, config, inputs, Path(args.output), options,
-                                 probabilities=args.probabilities, alpha=args.alpha,
-                                 progress=not args.no_progress, panoptic_fn=loaded.panoptic_fn)
+        written = predict_folder(predict_fn, config, inputs, output, options,
+                                 probabilities=values.probabilities, alpha=values.alpha,
+                                 progress=progress, panoptic_fn=panoptic_fn)
     print(f"wrote {len(written)} label {'volumes' if volumetric else 'maps'} and overlays to "
-          f"{args.output}")
+          f"{output}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

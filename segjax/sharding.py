@@ -145,19 +145,6 @@ def _reshard(sharding: NamedSharding):
 PARAM_SHARDINGS = ("replicated", "fsdp")
 
 
-def leaf_path(path) -> str:
-    """A pytree key path as 'params/encoder/conv1/kernel' (sequence indices as numbers)."""
-    names = []
-    for key in path:
-        for field in ("key", "name", "idx"):
-            if hasattr(key, field):
-                names.append(str(getattr(key, field)))
-                break
-        else:
-            names.append(str(key))
-    return "/".join(names)
-
-
 def _axes_size(mesh: Mesh, axes: Sequence[str]) -> int:
     return int(np.prod([mesh.shape[axis] for axis in axes]))
 
@@ -236,8 +223,8 @@ def leaf_spec(path: str, shape: Sequence[int], mesh: Mesh, mesh_config) -> P:
 def tree_shardings(tree: Any, mesh: Mesh, mesh_config) -> Any:
     """NamedShardings for every leaf of `tree` (arrays or ShapeDtypeStructs) by config.mesh."""
     def sharding_of(path, leaf):
-        return NamedSharding(mesh, leaf_spec(leaf_path(path), np.shape(leaf), mesh,
-                                             mesh_config))
+        name = jax.tree_util.keystr(path, simple=True, separator="/")  # 'params/encoder/...'
+        return NamedSharding(mesh, leaf_spec(name, np.shape(leaf), mesh, mesh_config))
 
     return jax.tree_util.tree_map_with_path(sharding_of, tree)
 

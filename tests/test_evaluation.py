@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from segjax import evaluate, evaluation
+from segjax import evaluate
+from segjax.config import EvalOptions
 from segjax.train import loop
 from tests.train.conftest import run_python, tiny_config
 
@@ -75,9 +76,11 @@ main.run()
     assert np.sum(stored["confusion_matrix"]) == 512 * 512
 
 
-def test_options_from_config_reads_config_eval():
-    config = tiny_config(eval__flip=True, eval__tile=(8, 8))
-    options = evaluation.options_from_config(config, scales=(0.5,))
+def test_eval_options_read_config_eval():
+    config = tiny_config(eval__flip=True, eval__tile=(8, 8), eval__scales=(0.5,))
+    options = EvalOptions.from_config(config)
     assert options.flip and options.tile == (8, 8) and options.scales == (0.5,)
-    with pytest.raises(ValueError, match=r"eval option\(s\) \['flips'\]"):
-        evaluation.options_from_config(config, flips=True)
+    config.unlock()
+    config.eval.panoptic.top_kk = 3
+    with pytest.raises(ValueError, match=r"config.eval.panoptic has unknown key.*'top_kk'"):
+        EvalOptions.from_config(config)

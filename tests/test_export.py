@@ -11,7 +11,7 @@ import pytest
 from segjax.config import base_config
 from segjax import export
 from segjax.models import registry
-from segjax import weights
+from segjax import checkpoints
 
 
 def _reference(model, variables, x):
@@ -68,8 +68,8 @@ def test_export_command_from_run_dir(tiny_valid_unet, tmp_path):
     config.model.width, config.model.depth, config.model.padding = 4, 2, "valid"
     config.data.image_channels = 1
     config.eval.tile = (92, 92)
-    (tmp_path / weights.CONFIG_FILE).write_text(config.to_json_best_effort())
-    weights.save_variables(tmp_path / weights.BEST_DIR / weights.BEST_FILE, variables,
+    (tmp_path / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort())
+    checkpoints.save_variables(tmp_path / checkpoints.BEST_DIR / checkpoints.BEST_FILE, variables,
                               {"model": config.model.to_dict()})
     output = tmp_path / "out" / "model.jaxexport"
     assert export.main(["--workdir", str(tmp_path), "--output", str(output)]) == 0

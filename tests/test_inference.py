@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from segjax import evaluation, inference
+from segjax.config import EvalOptions
 from segjax.models import registry
 from segjax.ops.resize import resize
 
@@ -200,7 +201,7 @@ def test_streamed_labels_equal_the_whole_map_path(random_variables, shape, tile,
     model, variables = _tiny_unet(random_variables)
     predict_fn = evaluation.make_predict_fn(model, variables)
     image = np.random.default_rng(3).integers(0, 256, size=(*shape, 1)).astype(np.uint8)
-    options = inference.EvalOptions(tile=tile, overlap=overlap, batch_size=batch, flip=flip,
+    options = EvalOptions(tile=tile, overlap=overlap, batch_size=batch, flip=flip,
                                     blend=blend)
     data = _data_config()
     reference = inference.predict_image(predict_fn, image, data, options, 3)
@@ -224,7 +225,7 @@ def test_streamed_tiles_are_zscored_with_the_whole_images_statistics(random_vari
     image[:, :30] = 0                                   # background outside the 'nonzero' mask
     data = _data_config()
     data.normalization = "zscore"
-    options = inference.EvalOptions(tile=(92, 92), overlap=0.5, batch_size=3, flip=True)
+    options = EvalOptions(tile=(92, 92), overlap=0.5, batch_size=3, flip=True)
     reference = inference.predict_image(predict_fn, image, data, options, 3)
     bands = list(inference.stream_probabilities(predict_fn, image, data, options, 3))
     np.testing.assert_array_equal(np.concatenate([band for _, _, band in bands]), reference)
@@ -234,7 +235,7 @@ def test_other_options_fall_back_to_whole_maps(random_variables):
     model, variables = _tiny_unet(random_variables, padding="same", size=32)
     predict_fn = evaluation.make_predict_fn(model, variables)
     image = np.random.default_rng(4).integers(0, 256, size=(48, 40, 1)).astype(np.uint8)
-    options = inference.EvalOptions(tile=(32, 32), overlap=0.5, scales=(0.75, 1.0))
+    options = EvalOptions(tile=(32, 32), overlap=0.5, scales=(0.75, 1.0))
     reference = inference.predict_image(predict_fn, image, _data_config(), options, 3)
     labels, _ = inference.predict_labels(predict_fn, image, _data_config(), options, 3)
     np.testing.assert_array_equal(labels, reference.argmax(-1))

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segjax.config import base_config
-from segjax import cli, evaluate, evaluation, inference, predict
+from segjax import checkpoints, cli, evaluate, evaluation, inference, predict
+from segjax.config import EvalOptions, base_config
 from segjax.models import registry
 from segjax.ops import crf
-from segjax import weights
 
 CAMVID_COLOURS = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [60, 40, 222],
                   [128, 128, 0], [192, 128, 128], [64, 64, 128], [64, 0, 128], [64, 64, 0],
@@ -35,10 +34,10 @@ def run_dir(tmp_path_factory, camvid_root, random_variables):
                                "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist")
     config.data.mean = (0.4, 0.4, 0.4)
     config.data.std = (0.3, 0.3, 0.3)
-    (workdir / weights.CONFIG_FILE).write_text(config.to_json_best_effort())
+    (workdir / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort())
     model = registry.build(config.model)
     variables = random_variables(model, jnp.zeros((1, 32, 32, 3)))
-    weights.save_variables(workdir / weights.BEST_DIR / weights.BEST_FILE, variables,
+    checkpoints.save_variables(workdir / checkpoints.BEST_DIR / checkpoints.BEST_FILE, variables,
                               {"model": config.model.to_dict()})
     return workdir, model, variables, config
 
@@ -56,7 +55,8 @@ def input_dir(tmp_path_factory, camvid_root):
 def test_predict_writes_labels_overlays_probabilities(run_dir, input_dir, tmp_path):
     workdir, model, variables, config = run_dir
     assert predict.main(["--workdir", str(workdir), "--input", str(input_dir), "--output",
-                         str(tmp_path), "--probabilities", "--flip", "--no_progress"]) == 0
+                         str(tmp_path), "--probabilities", "--config.eval.flip=True",
+                         "--no_progress"]) == 0
     image = np.asarray(Image.open(input_dir / "frame0.png"))
     normalized = (image / 255.0 - 0.4) / 0.3
     expected = inference.tta_predict(evaluation.make_predict_fn(model, variables), normalized,
@@ -77,7 +77,7 @@ def test_predict_writes_labels_overlays_probabilities(run_dir, input_dir, tmp_pa
 def test_predict_with_crf_glob_input(run_dir, input_dir, tmp_path):
     workdir = run_dir[0]
     predict.main(["--workdir", str(workdir), "--input", str(input_dir / "frame1*.png"),
-                  "--output", str(tmp_path), "--crf", "--no_progress"])
+                  "--output", str(tmp_path), "--config.eval.crf", "--no_progress"])
     assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == ["frame1.png"]
 
 
@@ -103,7 +103,8 @@ def test_predict_rejects_unreadable_and_wrong_channels(run_dir, tmp_path):
 def test_evaluate_reports(run_dir, camvid_root, tmp_path):
     workdir = run_dir[0]
     assert evaluate.main(["--workdir", str(workdir), "--split", "val", "--limit", "2",
-                          "--scales", "0.5", "--output", str(tmp_path), "--no_progress"]) == 0
+                          "--config.eval.scales=(0.5,)", "--output", str(tmp_path),
+                          "--no_progress"]) == 0
     result = json.loads((tmp_path / "metrics.json").read_text())
     # Rows of the confusion matrix are the label histograms of the two frames (void ignored).
     labels = [np.asarray(Image.open(p)) for p in
@@ -130,22 +131,43 @@ def test_split_expression(run_dir):
     assert evaluate.split_expression(isbi, "val") == "train[25:30]"
 
 
-def test_eval_options_from_config_and_flags():
+def test_eval_options_are_config_eval():
     config = base_config()
-    config.eval.flip = True
-    options = inference.EvalOptions.from_config(config.eval, scales=(0.5, 1.0), flip=None)
+    config.eval.flip, config.eval.scales = True, (0.5, 1.0)
+    options = EvalOptions.from_config(config)
     assert options.flip and options.scales == (0.5, 1.0) and options.crf_params.bi_xy_std == 67
-    with pytest.raises(ValueError, match=r"eval option\(s\) \['flips'\] do not exist"):
-        inference.EvalOptions.from_config(config.eval, flips=True)
+    assert EvalOptions.from_config(base_config()) == EvalOptions()
+    assert EvalOptions().to_config().to_dict() == base_config().eval.to_dict()
+    unlocked = base_config()
+    unlocked.eval.flips = True
+    with pytest.raises(ValueError, match=r"config.eval has unknown key\(s\) \['flips'\]"):
+        EvalOptions.from_config(unlocked)
 
 
-def test_crf_params_flag_overrides_config():
-    config = base_config()
-    args = evaluate.parse_args(["--workdir", "x", "--crf", "--crf_params",
-                                "bi_w=5,bi_xy_std=50,iterations=3"])
-    options = cli.eval_options(config, args)
-    assert options.crf and options.crf_params == crf.CRFParams(bi_w=5.0, bi_xy_std=50.0,
-                                                                iterations=3)
-    bad = evaluate.parse_args(["--workdir", "x", "--crf_params", "bi_weight=5"])
-    with pytest.raises(ValueError, match=r"unknown field\(s\) \['bi_weight'\]"):
-        cli.eval_options(config, bad)
+def test_command_line_overrides_the_runs_stored_config(run_dir, tmp_path):
+    workdir = run_dir[0]
+    values, config = cli.parse(
+        ["--workdir", str(workdir), "--split", "test", "--config.eval.crf=True",
+         "--config.eval.crf_params.bi_w=5", "--config.eval.crf_params.iterations=3",
+         "--config.eval.tile", "(32, 32)", "--config.runtime.conv_impl=native"],
+        evaluate.define_flags, doc="", default_config=cli.run_config)
+    assert values.split == "test" and cli.checkpoint_path(values) == str(workdir)
+    assert config.data.mean == (0.4, 0.4, 0.4)                  # the run's own config
+    assert config.runtime.conv_impl == "native"
+    options = EvalOptions.from_config(config)
+    assert options.crf and options.tile == (32, 32)
+    assert options.crf_params == crf.CRFParams(bi_w=5.0, iterations=3)
+    with pytest.raises(cli.UsageError, match="'bi_weight'"):
+        cli.parse(["--workdir", str(workdir), "--config.eval.crf_params.bi_weight=5"],
+                  evaluate.define_flags, doc="", default_config=cli.run_config)
+    with pytest.raises(cli.UsageError, match="exactly one of --workdir or --checkpoint"):
+        cli.parse(["--config.eval.crf=True"], evaluate.define_flags, doc="",
+                  default_config=cli.run_config)
+    # --config names another config file, which the overrides then change.
+    (tmp_path / "other.py").write_text(
+        "from segjax.config import base_config\n\n\ndef get_config(arg=''):\n"
+        "    config = base_config()\n    config.data.mean = (0.1,)\n    return config\n")
+    _, other = cli.parse(["--workdir", str(workdir), "--config", f"{tmp_path / 'other.py'}",
+                          "--config.eval.flip=True"], evaluate.define_flags, doc="",
+                         default_config=cli.run_config)
+    assert other.data.mean == (0.1,) and other.eval.flip

@@ -8,7 +8,7 @@ import nibabel
 import numpy as np
 import pytest
 
-from segjax import evaluate, predict, weights
+from segjax import checkpoints, evaluate, predict
 from segjax.config import base_config
 from segjax.models import registry
 
@@ -54,11 +54,11 @@ def volume_run(tmp_path_factory, random_variables):
     config.eval.overlap = 0.5
     config.eval.blend = "gaussian"
     workdir = tmp_path_factory.mktemp("run")
-    (workdir / weights.CONFIG_FILE).write_text(config.to_json_best_effort())
+    (workdir / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort())
     model = registry.build(config.model)
     variables = random_variables(model, jnp.zeros((1, 4, 8, 8, 1)))
-    weights.save_variables(workdir / weights.BEST_DIR / weights.BEST_FILE, variables,
-                           {"model": config.model.to_dict()})
+    checkpoints.save_variables(workdir / checkpoints.BEST_DIR / checkpoints.BEST_FILE, variables,
+                               {"model": config.model.to_dict()})
     return workdir, root
 
 

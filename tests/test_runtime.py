@@ -1,7 +1,6 @@
 """Runtime settings: importing segjax changes nothing process-wide; every entry point applies
 config.runtime (conv_impl checked by which convolution formulation gets traced)."""
 
-import ast
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax import evaluate, export, predict, runtime, weights
+from segjax import checkpoints, evaluate, export, predict, runtime
 from segjax.config import base_config
 from segjax.models import registry
 from segjax.ops import conv_cpu
@@ -22,44 +21,22 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def test_importing_segjax_changes_no_process_wide_jax_state():
     code = """
-import jax
-listeners = list(jax._src.monitoring._event_duration_secs_listeners)
+import jax, jax.monitoring
+registered = []
+for name in [n for n in dir(jax.monitoring) if n.startswith("register_")]:
+    setattr(jax.monitoring, name, lambda *args, _name=name, **kwargs: registered.append(_name))
 import segjax, segjax.models, segjax.evaluation, segjax.inference, segjax.data, segjax.losses
 import segjax.train.loop, segjax.predict, segjax.evaluate, segjax.export, segjax.convert
 from segjax.models import registry
 registry.names("model")
 assert jax.config.jax_default_prng_impl == "threefry2x32", jax.config.jax_default_prng_impl
-assert list(jax._src.monitoring._event_duration_secs_listeners) == listeners
+assert not registered, registered
 print("clean")
 """
     env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, cwd=REPO_ROOT, timeout=300)
     assert result.returncode == 0 and "clean" in result.stdout, result.stderr[-3000:]
-
-
-def _imports_of(path: Path) -> set[str]:
-    modules = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            modules |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            modules.add(node.module)
-            modules |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return modules
-
-
-def test_only_the_training_entry_point_imports_segjax_train():
-    """Inference, evaluation, export and conversion must work without the training package."""
-    package = REPO_ROOT / "segjax"
-    offenders = []
-    for path in sorted(package.rglob("*.py")):
-        relative = path.relative_to(package)
-        if relative.parts[0] == "train" or relative == Path("main.py"):
-            continue
-        if any(m == "segjax.train" or m.startswith("segjax.train.") for m in _imports_of(path)):
-            offenders.append(str(relative))
-    assert not offenders, f"modules outside segjax/train importing segjax.train: {offenders}"
 
 
 def test_configure_applies_and_validates_settings():
@@ -102,11 +79,11 @@ def run_dir(tmp_path, random_variables):
     config.model.num_classes = 2
     config.data.image_channels = 1
     config.runtime.conv_impl = "cpu"
-    (tmp_path / weights.CONFIG_FILE).write_text(config.to_json_best_effort())
+    (tmp_path / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort())
     model = registry.build(config.model)
     variables = random_variables(model, jnp.zeros((1, 16, 16, 1)))
-    weights.save_variables(tmp_path / weights.BEST_DIR / weights.BEST_FILE, variables,
-                           {"model": config.model.to_dict()})
+    checkpoints.save_variables(tmp_path / checkpoints.BEST_DIR / checkpoints.BEST_FILE, variables,
+                               {"model": config.model.to_dict()})
     from PIL import Image
     images = tmp_path / "images"
     images.mkdir()
@@ -115,21 +92,24 @@ def run_dir(tmp_path, random_variables):
     return tmp_path
 
 
-@pytest.mark.parametrize("flag,expect_cpu", [([], True), (["--conv_impl", "native"], False)])
+NATIVE = ["--config.runtime.conv_impl=native"]
+
+
+@pytest.mark.parametrize("flag,expect_cpu", [([], True), (NATIVE, False)])
 def test_predict_honours_conv_impl(run_dir, tmp_path, cpu_conv_calls, flag, expect_cpu):
     assert predict.main(["--workdir", str(run_dir), "--input", str(run_dir / "images"),
                          "--output", str(tmp_path / "out"), "--no_progress", *flag]) == 0
     assert bool(cpu_conv_calls) == expect_cpu
 
 
-@pytest.mark.parametrize("flag,expect_cpu", [([], True), (["--conv_impl", "native"], False)])
+@pytest.mark.parametrize("flag,expect_cpu", [([], True), (NATIVE, False)])
 def test_export_honours_conv_impl(run_dir, tmp_path, cpu_conv_calls, flag, expect_cpu):
     assert export.main(["--workdir", str(run_dir), "--output", str(tmp_path / "m.jaxexport"),
                         "--input_shape", "16,16,1", *flag]) == 0
     assert bool(cpu_conv_calls) == expect_cpu
 
 
-@pytest.mark.parametrize("flag,expect_cpu", [([], True), (["--conv_impl", "native"], False)])
+@pytest.mark.parametrize("flag,expect_cpu", [([], True), (NATIVE, False)])
 def test_evaluate_honours_conv_impl(isbi_root, tmp_path, cpu_conv_calls, random_variables,
                                     flag, expect_cpu):
     config = base_config()
@@ -139,11 +119,11 @@ def test_evaluate_honours_conv_impl(isbi_root, tmp_path, cpu_conv_calls, random_
     datasets.apply("isbi2012_em", config.data)
     config.data.root = str(isbi_root)
     config.runtime.conv_impl = "cpu"
-    (tmp_path / weights.CONFIG_FILE).write_text(config.to_json_best_effort())
+    (tmp_path / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort())
     model = registry.build(config.model)
-    weights.save_variables(tmp_path / weights.BEST_DIR / weights.BEST_FILE,
-                           random_variables(model, jnp.zeros((1, 16, 16, 1))),
-                           {"model": config.model.to_dict()})
+    checkpoints.save_variables(tmp_path / checkpoints.BEST_DIR / checkpoints.BEST_FILE,
+                               random_variables(model, jnp.zeros((1, 16, 16, 1))),
+                               {"model": config.model.to_dict()})
     cpu_conv_calls.clear()  # count the entry point's tracing only
     assert evaluate.main(["--workdir", str(tmp_path), "--split", "train[25:26]", "--output",
                           str(tmp_path / "eval"), "--no_progress", *flag]) == 0
@@ -159,7 +139,7 @@ def test_training_honours_conv_impl(tmp_path, cpu_conv_calls, impl, expect_cpu):
     assert bool(cpu_conv_calls) == expect_cpu
 
 
-@pytest.mark.parametrize("flag,expect_cpu", [([], True), (["--conv_impl", "native"], False)])
+@pytest.mark.parametrize("flag,expect_cpu", [([], True), (NATIVE, False)])
 def test_convert_honours_conv_impl(tmp_path, cpu_conv_calls, flag, expect_cpu):
     from segjax.convert.__main__ import main as convert_main
     from tests import torch_refs

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import unetpp_pruning
-from segjax import weights
+from segjax import checkpoints
 from segjax.config import base_config
 from segjax.models import registry
 
@@ -25,9 +25,9 @@ def checkpoint(tmp_path, random_variables):
     config.data.image_channels = 1
     model = registry.build(config.model)
     variables = random_variables(model, np.zeros((1, 32, 48, 1), np.float32))
-    path = weights.save_variables(tmp_path / "variables", variables,
-                                  {"model": config.model.to_dict()})
-    (tmp_path / weights.CONFIG_FILE).write_text(config.to_json_best_effort())
+    path = checkpoints.save_variables(tmp_path / "variables", variables,
+                                      {"model": config.model.to_dict()})
+    (tmp_path / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort())
     return path, variables
 
 

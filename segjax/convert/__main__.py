@@ -3,12 +3,13 @@
     python -m segjax.convert --checkpoint resnet50.pth \
         --config configs/deeplabv3plus_camvid.py --output weights/deeplabv3plus
     python -m segjax.convert --checkpoint model.safetensors --config configs/X.py:smoke \
-        --output weights/resnet18 --part encoder --mapping torchvision_resnet
+        --output weights/resnet18 --part encoder --mapping torchvision_resnet \
+        --config.runtime.conv_impl=native
 
 Builds the model that the config describes (`config.model`), initialises it
 at the config's crop size, fills it from the checkpoint through a registered
 mapping (`segjax.convert.core`) and writes the variables with
-`segjax.weights.save_variables` (metadata: the model config, the
+`segjax.checkpoints.save_variables` (metadata: the model config, the
 checkpoint, the mapping, what was left unfilled). `config.model.init_from`
 then starts training from it.
 
@@ -19,23 +20,27 @@ its fresh initialisation (train with `init_from_part='encoder'`).
 `--part encoder` builds and writes the encoder alone. Several candidate
 mappings: the one with rules for most tensors wins (or name it: --mapping).
 By default a tensor without a destination, or a variable in scope left
-unfilled, is an error listing them by name; `--no-strict` writes anyway.
+unfilled, is an error listing them by name; `--nostrict` writes anyway.
+Flags are absl flags and `--config` an ml_collections config file with
+`--config.<key>=value` overrides, as for training (`segjax.cli`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+from absl import flags
 
-from segjax import config as config_lib, runtime
+from segjax import cli, runtime
+from segjax.checkpoints import save_variables
 from segjax.convert import core
 from segjax.convert.io import load_state_dict
-from segjax.ops import conv
+from segjax.models import registry
 
 
 def _name(config) -> str | None:
@@ -69,7 +74,6 @@ def choose_mapping(state_dict, model_config, part: str, mapping_name: str | None
 
 
 def build_module(model_config, part: str):
-    from segjax.models import registry
     if part == "encoder":
         return registry.build_part("encoder", model_config["encoder"])
     return registry.build(model_config)
@@ -102,15 +106,14 @@ def output_file(output: str) -> Path:
     return Path(output)
 
 
-def run(checkpoint: str, config_spec: str, output: str, *, part: str = "all",
+def run(checkpoint: str, config, output: str, *, part: str = "all",
         mapping_name: str | None = None, strict: bool = True, input_size=None,
-        conv_impl: str | None = None, verbose: bool = True) -> Path:
-    from segjax.models import registry
-    from segjax.weights import save_variables
+        verbose: bool = True, config_source: str = "") -> Path:
+    """Converts `checkpoint` into the model `config.model` describes and writes it to `output`
+    (`config.runtime` applied); `config_source` (e.g. 'configs/X.py:arg') goes to the metadata."""
     if part not in ("all", "encoder"):
         raise ValueError(f"--part must be 'all' or 'encoder', got {part!r}")
-    config = config_lib.load(config_spec)
-    runtime.configure(config, conv_impl=conv_impl)
+    runtime.configure(config)
     registry.import_modules(config.get("imports", ()))
     state_dict = load_state_dict(checkpoint)
     mapping, name, scope = choose_mapping(state_dict, config.model, part, mapping_name)
@@ -123,7 +126,7 @@ def run(checkpoint: str, config_spec: str, output: str, *, part: str = "all",
     metadata = {
         "model": config.model.to_dict(),
         "imports": list(config.get("imports", ())),
-        "source": {"checkpoint": str(checkpoint), "config": config_spec, "mapping": name,
+        "source": {"checkpoint": str(checkpoint), "config": config_source, "mapping": name,
                    "part": part, "scope": scope or "",
                    "converted": len(report.converted),
                    "unused": sorted(report.unused), "unmapped": report.unmapped},
@@ -135,28 +138,41 @@ def run(checkpoint: str, config_spec: str, output: str, *, part: str = "all",
     return path
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m segjax.convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help=".pth/.pt/.bin or .safetensors")
-    parser.add_argument("--config", required=True, help="configs/X.py[:arg]")
-    parser.add_argument("--output", required=True,
-                        help="the Orbax variables checkpoint directory to write")
-    parser.add_argument("--part", default="all", choices=("all", "encoder"))
-    parser.add_argument("--mapping", default=None,
-                        help="a registered mapping (default: chosen by the config's model)")
-    parser.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
-                        help="refuse unused tensors / unfilled variables (default: on)")
-    parser.add_argument("--input_size", default=None,
-                        help="H,W to initialise the model at (default: config.data.crop)")
-    parser.add_argument("--conv_impl", choices=conv.IMPLEMENTATIONS,
-                        help="convolution formulation (default: the config's runtime.conv_impl)")
-    args = parser.parse_args(argv)
-    size = tuple(int(v) for v in args.input_size.split(",")) if args.input_size else None
+def define_flags(values: flags.FlagValues) -> None:
+    flags.DEFINE_string("checkpoint", None, ".pth/.pt/.bin or .safetensors", flag_values=values)
+    flags.DEFINE_string("output", None, "The Orbax variables checkpoint directory to write.",
+                        flag_values=values)
+    flags.DEFINE_enum("part", "all", ("all", "encoder"), "Convert the whole model or the "
+                      "encoder alone.", flag_values=values)
+    flags.DEFINE_string("mapping", None, "A registered mapping (default: chosen by the "
+                        "config's model).", flag_values=values)
+    flags.DEFINE_bool("strict", True, "Refuse unused tensors / unfilled variables "
+                      "(--nostrict writes anyway).", flag_values=values)
+    flags.DEFINE_list("input_size", None, "H,W to initialise the model at (default: "
+                      "config.data.crop).", flag_values=values)
+
+
+def _config_source(argv: Sequence[str]) -> str:
+    """The --config value of a command line (for the metadata)."""
+    for index, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and index + 1 < len(argv):
+            return argv[index + 1]
+    return ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    values, config = cli.parse(argv, define_flags, doc=__doc__,
+                               program="python -m segjax.convert")
+    if not values.checkpoint or not values.output:
+        raise cli.UsageError("--checkpoint and --output are required")
+    size = tuple(int(v) for v in values.input_size) if values.input_size else None
     try:
-        run(args.checkpoint, args.config, args.output, part=args.part,
-            mapping_name=args.mapping, strict=args.strict, input_size=size,
-            conv_impl=args.conv_impl)
+        run(values.checkpoint, config, values.output, part=values.part,
+            mapping_name=values.mapping, strict=values.strict, input_size=size,
+            config_source=_config_source(argv))
     except (core.ConversionError, KeyError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -164,4 +180,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -50,6 +50,7 @@ import re
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from flax import traverse_util
 
 from segjax import registry
 
@@ -224,30 +225,6 @@ class Report:
         return "\n".join(lines)
 
 
-def _flatten(variables: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
-    flat = {}
-
-    def walk(tree, prefix):
-        for key, value in tree.items():
-            if isinstance(value, Mapping):
-                walk(value, prefix + (str(key),))
-            else:
-                flat[prefix + (str(key),)] = value
-
-    walk(variables, ())
-    return flat
-
-
-def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict:
-    tree: dict = {}
-    for path, value in flat.items():
-        node = tree
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return tree
-
-
 def _destination(flat, leaf: str, target: Target
                  ) -> tuple[tuple[str, ...] | None, list[str]]:
     """The Flax variable a torch leaf goes to, or None and the paths tried."""
@@ -342,7 +319,7 @@ def convert(state_dict: Mapping[str, Any], variables: Mapping[str, Any], mapping
     raises `ConversionError` listing every unused tensor and unfilled variable.
     A shape mismatch always raises.
     """
-    flat = _flatten(variables)
+    flat = traverse_util.flatten_dict(dict(variables))
     filled: dict[tuple[str, ...], str] = {}
     report = Report()
     for name, tensor in state_dict.items():
@@ -366,7 +343,7 @@ def convert(state_dict: Mapping[str, Any], variables: Mapping[str, Any], mapping
                        if path not in filled and path[1:1 + len(scope_parts)] == scope_parts]
     if strict and not report.complete:
         raise ConversionError("incomplete conversion (strict):\n" + report.summary())
-    return _unflatten(flat), report
+    return traverse_util.unflatten_dict(flat), report
 
 
 def coverage(mapping: MappingFn, state_dict: Mapping[str, Any]) -> int:

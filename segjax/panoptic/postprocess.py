@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from segjax.config import EvalOptions
+
 
 def thing_mask(thing_classes: Sequence[int], num_classes: int) -> np.ndarray:
     """(K,) bool, True for the thing classes; an error for a class outside [0, K)."""
@@ -130,7 +132,7 @@ def postprocess(logits: jax.Array, center: jax.Array, offset: jax.Array, **optio
 
 def options_from_config(config) -> dict:
     """postprocess keywords from config.eval.panoptic, data.panoptic and data.ignore_index."""
-    panoptic = config.eval.panoptic
+    panoptic = EvalOptions.from_config(config).panoptic
     return dict(thing_classes=tuple(int(c) for c in config.data.panoptic.thing_classes),
                 center_threshold=float(panoptic.center_threshold),
                 nms_kernel=int(panoptic.nms_kernel), top_k=int(panoptic.top_k),

@@ -7,7 +7,7 @@
     logging.py     TensorBoard events, metrics.jsonl, the progress bar
 
 Only training needs this package: inference, evaluation, export and conversion
-(`segjax.evaluation`, `segjax.weights`, `segjax.sharding`, ...) never import
+(`segjax.evaluation`, `segjax.checkpoints`, `segjax.sharding`, ...) never import
 it. Modules are imported lazily by their users; this package imports nothing
 heavy.
 """

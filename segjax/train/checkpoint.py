@@ -15,7 +15,7 @@ it serves inference and init_from directly and is never deleted by the
 `keep_checkpoints` rotation.
 
 The variables format, reading any checkpoint for inference or init_from, and
-the workdir layout are in `segjax.weights`, which never imports this package.
+the workdir layout are in `segjax.checkpoints`, which never imports this package.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from flax import traverse_util
 
-from segjax.weights import (BEST_DIR, BEST_FILE, CHECKPOINTS_DIR, CONFIG_FILE,  # noqa: F401
-                            first_mismatch, is_variables_checkpoint, load_variables,
-                            orbax_checkpoint, save_variables)
+from segjax.checkpoints import (BEST_DIR, BEST_FILE, CHECKPOINTS_DIR, first_mismatch,
+                                is_variables_checkpoint, load_variables, orbax_checkpoint,
+                                save_variables)
 
 STATE_KEYS = ("params", "batch_stats", "opt_state", "step")
 
@@ -64,13 +65,10 @@ def run_record(config) -> dict:
             "imports": list(config.get("imports", ()))}
 
 
-def _flat(tree, prefix: str) -> dict[str, object]:
-    if isinstance(tree, dict):
-        out = {}
-        for key, value in tree.items():
-            out.update(_flat(value, f"{prefix}.{key}"))
-        return out
-    return {prefix: tuple(tree) if isinstance(tree, list) else tree}
+def _flat(tree: dict, section: str) -> dict[str, object]:
+    """{'section.a.b': leaf}, lists as tuples (JSON stores a config's tuples as lists)."""
+    return {f"{section}.{key}": tuple(value) if isinstance(value, list) else value
+            for key, value in traverse_util.flatten_dict(tree, sep=".").items()}
 
 
 def changed_fields(stored: dict, current: dict, section: str) -> list[str]:
@@ -81,17 +79,10 @@ def changed_fields(stored: dict, current: dict, section: str) -> list[str]:
             for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
 
 
-def _key_name(key) -> str:
-    for field in ("key", "idx", "name"):
-        if hasattr(key, field):
-            return str(getattr(key, field))
-    return str(key)
-
-
 def _tree_paths(tree) -> set[str]:
     """Leaf paths as 'a.0.mu' (stored metadata names namedtuple fields as dict keys)."""
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {".".join(_key_name(key) for key in path) for path, _ in flat}
+    return {jax.tree_util.keystr(path, simple=True, separator=".") for path, _ in flat}
 
 
 def _abstract(leaf) -> jax.ShapeDtypeStruct:

@@ -2,10 +2,10 @@
 
 What a run writes under `workdir`:
 
-    config.json                   the full config (restore_for_inference reads it)
+    config.json                   the full config (segjax.checkpoints.stored_config reads it)
     checkpoints/<step>/           Orbax: state/ (params, batch_stats, opt_state, step),
                                   data/ (each process's grain iterator state), meta/
-    checkpoints_best/variables    best validation mIoU so far (segjax.weights format)
+    checkpoints_best/variables    best validation mIoU so far (segjax.checkpoints format)
     tensorboard/                  event files (loss, lr, steps/s, validation metrics, images)
     metrics.jsonl                 one JSON line per log / eval step
     eval_metrics.json             the last evaluation (mIoU, per-class IoU, pixel accuracy, ...;
@@ -42,7 +42,7 @@ import numpy as np
 import tqdm
 
 from segjax import config as config_lib, evaluation, metrics as metrics_lib, optim, runtime
-from segjax import sharding, visualize, weights
+from segjax import checkpoints, sharding, visualize
 from segjax.models.policy import ApplyPolicy
 from segjax.models.segmenter import count_params
 from segjax.train import checkpoint as ckpt
@@ -64,7 +64,7 @@ class TrainingDiverged(RuntimeError):
 
 def write_config(config, workdir: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / weights.CONFIG_FILE).write_text(config.to_json_best_effort(indent=2) + "\n")
+    (workdir / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort(indent=2) + "\n")
 
 
 def _is_main() -> bool:
@@ -124,7 +124,7 @@ class _Run:
             self.mesh, model=self.model, loss_config=config.loss, num_classes=self.num_classes,
             ignore_index=self.ignore_index, policy=self.policy,
             state_shardings=self.state_shardings, mesh_config=config.mesh)
-        self.eval_options = evaluation.options_from_config(config)
+        self.eval_options = config_lib.EvalOptions.from_config(config)
         self.val_examples = data_lib.load_split(config.data, config.data.val_split) \
             if config.data.val_split else []
         best = ckpt.best_record(workdir)
@@ -239,7 +239,7 @@ def _summary(run: _Run) -> str:
     workdir = run.workdir
     lines = [f"finished; outputs in {workdir}:",
              f"  checkpoints:   {run.checkpoints.directory} (steps {run.checkpoints.manager.all_steps()})",
-             f"  best:          {workdir / weights.BEST_DIR / weights.BEST_FILE} (mIoU "
+             f"  best:          {workdir / checkpoints.BEST_DIR / checkpoints.BEST_FILE} (mIoU "
              f"{100 * max(run.best_miou, 0):.2f})",
              f"  tensorboard:   tensorboard --logdir {workdir / TENSORBOARD_DIR}",
              f"  metrics:       {workdir / METRICS_FILE}",
@@ -356,7 +356,7 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
     runtime.configure(config)
     with WorkdirLock(workdir, enabled=_is_main()), PreemptionWatch() as watch:
         if _is_main():
-            check_writable(workdir, workdir / weights.CHECKPOINTS_DIR)
+            check_writable(workdir, workdir / checkpoints.CHECKPOINTS_DIR)
         return _train_in(config, workdir, hooks, watch)
 
 

@@ -50,14 +50,10 @@ class Preempted(Exception):
 
 
 def _jax_preemption_service() -> bool:
-    """True when jax.distributed runs JAX's preemption sync manager (it owns SIGTERM)."""
-    try:
-        from jax._src import distributed  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        return False
-    state = distributed.global_state
-    return (state.client is not None
-            and getattr(state, "preemption_sync_manager", None) is not None)
+    """True when jax.distributed runs JAX's preemption sync manager (it owns SIGTERM): the
+    manager starts with `jax.distributed.initialize` while jax_enable_preemption_service is on."""
+    return (jax.distributed.is_initialized()
+            and bool(jax.config.jax_enable_preemption_service))
 
 
 class PreemptionWatch:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from segjax import host_memory, optim, runtime, weights
+from segjax import checkpoints, host_memory, optim, runtime
 
 
 class TrainState(train_state.TrainState):
@@ -78,6 +78,6 @@ def create_train_state(config, model: nn.Module, rng: jax.Array, input_shape
     tx, schedule = optim.make_optimizer(config.optim, int(config.train.steps))
     variables = init_variables(model, rng, input_shape)
     if config.model.init_from:
-        variables = weights.load_pretrained(variables, config.model.init_from,
+        variables = checkpoints.load_pretrained(variables, config.model.init_from,
                                                config.model.init_from_part)
     return state_from_variables(variables, model, tx), schedule

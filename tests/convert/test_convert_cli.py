@@ -9,7 +9,7 @@ import pytest
 
 from segjax.convert.__main__ import main
 from segjax.models.encoders.resnet import ResNet
-from segjax.weights import load_variables
+from segjax.checkpoints import load_variables
 from tests import torch_refs
 from tests.models.encoders.encoder_parity import torchvision_resnet_features
 

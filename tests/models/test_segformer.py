@@ -155,7 +155,7 @@ def test_convert_cli_picks_the_mapping_by_layout(tmp_path, capsys):
     """`python -m segjax.convert` on configs/segformer_b0_camvid.py: a transformers
     checkpoint goes through 'hf_segformer', an smp one through 'smp_segformer'."""
     from segjax.convert.__main__ import main  # pylint: disable=import-outside-toplevel
-    from segjax.weights import load_variables  # pylint: disable=import-outside-toplevel
+    from segjax.checkpoints import load_variables  # pylint: disable=import-outside-toplevel
     torch = torch_refs.import_torch()
     for mapping, reference in (("hf_segformer", refs.hf_segformer("b0", 11)),
                                ("smp_segformer", refs.smp_segformer("b0", 11))):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from segjax import config as config_lib, evaluation, inference, predict
+from segjax import config as config_lib, evaluation, predict
 from segjax.data import panoptic
 
 
@@ -57,14 +57,14 @@ def test_evaluator_reports_pq_of_a_panoptic_model(tmp_path):
     panoptic_fn = evaluation.make_panoptic_fn(model, variables, config)
     assert panoptic_fn is not None
     examples = [_example(seed) for seed in range(3)]
-    options = evaluation.options_from_config(config)
+    options = config_lib.EvalOptions.from_config(config)
     result, kept = evaluation.evaluate(predict_fn, config, examples, options,
                                        panoptic_fn=panoptic_fn, keep_predictions=1)
     assert result["pq"] == 1.0 and result["miou"] == 1.0
     assert result["pq_tp"][1] == sum(int(e["instance"].max()) for e in examples)
     assert kept[0].tolist() == examples[0]["label"].tolist()
     flipped, _ = evaluation.evaluate(predict_fn, config, examples,
-                                     inference.EvalOptions(flip=True), panoptic_fn=panoptic_fn)
+                                     config_lib.EvalOptions(flip=True), panoptic_fn=panoptic_fn)
     assert flipped["pq"] == 1.0                 # PQ from the whole-image pass either way
     evaluation.write_reports(result, config, options, "val", tmp_path)
     assert "| cell | thing | 100.00 |" in (tmp_path / "metrics.md").read_text()

@@ -84,11 +84,11 @@ def run_python(code: str, *, timeout: float, env: dict | None = None,
 
 def read_params(workdir, step: int | None = None):
     """Params of a workdir's checkpoint (`step`, or the latest) as numpy arrays."""
-    from segjax import weights
-    path = Path(workdir) / weights.CHECKPOINTS_DIR
+    from segjax import checkpoints
+    path = Path(workdir) / checkpoints.CHECKPOINTS_DIR
     if step is not None:
         path = path / str(step)
-    variables, _ = weights.read_checkpoint(path)
+    variables, _ = checkpoints.read_checkpoint(path)
     return variables
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from segjax import weights
+from segjax import checkpoints
 from segjax.train import checkpoint, state as state_lib
 from segjax.train.state import TrainState
 from tests.train.conftest import tiny_config
@@ -46,7 +46,7 @@ def test_read_checkpoint_through_a_relative_workdir(tmp_path, monkeypatch):
     saved.save(3, make_state(4), iterator)
     saved.close()
     monkeypatch.chdir(tmp_path)
-    variables, metadata = weights.read_checkpoint("run")
+    variables, metadata = checkpoints.read_checkpoint("run")
     np.testing.assert_array_equal(variables["params"]["conv"]["kernel"], np.ones((3, 3, 1, 4)))
 
 
@@ -56,7 +56,7 @@ def test_create_train_state_starts_from_init_from(tmp_path):
     model = registry.build(config.model)
     variables = state_lib.init_variables(model, state_lib.init_key(1), (1, 16, 16, 1))
     shifted = jax.tree_util.tree_map(lambda x: np.asarray(x) + 0.5, variables)
-    path = weights.save_variables(tmp_path / "start", shifted, {})
+    path = checkpoints.save_variables(tmp_path / "start", shifted, {})
     config.model.init_from = str(path)
     state, _ = state_lib.create_train_state(config, model, state_lib.init_key(0), (1, 16, 16, 1))
     for got, want in zip(jax.tree_util.tree_leaves((state.params, state.batch_stats)),

@@ -2,7 +2,7 @@
 
 import json
 
-from segjax import weights
+from segjax import checkpoints
 from segjax.train import checkpoint
 from segjax.train.logging import read_metrics, read_tensorboard_scalars
 from tests.train.conftest import run_python
@@ -37,9 +37,9 @@ def test_smoke_run_writes_every_output(tmp_path, isbi_root):
     from PIL import Image
     assert Image.open(overlays[0]).size == (3 * 512, 512)  # image | overlay | errors
 
-    model, variables, config = weights.restore_for_inference(workdir)
-    assert config.model.width == 4 and config.train.steps == 2
-    assert set(variables) == {"params", "batch_stats"}
+    loaded = checkpoints.load(workdir)
+    assert loaded.config.model.width == 4 and loaded.config.train.steps == 2
+    assert set(loaded.variables) == {"params", "batch_stats"}
 
 
 def json_config(workdir):

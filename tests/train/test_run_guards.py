@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segjax import evaluation, weights
+from segjax import checkpoints, evaluation
 from segjax.config import ConfigError
 from segjax.train import checkpoint, loop
 from segjax.train.logging import read_metrics
@@ -47,15 +47,16 @@ def _copy(trained, tmp_path) -> Path:
 ])
 def test_a_refused_resume_changes_nothing(trained, tmp_path, overrides, field):
     workdir = _copy(trained, tmp_path)
-    before = (workdir / weights.CONFIG_FILE).read_bytes()
+    before = (workdir / checkpoints.CONFIG_FILE).read_bytes()
     with pytest.raises(checkpoint.ConfigChanged, match=f"checkpoints/4 .*{field}") as error:
         _train(workdir, train__steps=6, **overrides)
     assert "allow_config_change" in str(error.value)
-    assert (workdir / weights.CONFIG_FILE).read_bytes() == before
+    assert (workdir / checkpoints.CONFIG_FILE).read_bytes() == before
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "4"]
-    loaded = evaluation.load_model(workdir / weights.BEST_DIR / weights.BEST_FILE)
+    loaded = checkpoints.load(workdir / checkpoints.BEST_DIR / checkpoints.BEST_FILE)
     assert loaded.config.model.width == 4
-    assert loaded.predict_fn(np.zeros((1, 16, 16, 1), np.float32)).shape == (1, 16, 16, 3)
+    predict_fn, _ = evaluation.predict_functions(loaded.model, loaded.variables, loaded.config)
+    assert predict_fn(np.zeros((1, 16, 16, 1), np.float32)).shape == (1, 16, 16, 3)
 
 
 def test_an_optimizer_change_is_refused_in_one_clear_message(trained, tmp_path):
@@ -72,7 +73,7 @@ def test_same_shapes_architecture_change_is_refused_unless_allowed(trained, tmp_
                        match="config.model.dtype: checkpoint 'float32', config 'bfloat16'"):
         _train(workdir, train__steps=6, model__dtype="bfloat16")
     _train(workdir, train__steps=6, model__dtype="bfloat16", train__allow_config_change=True)
-    stored = json.loads((workdir / weights.CONFIG_FILE).read_text())
+    stored = json.loads((workdir / checkpoints.CONFIG_FILE).read_text())
     assert stored["model"]["dtype"] == "bfloat16"
     assert checkpoint.TrainingCheckpoints(workdir, tiny_config()).latest_step() == 6
 
@@ -136,12 +137,12 @@ def test_a_second_run_on_a_live_workdir_is_refused_and_a_stale_lock_taken_over(t
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(WorkdirBusy, match=rf"in use by another run: .*\"pid\": {holder.pid}"):
             _train(tmp_path)
-        assert not (tmp_path / weights.CONFIG_FILE).exists()
+        assert not (tmp_path / checkpoints.CONFIG_FILE).exists()
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     _train(tmp_path)  # the dead holder's lock is stale
-    assert (tmp_path / weights.CONFIG_FILE).is_file()
+    assert (tmp_path / checkpoints.CONFIG_FILE).is_file()
 
 
 @pytest.mark.parametrize("key,value", [("train__checkpoint_every", 0), ("train__log_every", 0),
@@ -172,7 +173,7 @@ def test_an_unwritable_checkpoint_directory_is_reported_before_training(tmp_path
     (tmp_path / "checkpoints").write_text("a file where the checkpoints folder should be")
     with pytest.raises(PermissionError, match=r"cannot write in .*checkpoints"):
         _train(tmp_path)
-    assert not (tmp_path / weights.CONFIG_FILE).exists()
+    assert not (tmp_path / checkpoints.CONFIG_FILE).exists()
 
 
 def test_a_failed_save_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -267,7 +268,7 @@ def test_replayed_steps_are_logged_once(tmp_path):
 def test_loading_a_checkpoint_prints_no_orbax_metadata_warning(trained, caplog):
     import logging
     with caplog.at_level(logging.WARNING):
-        weights.read_checkpoint(trained / weights.BEST_DIR / weights.BEST_FILE)
-        weights.read_checkpoint(trained)
+        checkpoints.read_checkpoint(trained / checkpoints.BEST_DIR / checkpoints.BEST_FILE)
+        checkpoints.read_checkpoint(trained)
     assert not [r for r in caplog.records if "Metadata file does not exist" in r.getMessage()
                 or "could not be restored" in r.getMessage()]

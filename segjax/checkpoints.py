@@ -1,26 +1,33 @@
-"""Weights on disk: the variables format, reading any checkpoint, init_from, inference restore.
+"""Checkpoint I/O: the variables format, the workdir layout, reading any checkpoint, `load`.
 
 This module is what inference, export and conversion need of checkpoints, and
 it never imports `segjax.train`; training's own checkpoints (train state +
 data iterator) are in `segjax.train.checkpoint`, which builds on it.
 
+    checkpoint = checkpoints.load(path)     # a workdir, a checkpoint or a variables file
+    checkpoint.model, checkpoint.variables, checkpoint.config
+
+`load(path, config=None)` is the one way inference reads a checkpoint: the
+variables of the latest (or named) checkpoint, and the model built from
+`config`, by default the run's own stored config (`stored_config(path)`: the
+run's config.json with the model section the checkpoint itself stored).
+Entry points apply `config.runtime` themselves (`segjax.runtime.configure`).
+
 Plain variables (`save_variables` / `load_variables`): an Orbax checkpoint
 directory holding `{'params': ..., 'batch_stats': ...}` plus a JSON metadata
 dict (by convention 'model': the config.model dict). The PyTorch weight
-converters write these; `config.model.init_from` and `restore_for_inference`
-read them. Written atomically (complete on disk before it replaces an older
-one), readable without building the model.
+converters write these; `config.model.init_from` (`load_pretrained`) and
+`load` read them. Written atomically (complete on disk before it replaces an
+older one), readable without building the model.
 
 The layout of a training workdir (`CHECKPOINTS_DIR`/<step>/{state,data,meta},
 `BEST_DIR`/`BEST_FILE`, `CONFIG_FILE`) is fixed here, so that
 `read_checkpoint(path)` reads variables from a variables file, a workdir, a
-checkpoints dir or a step dir (any topology), `load_pretrained` merges them
-into a fresh initialisation (init_from), and `restore_for_inference` rebuilds
-the model from the run's stored config.
+checkpoints dir or a step dir, whatever topology wrote them.
 """
-
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -28,7 +35,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import jax
+import ml_collections
 import numpy as np
+from flax import traverse_util
+
+from segjax.config import base_config
+from segjax.models import registry
 
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
@@ -136,31 +148,22 @@ def _restore_on_one_device(directory: Path, tree_item: str, json_item: str,
     return dict(restored[json_item]), dict(restored[tree_item])
 
 
-def _flatten(tree, prefix=()) -> dict[tuple[str, ...], Any]:
-    if isinstance(tree, Mapping):
-        out = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, prefix + (str(key),)))
-        return out
-    return {prefix: tree}
-
-
 def _shape(leaf) -> tuple[int, ...]:
     return tuple(getattr(leaf, "shape", np.shape(leaf)))
 
 
 def first_mismatch(expected, found) -> str | None:
     """'path: expected shape A, found B' for the first differing leaf of two variable trees."""
-    expected, found = _flatten(expected), _flatten(found)
-    for path in sorted(set(expected) | set(found)):
-        name = "/".join(path)
-        if path not in found:
-            return f"{name}: expected shape {_shape(expected[path])}, missing in the checkpoint"
-        if path not in expected:
-            return f"{name}: in the checkpoint (shape {_shape(found[path])}), not in the model"
-        if _shape(expected[path]) != _shape(found[path]):
-            return (f"{name}: expected shape {_shape(expected[path])}, "
-                    f"checkpoint has {_shape(found[path])}")
+    expected = traverse_util.flatten_dict(dict(expected), sep="/")
+    found = traverse_util.flatten_dict(dict(found), sep="/")
+    for name in sorted(set(expected) | set(found)):
+        if name not in found:
+            return f"{name}: expected shape {_shape(expected[name])}, missing in the checkpoint"
+        if name not in expected:
+            return f"{name}: in the checkpoint (shape {_shape(found[name])}), not in the model"
+        if _shape(expected[name]) != _shape(found[name]):
+            return (f"{name}: expected shape {_shape(expected[name])}, "
+                    f"checkpoint has {_shape(found[name])}")
     return None
 
 
@@ -182,25 +185,46 @@ def _step_dir(path: Path) -> Path | None:
     return directory / str(steps[0]) if steps else None
 
 
+def _locate(path: Path) -> tuple[Path, bool]:
+    """(directory, is a variables file) of the checkpoint `path` names: a variables file, or
+    the latest step of a workdir / checkpoints dir (its best variables when it has no step)."""
+    if is_variables_checkpoint(path):
+        return path, True
+    if not path.is_dir():
+        raise FileNotFoundError(f"no checkpoint at {path} (expected a variables file, a workdir, "
+                                f"a {CHECKPOINTS_DIR}/ directory or one of its step directories)")
+    step_dir = _step_dir(path)
+    if step_dir is not None:
+        return step_dir, False
+    best = path / BEST_DIR / BEST_FILE
+    if is_variables_checkpoint(best):
+        return best, True
+    raise FileNotFoundError(f"no checkpoint in {path}: no {CHECKPOINTS_DIR}/<step>/state "
+                            f"and no {BEST_DIR}/{BEST_FILE}")
+
+
+def read_metadata(path) -> dict:
+    """The metadata `read_checkpoint(path)` would return, without reading any array."""
+    directory, is_variables = _locate(Path(path).absolute())
+    item = "metadata" if is_variables else "meta"
+    ocp = orbax_checkpoint()
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler(
+            **{item: ocp.JsonCheckpointHandler()})) as checkpointer:
+        stored = dict(checkpointer.restore(directory, args=ocp.args.Composite(
+            **{item: ocp.args.JsonRestore()}))[item])
+    return dict(stored["metadata"]) if is_variables else stored
+
+
 def read_checkpoint(path) -> tuple[dict, dict]:
     """(variables, metadata) from a variables file, a workdir, a checkpoints dir or a step dir.
 
     A workdir or checkpoints dir gives its latest training checkpoint.
     Metadata holds 'model' (config.model as a dict) and 'step' where known.
     """
-    path = Path(path).absolute()  # Orbax reads no tree metadata through a relative path
-    if is_variables_checkpoint(path):
-        return load_variables(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"no checkpoint at {path} (expected a variables file, a workdir, "
-                                f"a {CHECKPOINTS_DIR}/ directory or one of its step directories)")
-    step_dir = _step_dir(path)
-    if step_dir is None:
-        best = path / BEST_DIR / BEST_FILE
-        if is_variables_checkpoint(best):
-            return load_variables(best)
-        raise FileNotFoundError(f"no checkpoint in {path}: no {CHECKPOINTS_DIR}/<step>/state "
-                                f"and no {BEST_DIR}/{BEST_FILE}")
+    # Orbax reads no tree metadata through a relative path.
+    step_dir, is_variables = _locate(Path(path).absolute())
+    if is_variables:
+        return load_variables(step_dir)
     import grain  # the data iterator's item of a training checkpoint
     meta, state = _restore_on_one_device(step_dir, "state", "meta",
                                          keys=("params", "batch_stats"),
@@ -251,48 +275,68 @@ def load_pretrained(variables: dict, path, part: str = "all") -> dict:
     return result
 
 
-def _run_config(path: Path):
-    """The config.json of the run that `path` belongs to (path or up to 3 parents), or None."""
-    import ml_collections
+def _tuples(value):
+    """JSON's lists back as the tuples a config holds (config_flags overrides only tuples)."""
+    if isinstance(value, dict):
+        return {key: _tuples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(item) for item in value)
+    return value
+
+
+def _run_config_file(path: Path) -> Path | None:
+    """The config.json of the run that `path` belongs to (path or up to 3 parents)."""
     for candidate in (path, *path.parents[:3]):
         if (candidate / CONFIG_FILE).is_file():
-            return ml_collections.ConfigDict(json.loads((candidate / CONFIG_FILE).read_text()))
+            return candidate / CONFIG_FILE
     return None
 
 
-def inference_config(path: Path, metadata: dict):
-    """The run's config with the model section the checkpoint itself stored.
+def stored_config(path) -> ml_collections.ConfigDict:
+    """The config of the run that wrote the checkpoint `path` names.
 
-    The checkpoint's stored model config wins over config.json's: config.json
-    describes the run's latest start, which need not be the run that wrote
-    this checkpoint. Data and evaluation settings come from config.json.
+    The schema's defaults (`segjax.config.base_config`), updated with the
+    run's config.json (data, evaluation and runtime settings; keys the run's
+    config added are kept), with the model section the checkpoint itself
+    stored: config.json describes the run's latest start, which need not be
+    the run that wrote this checkpoint. Without a config.json only the model
+    (and config.imports) come from the checkpoint.
     """
-    import ml_collections
-    config = _run_config(path)
-    if config is None and "model" not in metadata:
-        raise FileNotFoundError(f"restore_for_inference: {path} has no {CONFIG_FILE} nearby and "
-                                "its metadata names no model")
-    if config is None:
-        config = ml_collections.ConfigDict()
+    path = Path(path).absolute()
+    metadata = read_metadata(path)
+    config = base_config()
+    config_file = _run_config_file(path if path.is_dir() else path.parent)
+    if config_file is None and "model" not in metadata:
+        raise FileNotFoundError(f"{path} has no {CONFIG_FILE} nearby and its metadata names "
+                                "no model; pass the run's config (--config)")
+    if config_file is not None:
+        config.update(_tuples(json.loads(config_file.read_text())))
+    else:
         config.imports = tuple(metadata.get("imports", ()))
     if "model" in metadata:
-        config.model = ml_collections.ConfigDict(metadata["model"])
+        config.model = ml_collections.ConfigDict(_tuples(metadata["model"]))
     return config
 
 
-def restore_for_inference(workdir_or_checkpoint):
-    """(model, variables, config) from a workdir, a checkpoint directory or a variables file.
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """What `load` reads: the model (built from `config.model`), its variables, the config."""
 
-    A workdir gives its latest training checkpoint (its best-by-mIoU variables
-    are at `workdir/checkpoints_best/variables`; pass that directory for
-    them). The model is built from the model config stored in the checkpoint;
-    `config` is the run's config.json (a ConfigDict) when one is found next to
-    the checkpoint, with that model section.
+    model: Any
+    variables: dict
+    config: ml_collections.ConfigDict
+    metadata: dict
+
+
+def load(path, config=None) -> Checkpoint:
+    """The checkpoint of a workdir (its latest), a checkpoints or step dir, or a variables file.
+
+    `config` (default: `stored_config(path)`, the run's own) names the model
+    and the modules it imports (config.imports). The best-by-mIoU variables
+    of a workdir are at `workdir/checkpoints_best/variables`.
     """
-    from segjax.models import registry
-    path = Path(workdir_or_checkpoint)
+    config = stored_config(path) if config is None else config
     variables, metadata = read_checkpoint(path)
-    config = inference_config(path if path.is_dir() else path.parent, metadata)
     registry.import_modules(config.get("imports", ()))
     model = registry.build(config.model)
-    return model, variables, config
+    return Checkpoint(model, variables, config, metadata)

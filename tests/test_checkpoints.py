@@ -1,4 +1,4 @@
-"""The variables format, init_from merging and restoring a model for inference (segjax.weights)."""
+"""Checkpoint I/O (segjax.checkpoints): the variables format, init_from merging, `load`."""
 
 import json
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax import weights
+from segjax import checkpoints
 from segjax.train import state as state_lib
 from tests.train.conftest import tiny_config
 
@@ -16,10 +16,10 @@ def test_save_and_load_variables_round_trip(tmp_path):
     variables = {"params": {"conv": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3),
                                      "bias": jnp.ones((3,), jnp.bfloat16)}},
                  "batch_stats": {"bn": {"mean": np.zeros((3,), np.float32)}}}
-    weights.save_variables(tmp_path / "w", {"params": {"old": np.zeros(2)}}, {})
-    path = weights.save_variables(tmp_path / "w", variables,
+    checkpoints.save_variables(tmp_path / "w", {"params": {"old": np.zeros(2)}}, {})
+    path = checkpoints.save_variables(tmp_path / "w", variables,
                                      {"model": {"name": "unet"}, "source": "torch"})
-    loaded, metadata = weights.load_variables(path)
+    loaded, metadata = checkpoints.load_variables(path)
     assert metadata == {"model": {"name": "unet"}, "source": "torch"}
     np.testing.assert_array_equal(loaded["params"]["conv"]["kernel"],
                                   variables["params"]["conv"]["kernel"])
@@ -31,12 +31,12 @@ def test_save_and_load_variables_round_trip(tmp_path):
 def test_load_variables_rejects_other_files(tmp_path):
     (tmp_path / "x").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match="x is not a segjax variables checkpoint"):
-        weights.load_variables(tmp_path / "x")
+        checkpoints.load_variables(tmp_path / "x")
     (tmp_path / "run").mkdir()
     with pytest.raises(ValueError, match="run is not a segjax variables checkpoint"):
-        weights.load_variables(tmp_path / "run")
+        checkpoints.load_variables(tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="missing"):
-        weights.load_variables(tmp_path / "missing")
+        checkpoints.load_variables(tmp_path / "missing")
 
 
 def fresh_variables(head_classes=3):
@@ -47,9 +47,9 @@ def fresh_variables(head_classes=3):
 
 def test_init_from_encoder_keeps_the_fresh_head(tmp_path):
     pretrained = jax.tree_util.tree_map(lambda x: x + 1, fresh_variables(head_classes=21))
-    path = weights.save_variables(tmp_path / "pre", pretrained,
+    path = checkpoints.save_variables(tmp_path / "pre", pretrained,
                                      {"model": {"name": "deeplab"}})
-    merged = weights.load_pretrained(fresh_variables(), path, "encoder")
+    merged = checkpoints.load_pretrained(fresh_variables(), path, "encoder")
     np.testing.assert_array_equal(merged["params"]["encoder"]["kernel"], 1.0)
     np.testing.assert_array_equal(merged["batch_stats"]["encoder"]["mean"], 1.0)
     np.testing.assert_array_equal(merged["params"]["head"]["kernel"], 0.0)
@@ -57,21 +57,23 @@ def test_init_from_encoder_keeps_the_fresh_head(tmp_path):
 
     with pytest.raises(ValueError, match=r"pre.*'deeplab'.*params/head/kernel: "
                                          r"expected shape \(4, 3\), checkpoint has \(4, 21\)"):
-        weights.load_pretrained(fresh_variables(), path, "all")
+        checkpoints.load_pretrained(fresh_variables(), path, "all")
     with pytest.raises(ValueError, match="init_from_part 'decoder'"):
-        weights.load_pretrained(fresh_variables(), path, "decoder")
+        checkpoints.load_pretrained(fresh_variables(), path, "decoder")
 
 
-def test_restore_for_inference_from_a_variables_file(tmp_path):
+def test_load_from_a_variables_file(tmp_path):
     config = tiny_config()
     from segjax.models import registry
     model = registry.build(config.model)
     variables = state_lib.init_variables(model, state_lib.init_key(0), (1, 16, 16, 1))
-    path = weights.save_variables(
+    path = checkpoints.save_variables(
         tmp_path / "v", variables,
         {"model": json.loads(config.model.to_json_best_effort())})
-    restored_model, restored, restored_config = weights.restore_for_inference(path)
+    loaded = checkpoints.load(path)
+    restored_model, restored, restored_config = loaded.model, loaded.variables, loaded.config
     assert restored_config.model.width == 4
+    assert checkpoints.read_metadata(path) == loaded.metadata
     x = jnp.linspace(0, 1, 256).reshape(1, 16, 16, 1)
     apply = jax.jit(lambda m, v: m.apply(v, x)["logits"], static_argnums=0)
     np.testing.assert_allclose(apply(restored_model, restored), apply(model, variables),
@@ -84,10 +86,17 @@ def test_inference_builds_the_model_the_checkpoint_stored_not_config_json(tmp_pa
     from segjax.models import registry
     model = registry.build(config.model)
     variables = state_lib.init_variables(model, state_lib.init_key(0), (1, 16, 16, 1))
-    path = weights.save_variables(tmp_path / weights.BEST_DIR / weights.BEST_FILE, variables,
-                                  {"model": json.loads(config.model.to_json_best_effort())})
+    path = checkpoints.save_variables(tmp_path / checkpoints.BEST_DIR / checkpoints.BEST_FILE,
+                                      variables,
+                                      {"model": json.loads(config.model.to_json_best_effort())})
     later = tiny_config(model__width=8, data__mean=(0.25,))
-    (tmp_path / weights.CONFIG_FILE).write_text(later.to_json_best_effort())
-    restored_model, _, restored_config = weights.restore_for_inference(path)
-    assert restored_config.model.width == 4 and restored_model.width == 4
-    assert tuple(restored_config.data.mean) == (0.25,)  # data settings from config.json
+    (tmp_path / checkpoints.CONFIG_FILE).write_text(later.to_json_best_effort())
+    loaded = checkpoints.load(path)
+    assert loaded.config.model.width == 4 and loaded.model.width == 4
+    assert tuple(loaded.config.data.mean) == (0.25,)  # data settings from config.json
+    # The stored config takes --config.* overrides: its sequences are tuples again, and
+    # a section config.json lacks has the schema's defaults.
+    stored = checkpoints.stored_config(path)
+    assert stored.eval.scales == (1.0,) and stored.data.crop == tuple(later.data.crop)
+    wider = checkpoints.load(path, tiny_config(model__width=8))
+    assert wider.model.width == 8
