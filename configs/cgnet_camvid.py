@@ -11,17 +11,17 @@ with the other models trained by it.
     python -m segjax.main --config configs/cgnet_camvid.py:smoke --workdir /tmp/smoke
 
 Arguments: smoke, cpu, sgd (see configs/common_camvid.py). `cpu` here is
-the wall-clock budget of DeepLabv3+ ResNet-50's `:cpu` run (360 steps, 90.7
-minutes on the 2-core VM, val mIoU 28.0%) spent on CGNet: the same 256x256
-crops, batch 4 and optimiser, and 1000 steps, because CGNet's train step took
-1/2.85 of DeepLabv3+ ResNet-50's wall time (1/2.4 of its CPU time) when both
-were timed back to back on this VM (docs/decoders_pan_manet_upernet_cgnet.md).
-`train.max_minutes` = 120 stops it in any case, as the other `:cpu` runs.
+the wall-clock budget of DeepLabv3+ ResNet-50's `:cpu` run (360 steps)
+spent on CGNet: the same 256x256 crops, batch 4 and optimiser, and as many
+CGNet steps as fit that time (docs/decoders_pan_manet_upernet_cgnet.md has
+the timings). `train.max_minutes` = 120 stops it in any case, as the other
+`:cpu` runs.
 """
 
 from configs import common_camvid
 
-# 360 DeepLabv3+ ResNet-50 steps x 2.85 (the measured ratio of their train steps' wall time).
+# 360 DeepLabv3+ ResNet-50 steps times the ratio of the two train steps' wall time
+# (docs/decoders_pan_manet_upernet_cgnet.md).
 CGNET_CPU_STEPS = 1000
 
 

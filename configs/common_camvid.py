@@ -16,7 +16,7 @@ Arguments after ':' (comma separated):
   smoke  a seconds-long run: 64x64 crops of 4 training frames, batch 2,
          4 steps, evaluated on 2 validation frames.
   cpu    a budget for these 2-core CPU machines: 360 steps of 256x256 crops,
-         batch 4 (about 90 minutes for DeepLabv3+ ResNet-50), stop after
+         batch 4 (DeepLabv3+ ResNet-50's time is in the README), stop after
          `train.max_minutes` = 120 in any case.
   sgd    DeepLab's SGD recipe instead of Adam.
 """
@@ -78,8 +78,8 @@ def camvid_config(arg: str, config_file: str, *, learning_rate: float = 1e-3,
     config.eval.batch_size = 2
 
     if "cpu" in options:
-        # 360 steps (~4 epochs of crops) so the poly schedule runs to its end:
-        # DeepLabv3+ ResNet-50 took 90.7 minutes on a 2-core Xeon VM.
+        # 360 steps (~4 epochs of crops), so that the poly schedule runs to its end
+        # within a CPU session (the README has DeepLabv3+ ResNet-50's time).
         config.data.crop = (256, 256)
         config.data.batch_size = 4
         config.data.num_workers = 1

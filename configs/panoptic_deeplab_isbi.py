@@ -20,9 +20,8 @@ Arguments after ':' (comma separated):
   Adam 1e-3 with poly decay, 600 steps or 90 minutes of training, and small
   instances weighted 1, not the paper's 3: in a 256 x 256 crop nearly every
   cell is below the paper's 64 x 64 "small" area, so the weight becomes a
-  class weight of 3 for interior against membrane, and a 300-step run never
-  predicted membrane (membrane IoU 0, mIoU 40.1); with weight 1 the same run
-  reached mIoU 62.4 (docs/panoptic.md).
+  class weight of 3 for interior against membrane, and a short run then never
+  predicts membrane (docs/panoptic.md has both runs).
 - `axial`: Axial-DeepLab-S (`axial_deeplab_s_panoptic`) instead of the ResNet.
 - `smoke`: seconds: a tiny ResNet-18 model, 2 slices, 64 x 64 crops, 4 steps.
 """

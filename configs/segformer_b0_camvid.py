@@ -15,12 +15,9 @@ instead, at a lower learning rate).
 Arguments: smoke, cpu, sgd (see configs/common_camvid.py). `:cpu` keeps the
 CamVid CPU recipe (256x256 crops, batch 4, validation on the 101 full val
 frames at the end) within the wall-clock budget DeepLabv3+ ResNet-50's `:cpu`
-run took (90.7 minutes for its 360 steps, about 14 s a step): SegFormer-B0's
-forward costs 9 GFLOPs at 512x512 against DeepLabv3+'s 72, and a 60-step run
-of this recipe on the shared 2-core VM (load average 4-5) trained at 0.8-0.9
-steps/s, data loading included (loss 1.90 at step 20, 1.37 at step 60). So
-it takes 6000 steps (about an hour at 1.6 steps/s on a quiet machine), and
-`train.max_minutes` = 85 stops the training in any case, then evaluates.
+run took: SegFormer-B0's step is far cheaper, so the budget holds 6000 steps
+(docs/transformers.md has the timings), and `train.max_minutes` = 85 stops
+the training in any case, then evaluates.
 """
 
 from configs import common_camvid

@@ -9,15 +9,11 @@ The default training recipe is the demo's (`make demo`, 15 minutes on a
 2-core CPU) and departs from the paper's, which is `:paper`: no elastic
 deformation, no weight map, Adam at 3e-4 with a cosine decay instead of 1e-4
 constant, one evaluation at the end, with the horizontally flipped image's
-prediction averaged in. Measured at 150 steps each on the 2-core VM while
-other jobs ran (`experiments/isbi_recipes.py`, table in docs/isbi_demo.md):
-the paper's recipe took 7.0 s a step against 4.2 s (the grain worker's
-elastic warp and weight map compete with the train step for the two cores)
-and learned less per step: held-out mIoU 0.640 against 0.696, the weight
-map's w0 = 10 pushing early predictions toward membrane (interior IoU 0.779
-against 0.874); Adam at 3e-4 learned faster than at 1e-4 (0.706). Over the
-paper's hours of GPU training the weight map and elastic deformation pay
-off; in 15 CPU minutes they do not.
+prediction averaged in. In a CPU budget the paper's recipe is slower per step
+(the grain worker's elastic warp and weight map compete with the train step
+for the cores) and learns less per step (the weight map pushes early
+predictions toward membrane); over the paper's hours of GPU training they pay
+off. docs/isbi_demo.md has the comparison (`experiments/isbi_recipes.py`).
 
     python -m segjax.main --config configs/unet_isbi.py --workdir runs/unet_isbi
     python -m segjax.main --config configs/unet_isbi.py:paper --workdir runs/unet_isbi_paper
@@ -85,8 +81,8 @@ def get_config(arg: str = ""):
     config.optim.learning_rate = 3e-4
     config.optim.schedule = "cosine"
 
-    # The 2-core machine takes about 2.3 s a step (12-13 minutes for DEMO_STEPS);
-    # on a slower one max_minutes stops it late in the cosine decay.
+    # DEMO_STEPS fit the demo's 15 minutes on the 2-core VM (docs/isbi_demo.md); on a
+    # slower machine max_minutes stops it late in the cosine decay.
     config.train.steps = DEMO_STEPS
     config.train.max_minutes = 15.0
     config.train.log_every = 10

@@ -1,4 +1,4 @@
-"""Which U-Net recipe learns most on ISBI 2012 in the demo's budget (issue 15's experiments).
+"""Which U-Net recipe learns most on ISBI 2012 in the demo's budget (docs/isbi_demo.md).
 
     python experiments/isbi_recipes.py --recipes paper,plain,plain_lr3e-4 --steps 160
     python experiments/isbi_recipes.py --recipes default --minutes 15
@@ -28,7 +28,7 @@ NO_ELASTIC = ("--config.data.augment.elastic_sigma=0",)
 RECIPES = {
     # configs/unet_isbi.py:paper: the paper's recipe (weight map w0=10, elastic, Adam 1e-4).
     "paper": (":paper", ()),
-    # The plain PyTorch script of issue 15: no weight map, no elastic deformation.
+    # The plain PyTorch script of docs/isbi_demo.md: no weight map, no elastic deformation.
     "plain": (":paper", NO_WEIGHT_MAP + NO_ELASTIC),
     "paper_no_weight_map": (":paper", NO_WEIGHT_MAP),
     "paper_no_elastic": (":paper", NO_ELASTIC),

@@ -1,6 +1,6 @@
-"""Prints docs/models_issue4.md's table: parameters, output stride, GFLOPs at 512x512, parity test.
+"""Prints docs/vgg_fcn_deeplab.md's table: parameters, output stride, GFLOPs at 512x512, parity test.
 
-    .venv/bin/python experiments/models_table.py > docs/models_issue4.md
+    .venv/bin/python experiments/models_table.py > docs/vgg_fcn_deeplab.md
 
 Forward FLOPs come from XLA's cost analysis of the compiled forward pass
 (`jax.jit(f).lower(...).compile().cost_analysis()['flops']`, a multiply-add

@@ -1,4 +1,4 @@
-"""Peak host memory of `python -m segjax.predict` on large images (issue 21: bounded memory).
+"""Peak host memory of `python -m segjax.predict` on large images: it stays bounded.
 
     python experiments/predict_memory.py --sizes 4000,8000
     python experiments/predict_memory.py --sizes 4000,8000 --checkout /path/to/other/segjax

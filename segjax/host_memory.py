@@ -1,24 +1,22 @@
 """Returns the heap that XLA's compiler freed to the operating system, after each compile.
 
 Compiling a large train step on the CPU (LLVM code generation for hundreds of
-fusions) allocates and frees several hundred MB of small blocks. glibc's
-malloc keeps freed heap pages resident, and the step's buffers, allocated
-next, come on top of them: the paper U-Net's train step (572x572, batch 1)
-held 550 MB of freed compiler memory when it started running, and its peak
-resident memory was 2733 MB instead of 2094 MB (docs/conv.md). `malloc_trim(0)`
-hands those pages back; it takes milliseconds, and compiles are rare.
+fusions) allocates and frees many small blocks. glibc's malloc keeps freed
+heap pages resident, and the step's buffers, allocated next, come on top of
+them; `malloc_trim(0)` hands those pages back in milliseconds, and compiles
+are rare.
 
-`segjax` calls `trim_after_each_compile()` on import: a JAX monitoring
-listener trims after every backend compile, before the compiled program runs.
-Without glibc (macOS, musl) it does nothing.
+`segjax.runtime.configure` (config.runtime.trim_host_memory) calls
+`trim_after_each_compile()`: a JAX monitoring listener trims after every
+backend compile, before the compiled program runs. Without glibc (macOS,
+musl) it does nothing.
 
 `compiler_options()` is what segjax's own jits (train, eval, init, predict)
-pass on the CPU: XLA:CPU's MLIR fusion emitters took 1.1 GB of transient
-memory and left 145 MB resident compiling the paper U-Net's train step, which
-made compilation, not the step, the run's peak; its older elemental emitters
-took 0.14 GB and 1 s less of compile time per 6, with step times equal within
-noise (docs/conv.md, decision 18). Naming `xla_cpu_use_fusion_emitters` in
-XLA_FLAGS overrides it.
+pass on the CPU: XLA:CPU's older elemental emitters instead of its MLIR
+fusion emitters, whose transient compile memory made compilation, not the
+step, a run's peak, at no cost in step time. Naming
+`xla_cpu_use_fusion_emitters` in XLA_FLAGS overrides it. docs/runtime.md has
+the measurements.
 """
 
 from __future__ import annotations

@@ -10,9 +10,8 @@ applied by `configure(config)`, which every entry point calls first: training
     conv_impl         'auto' | 'native' | 'cpu': `segjax.ops.conv`'s formulation
                       (auto: segjax's CPU formulation on CPU, XLA's elsewhere)
     prng_impl         the PRNG of the keys segjax makes (`key(seed)`): 'rbg' by
-                      default, because XLA:CPU compiles threefry draws slowly (a jitted
-                      init of a small U-Net compiled in 67-107 s with threefry, 10 s
-                      with rbg); JAX's own default PRNG is left alone
+                      default, because XLA:CPU compiles threefry draws slowly
+                      (docs/runtime.md); JAX's own default PRNG is left alone
     trim_host_memory  after each XLA compile, return the heap the compiler freed
                       to the OS (glibc only; `segjax.host_memory`)
     compilation_cache_dir

@@ -51,10 +51,6 @@ import numpy as np
 
 from segjax.models import layers
 
-SIMILARITY_TERMS = ("content", "query_position", "key_position")
-RETRIEVED_TERMS = ("content", "position")
-
-
 def relative_offsets(length: int, radius: int) -> np.ndarray:
     """(L, L) int32 table indices of key offsets o - p, clipped to [-R, R] and shifted by R."""
     positions = np.arange(length)

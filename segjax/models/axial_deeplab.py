@@ -11,18 +11,16 @@ Axial-DeepLab configs reduce it to its 1x1 projection
 - `axial_deeplab_{s,m,l,xl}_panoptic`: return "logits", "center" and "offset".
 - `axial_deeplab_{s,m,l,xl}`: the semantic decoder and head alone ("logits").
 
-Parameter counts (`python -m segjax.models`, docs/panoptic.md): the
-relative positional tables of a global attention cover the axis lengths of
-the input the model is initialised on, so the count depends on that input.
-S, M and L are listed at the paper's COCO configuration (133 classes,
-1025 x 1025 crops, Table 2 of the paper: 12.1M / 25.9M / 44.9M), XL and the
-semantic-only models at its Cityscapes configuration (19 classes,
-1025 x 2049, Table 6: XL 173.0M). The configurations give 11,870,168 /
-25,387,592 / 44,086,200 and 171,517,702, 1.8-2.0% and 0.9% below the
-paper's figures; the backbone alone matches the official PyTorch code's
-Axial-ResNet counts exactly (tests/models/test_axial_deeplab.py), and the gap
-is in parts the paper does not specify (the size of its positional tables,
-its decoder widths).
+Parameter counts (`python -m segjax.models`): the relative positional
+tables of a global attention cover the axis lengths of the input the model
+is initialised on, so the count depends on that input. S, M and L are listed
+at the paper's COCO configuration (133 classes, 1025 x 1025 crops), XL and
+the semantic-only models at its Cityscapes configuration (19 classes,
+1025 x 2049). The backbone alone matches the official PyTorch code's
+Axial-ResNet counts exactly (tests/models/test_axial_deeplab.py); the whole
+models' small gap to the paper's figures (docs/panoptic.md) is in parts the
+paper does not specify (the size of its positional tables, its decoder
+widths).
 """
 
 from __future__ import annotations

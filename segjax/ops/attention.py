@@ -29,23 +29,10 @@ Implementations (`implementation=`):
   is its XLA path on every backend, including GPUs, which is why "auto" asks
   for cuDNN by name.
 
-Why "einsum" on CPU (`python experiments/bench_attention.py`: float32, the two
-formulations' calls interleaved, minimum of 15 calls in ms, forward /
-forward+backward, on the shared 2-core AVX-512 VM under a load average of
-about 6, so compare within a row):
-
-    shape                        (batch, T, S, N, H)       xla             einsum
-    SegFormer-B0 256x256 stage 1 (8, 4096, 64, 1, 32)      5.8 / 17.9      5.5 / 16.1
-    SegFormer-B0 stage 2         (8, 1024, 64, 2, 32)      2.4 / 7.5       2.5 / 5.4
-    SegFormer-B0 stage 3         (8, 256, 64, 5, 32)       1.7 / 9.0       1.9 / 3.7
-    SegFormer-B0 stage 4         (8, 64, 64, 8, 32)        0.8 / 2.1       0.8 / 1.6
-    ViT-B/16 at 384x384          (2, 577, 577, 12, 64)     116.1 / 351.8   56.4 / 195.6
-
-Forward passes are on par at SegFormer's shapes (a single head, short key
-sequences) and twice as fast at ViT's; forward+backward is 1.1-2.4x faster
-with the written-out einsums (the XLA path vmaps its dots over head groups
-and scales the T x S logits, the einsum form scales the T x H query). Both
-agree to float32 rounding
+On CPU "einsum" is the faster formulation, most of all forward+backward: the XLA
+path vmaps its dots over head groups and scales the T x S logits, where the einsum
+form scales the T x H query (timings in docs/transformers.md, reproduced by
+`experiments/bench_attention.py`). Both agree to float32 rounding
 (tests/ops/test_attention.py).
 """
 

@@ -13,13 +13,13 @@ Implementations (`impl=`, `set_default_implementation`, `config.runtime.conv_imp
   XLA's GPU and TPU convolutions (cuDNN, the TPU's MXU) are fast in all three
   directions, so "auto" picks this on every backend but CPU.
 - "cpu": the same mathematics with each direction written the way XLA:CPU runs
-  it fastest (see segjax/ops/conv_cpu.py and docs/conv.md for the
+  it fastest (see segjax/ops/conv_cpu.py, and docs/conv.md for the
   measurements): forward and input gradient as XLA convolutions whose padding
-  is never all zero (XLA:CPU runs an unpadded convolution ~3-4x slower than a
-  padded one, so VALID becomes padded-then-cropped) and 1x1 convolutions as
-  matmuls; the weight gradient as matmuls (blocks of im2col rows for narrow
+  is never all zero (XLA:CPU runs an unpadded convolution several times slower
+  than a padded one, so VALID becomes padded-then-cropped) and 1x1 convolutions
+  as matmuls; the weight gradient as matmuls (blocks of im2col rows for narrow
   layers, one per kernel offset for wide ones, XLA:CPU's own weight-gradient
-  convolution being 3-6x slower); 3x3 layers with 256+ channels by Winograd
+  convolution being slower); 3x3 layers with 256+ channels by Winograd
   F(2x2, 3x3) in all three directions; transposed convolutions whose kernel equals
   their stride (U-Net's up-convolutions) as a matmul and a depth-to-space
   reshape. A `jax.custom_vjp` ties the three directions together; the

@@ -1,10 +1,10 @@
 """The "cpu" convolution formulation: each direction written the way XLA:CPU runs it fastest.
 
-Measured on 2-core AVX-512 CPUs with jax 0.10.2 (numbers in docs/conv.md,
-reproduced by experiments/bench_conv.py):
+Each choice below was measured on 2-core AVX-512 CPUs with jax 0.10.2 (the
+numbers are in docs/conv.md, reproduced by experiments/bench_conv.py):
 
 - forward: XLA:CPU's convolution with no padding at all (VALID, or an explicit
-  (0, 0) everywhere) runs 3-4x slower than the same convolution with padding,
+  (0, 0) everywhere) runs several times slower than the same convolution with padding,
   so an unpadded convolution gets `stride` extra rows of high padding per axis
   and its one extra output row is cropped (~1/H more arithmetic);
 - 1x1 convolutions (no padding) are matmuls over the channel axis;
@@ -18,13 +18,13 @@ reproduced by experiments/bench_conv.py):
   than copies of the input when that axis has stride 1; for wider
   layers, per kernel offset, the input window at that offset reshaped to
   (pixels, C_in), transposed and multiplied by the output gradient. XLA:CPU's
-  own weight-gradient convolution (the input as the kernel's "image") runs at
-  a fifth to a third of these;
+  own weight-gradient convolution (the input as the kernel's "image") is
+  several times slower;
 - transposed convolutions whose kernel equals their stride: one matmul and a
   depth-to-space reshape (`patch_transpose`), with a written-out backward;
 - stride-1 depthwise layers: the forward and input gradient as the sum over
   kernel taps of shifted input windows times per-channel weights
-  (`depthwise`), 40x faster than XLA:CPU's grouped convolution at
+  (`depthwise`), far faster than XLA:CPU's grouped convolution at
   SegFormer's Mix-FFN sizes; the weight gradient per image, as static
   windows times dy summed over pixels;
 - 3x3 stride-1 layers with >= 256 input and output channels: Winograd
@@ -118,10 +118,10 @@ def depthwise(x, kernel, spec: ConvSpec):
     """A stride-1 depthwise convolution as the sum over kernel taps of the shifted padded
     input times that tap's per-channel weights: one fused elementwise loop.
 
-    XLA:CPU's grouped convolution ran a 3x3 depthwise layer (batch 8, 64x64,
-    128 channels) in 153 ms, this in 3.6 ms; its input gradient (the same
-    convolution of dy, `input_gradient`) likewise (SegFormer's Mix-FFN,
-    MobileNets' stride-1 blocks).
+    XLA:CPU's grouped convolution is over an order of magnitude slower at
+    SegFormer's Mix-FFN and MobileNets' stride-1 sizes, and so is its input
+    gradient (the same convolution of dy, `input_gradient`); docs/transformers.md
+    has the timings.
     """
     rank = x.ndim - 2
     window = kernel.shape[:rank]
@@ -261,7 +261,7 @@ def _window(xp, offset, out_shape, spec: ConvSpec):
 # layers from per-offset matmuls (docs/conv.md, decision 15).
 COLUMN_BLOCK_MAX_CHANNELS = 128
 # Elements of one block's two matmul operands (2 MB in float32): small enough
-# to stay in cache.
+# to stay in the CPU's cache.
 COLUMN_BLOCK_ELEMENTS = 2 ** 19
 
 
@@ -271,7 +271,7 @@ def _zero_after(anchor):
     Work that depends on nothing (a zero-initialised accumulator) or only on
     parameters (a kernel transform) is otherwise free for XLA:CPU's scheduler
     to place anywhere, and it placed the backward's in the forward pass, alive
-    through the step's memory peak (36 MB of zeros for one 1024-channel layer).
+    through the step's memory peak (docs/conv.md, decision 17).
     `lax.optimization_barrier` does not prevent this: XLA:CPU removes barriers
     before it schedules. |a| clamped to at most 0 is exactly 0 for every
     number, finite or infinite, and nothing XLA simplifies away.
@@ -477,7 +477,7 @@ def patch_transpose(x, kernel):
     with padding 0, `kernel` laid out (*k, C_in, C_out)). The backward pass
     is written out (`_patch_transpose_bwd`): JAX's own transposed the output
     gradient to pixels-last and the kernel to (*k, C_out, C_in), copies that
-    made it 1.5-1.8x slower.
+    made it slower (docs/conv.md, decision 20).
     """
     rank = x.ndim - 2
     window = kernel.shape[:rank]

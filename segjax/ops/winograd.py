@@ -20,8 +20,8 @@ transforms' coefficients are 0, +-1 and +-1/2).
 
 The 16 tile positions stay 16 separate arrays end to end (16 matmuls, not one
 batched matmul over a stacked array): XLA:CPU runs a fused transform that
-concatenates its results 3-4x slower than the same arithmetic written to
-separate outputs (a 1024x1024 kernel's transform: 72 vs 23 ms).
+concatenates its results several times slower than the same arithmetic written
+to separate outputs (docs/conv.md, decision 8).
 
 The weight gradient follows from the same formula by linearity in g (see
 `weight_gradient3x3`): 16 matmuls (tiles, C_in)^T (tiles, C_out) and
@@ -33,8 +33,8 @@ and its channels swapped. `kernel_transposed=True` computes that without
 building the swapped kernel: flipping a 3x3 kernel swaps transformed
 positions 0 and 3 along each axis (G's first and last rows), and the swap of
 channels is the matmul's contraction over the kernel's last axis instead of
-its first (a transposed-operand matmul, no copy). Transposing a 1024x1024
-kernel inside the transform had cost 240 ms per layer.
+its first (a transposed-operand matmul, no copy), where transposing the kernel
+inside the transform was a large part of each wide layer's time (docs/conv.md).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ import jax.numpy as jnp
 from jax import lax
 
 # Elements of one block's transformed operands in `weight_gradient3x3` (128 MB
-# in float32): whole layers at U-Net sizes, where blocks of 16 MB made the step
-# 10% slower; a bound for larger inputs.
+# in float32): whole layers at U-Net sizes, where smaller blocks made the step
+# slower (docs/conv.md, decision 22); a bound for larger inputs.
 WEIGHT_GRADIENT_BLOCK_ELEMENTS = 2 ** 25
 
 # The three transforms are written out as additions (B^T, A^T) and halvings

@@ -28,10 +28,9 @@ class TrainState(train_state.TrainState):
 def init_key(seed: int) -> jax.Array:
     """The key that initialises parameters, of `config.runtime.prng_impl` ('rbg' by default).
 
-    XLA:CPU takes ~7 s to compile one threefry draw, so a threefry
-    initialisation of a 20-layer model compiles for minutes; 'rbg' compiles in
-    well under a second per draw. Values are deterministic per seed and
-    platform (multi-process runs also broadcast process 0's values).
+    'rbg' because XLA:CPU compiles threefry draws slowly (docs/runtime.md).
+    Values are deterministic per seed and platform (multi-process runs also
+    broadcast process 0's values).
     """
     return runtime.key(seed)
 

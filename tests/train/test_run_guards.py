@@ -1,6 +1,6 @@
 """What nothing may silently spoil: a refused resume changes nothing, a corrupt checkpoint falls
 back to an intact one, a second run is locked out, counts are validated up front, a full disk
-is one line, replayed steps are logged once (issue 21's cases, each failing on the code before)."""
+is one line, replayed steps are logged once (each case failed on the code before these guards)."""
 
 import json
 import os

@@ -38,7 +38,6 @@ TASK = "Task01_BrainTumour"
 URL = f"https://msd-for-monai.s3-us-west-2.amazonaws.com/{TASK}.tar"
 HOMEPAGE = "http://medicaldecathlon.com/"
 CLASS_NAMES = ("background", "edema", "non-enhancing tumour", "enhancing tumour")
-MODALITIES = ("FLAIR", "T1w", "T1gd", "T2w")
 SPLIT_FOLDERS = {"train": ("imagesTr", "labelsTr"), "test": ("imagesTs", None)}
 
 _CITATION = """

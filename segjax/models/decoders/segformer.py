@@ -13,9 +13,8 @@ linear, so the 1x1 fuse convolution's block for each branch is multiplied
 into that branch's projection and applied at the branch's own resolution,
 and the upsampled results are summed; the 4F-channel concatenation at
 stride 4 is never formed. The parameters are the paper's (and
-transformers'), so weights convert one to one; the forward at 512x512 costs
-8.5 GFLOPs less for B0 (17.6 -> 9.1) and 76.1 less for B2 (127.3 -> 51.2;
-XLA's count, docs/transformers.md).
+transformers'), so weights convert one to one, and the forward costs about
+half the FLOPs (XLA's count in docs/transformers.md).
 
 It reads only the stride-keyed feature dict, so it works on any encoder that
 returns those strides (MiT, ResNet, DPT's reassembled ViT ...).
