@@ -73,35 +73,18 @@ def _flag_values(define_flags: DefineFlags) -> flags.FlagValues:
     return values
 
 
-def parse(argv: Sequence[str] | None, define_flags: DefineFlags, *, doc: str,
-          default_config: Callable[[flags.FlagValues], ml_collections.ConfigDict] | None = None,
-          program: str = "segjax") -> tuple[flags.FlagValues, ml_collections.ConfigDict]:
-    """(flag values, config) of a command line (without the program name).
-
-    The config is `--config path.py[:arg]` or, without one, `default_config(flags)`
-    (an error when there is none), locked, with the `--config.*` overrides
-    applied. `--help` prints `doc` and the flags of `program` and exits.
-    """
-    argv = ["segjax", *(sys.argv[1:] if argv is None else argv)]
-    located = _flag_values(define_flags)
-    flags.DEFINE_string("config", None, "The run's config file, path.py[:arg] (default: the "
-                        "config the run stored); --config.<key>=value overrides it.",
-                        flag_values=located)
-    if any(arg in HELP for arg in argv[1:]):
-        print(f"usage: {program} [--flag=value ...] [--config.<key>=value ...]\n\n{doc}\n"
-              f"flags:\n{located.get_help()}")
-        raise SystemExit(0)
-    try:
-        located(argv, known_only=True)
-    except flags.Error as error:
-        raise UsageError(str(error)) from None
+def _base_config(located: flags.FlagValues, default_config) -> ml_collections.ConfigDict:
+    """The --config file's config, else `default_config(located)`."""
     if located.config:
-        base = config_lib.load(located.config)
-    elif default_config is not None:
-        base = default_config(located)
-    else:
+        return config_lib.load(located.config)
+    if default_config is None:
         raise UsageError("--config path/to/config.py[:arg] is required")
-    argv = _without_config_file(argv)
+    return default_config(located)
+
+
+def _with_overrides(argv: list[str], define_flags: DefineFlags,
+                    base: ml_collections.ConfigDict) -> flags.FlagValues:
+    """Every flag of `argv` parsed, `base` locked and changed by the --config.* overrides."""
     values = _flag_values(define_flags)
     try:  # config_flags defines the override flags (and checks their fields) here
         config_flags.DEFINE_config_dict("config", base, "The run's config.", flag_values=values,
@@ -117,6 +100,35 @@ def parse(argv: Sequence[str] | None, define_flags: DefineFlags, *, doc: str,
                          f"{' '.join(str(detail).split())}") from None
     if rest:
         raise UsageError(f"unexpected arguments: {' '.join(rest)}")
+    return values
+
+
+def parse(argv: Sequence[str] | None, define_flags: DefineFlags, *, doc: str,
+          default_config: Callable[[flags.FlagValues], ml_collections.ConfigDict] | None = None,
+          program: str = "segjax") -> tuple[flags.FlagValues, ml_collections.ConfigDict]:
+    """(flag values, config) of a command line (without the program name).
+
+    The config is `--config path.py[:arg]` or, without one, `default_config(flags)`
+    (an error when there is none), locked, with the `--config.*` overrides
+    applied. `--help` prints `doc` and the flags of `program` and exits.
+    """
+    argv = ["segjax", *(sys.argv[1:] if argv is None else argv)]
+    # First pass: the flags that say where the base config comes from; the --config.*
+    # overrides can only be defined once that config exists.
+    located = _flag_values(define_flags)
+    flags.DEFINE_string("config", None, "The run's config file, path.py[:arg] (default: the "
+                        "config the run stored); --config.<key>=value overrides it.",
+                        flag_values=located)
+    if any(arg in HELP for arg in argv[1:]):
+        print(f"usage: {program} [--flag=value ...] [--config.<key>=value ...]\n\n{doc}\n"
+              f"flags:\n{located.get_help()}")
+        raise SystemExit(0)
+    try:
+        located(argv, known_only=True)
+    except flags.Error as error:
+        raise UsageError(str(error)) from None
+    base = _base_config(located, default_config)
+    values = _with_overrides(_without_config_file(argv), define_flags, base)
     return values, values.config
 
 

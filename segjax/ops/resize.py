@@ -70,7 +70,7 @@ def _upsample_half_pixel(x: jax.Array, axis: int, factor: int) -> jax.Array:
     a fixed mix of x[i] and its neighbour (x[i - 1] for t_r < 0, x[i + 1] otherwise; the
     edge pixel repeats past the ends, as PyTorch clamps): elementwise work and an
     interleaving reshape, where `jax.image.resize` computes the same values as dense
-    (m x n) matmuls per axis (docs/ops.md has the timings).
+    (m x n) matmuls per axis (docs/transformers.md has the timings).
     """
     if factor == 1:
         return x

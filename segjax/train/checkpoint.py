@@ -31,6 +31,7 @@ from flax import traverse_util
 from segjax.checkpoints import (BEST_DIR, BEST_FILE, CHECKPOINTS_DIR, first_mismatch,
                                 is_variables_checkpoint, load_variables, orbax_checkpoint,
                                 save_variables)
+from segjax.models.registry import architecture
 
 STATE_KEYS = ("params", "batch_stats", "opt_state", "step")
 
@@ -59,7 +60,6 @@ def _model_config_dict(config) -> dict:
 
 def run_record(config) -> dict:
     """What a checkpoint stores of the config to check a resume: architecture and optimiser."""
-    from segjax.models.registry import architecture
     return {"model": json.loads(json.dumps(architecture(config.model), default=str)),
             "optim": json.loads(config.optim.to_json_best_effort()),
             "imports": list(config.get("imports", ()))}
@@ -162,7 +162,6 @@ class TrainingCheckpoints:
         return dict(meta), found
 
     def _check_model(self, step: int, meta: dict, found, state) -> None:
-        from segjax.models.registry import architecture
         location = self.directory / str(step)
         stored_model = architecture(meta.get("model") or {})
         changes = changed_fields(stored_model, self.record["model"], "config.model")

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
+from segjax import registry
+
 OUTPUT_STRIDES = (8, 16, 32)
 
 
@@ -63,6 +65,5 @@ def atrous_schedule(strides: Sequence[int], output_stride: int,
 
 def accepts_option(name: str, option: str) -> bool:
     """Whether the registered encoder `name` takes the keyword `option` (e.g. 'max_stride')."""
-    from segjax import registry  # pylint: disable=import-outside-toplevel
     accepted = registry.accepted_keywords(registry.get("encoder", name).factory)
     return accepted is None or option in accepted
