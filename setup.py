@@ -12,27 +12,39 @@ def requirements():
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+TEST_REQUIREMENTS = ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel", "build",
+                     "packaging"]
+
+# The repository: Colab notebooks' badges and install cells point here (tests/test_notebooks.py).
+REPOSITORY = "https://github.com/segjax/segjax"
+
 setup(
     name="segjax",
     version="0.1.0",
     description="Semantic segmentation in JAX/Flax: the field's canon, provably correct, fast.",
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
+    url=REPOSITORY,
     packages=find_packages(include=["segjax", "segjax.*"]),
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     install_requires=requirements(),
     extras_require={
+        # What the test suite needs beyond segjax: pytest, the notebook runner (colab/ is
+        # executed top to bottom by tests/test_notebooks.py) and `build` for the wheel test.
+        "test": TEST_REQUIREMENTS,
         # Test-only: PyTorch references for parity tests, never imported by segjax itself.
         # torchvision, timm and segmentation_models_pytorch install with --no-deps
-        # (see the Makefile's dev-references target).
-        "dev": [
-            "pytest",
-            "pytest-xdist",
-            "torch==2.13.0",
+        # (requirements-dev-nodeps.txt). CI installs torch from constraints.txt's CPU build.
+        "dev": TEST_REQUIREMENTS + [
+            "torch>=2.13",
             "safetensors",
             "transformers",
             "huggingface_hub",
             "pyyaml",  # timm (installed with --no-deps from requirements-dev-nodeps.txt)
+            # References of the loss and metric tests: MONAI's HD95, surface Dice and
+            # confusion-matrix metrics; OpenCV for boundary-iou-api's mask_to_boundary.
+            "monai==1.5.1",
+            "opencv-python-headless==5.1.0.95",
         ],
     },
     entry_points={"console_scripts": ["segjax-train=segjax.main:run"]},

@@ -63,16 +63,8 @@ def measure(config, variant: str, batch: int, crop) -> dict:
     state = state_lib.train_state_shapes(config, model, (1, *crop, int(config.data.image_channels)))
     rng = jax.random.fold_in(runtime.key(0), 1)
 
-    def lowered(batch_size):
-        shapes = _batch_shapes(config, batch_size, crop)
-        names = step_lib.metric_names(state, shapes, model, config.loss,
-                                      int(config.model.num_classes),
-                                      int(config.data.ignore_index), policy)
-        accumulator = jax.eval_shape(lambda: step_lib.empty_accumulator(names))
-        return train_fn.lower(state, accumulator, shapes, rng), names
-
     started = time.perf_counter()
-    compiled = lowered(batch)[0].compile()
+    compiled = train_fn.lower(state, _batch_shapes(config, batch, crop), rng).compile()
     row = {"variant": variant, "compile_seconds": time.perf_counter() - started}
     memory = compiled.memory_analysis()
     row.update(temp_bytes=int(memory.temp_size_in_bytes),
@@ -91,17 +83,16 @@ class Stepper:
     def __init__(self, config, variant: str, crop, batch: int):
         model = registry.build(config.model)
         mesh = sharding.make_mesh({"data": 1, "model": 1}, jax.devices()[:1])
-        self.train_fn, self.state, self.data, self.names, self.mesh = _build(
+        self.train_fn, self.state, self.data = _build(
             config, model, _policy(config, variant), mesh, crop, batch)
         self.rng = jax.random.fold_in(runtime.key(0), 1)
         self.seconds = []
         self.step(record=False)  # compiles
 
     def step(self, record: bool = True) -> None:
-        accumulator = sharding.replicate(step_lib.empty_accumulator(self.names), self.mesh)
         started = time.perf_counter()
-        self.state, accumulator = self.train_fn(self.state, accumulator, self.data, self.rng)
-        jax.block_until_ready(accumulator)
+        self.state, metrics = self.train_fn(self.state, self.data, self.rng)
+        jax.block_until_ready(metrics)
         if record:
             self.seconds.append(time.perf_counter() - started)
 
@@ -111,20 +102,14 @@ def _build(config, model, policy, mesh, crop, batch):
         mesh, model=model, loss_config=config.loss, num_classes=int(config.model.num_classes),
         ignore_index=int(config.data.ignore_index), policy=policy)
     channels = int(config.data.image_channels)
-    state, _ = state_lib.create_train_state(config, model, state_lib.init_key(0),
-                                            (1, *crop, channels))
-    state = sharding.replicate(state, mesh)
+    state, _ = state_lib.create_train_state(config, model, (1, *crop, channels), mesh)
     generator = np.random.default_rng(0)
     data = {"image": generator.normal(size=(batch, *crop, channels)).astype(np.float32),
             "label": generator.integers(0, int(config.model.num_classes),
                                         (batch, *crop)).astype(np.int32)}
     if config.loss.use_weight_map:
         data["weight"] = np.ones((batch, *crop), np.float32)
-    data = sharding.global_batch(data, mesh)
-    names = step_lib.metric_names(state, data, model, config.loss,
-                                  int(config.model.num_classes), int(config.data.ignore_index),
-                                  policy)
-    return train_fn, state, data, names, mesh
+    return train_fn, state, sharding.global_batch(data, mesh)
 
 
 def time_variants(config, variants, crop, batch: int, steps: int) -> list[float]:

@@ -65,22 +65,20 @@ def prepare_segjax():
     runtime.configure(config)
     model = registry.build(config.model)
     mesh = sharding.make_mesh(config.mesh)
-    state, _ = state_lib.create_train_state(config, model, runtime.key(0), (1, SIZE, SIZE, 3))
-    state = sharding.replicate(state, mesh)
+    state, _ = state_lib.create_train_state(config, model, (1, SIZE, SIZE, 3), mesh)
     images, labels = _data()
     batch = sharding.global_batch({"image": images, "label": labels}, mesh)
     ignore = int(config.data.ignore_index)
     train_fn = step_lib.compile_train_step(mesh, model=model, loss_config=config.loss,
                                            num_classes=CLASSES, ignore_index=ignore)
-    names = step_lib.metric_names(state, batch, model, config.loss, CLASSES, ignore)
     rng = runtime.key(1)
-    held = {"state": state, "accumulator": sharding.replicate(
-        step_lib.empty_accumulator(names), mesh)}
+    held = {"state": state, "accumulator": None}
     params = count_params({"params": state.params})
 
     def step():
-        held["state"], held["accumulator"] = train_fn(held["state"], held["accumulator"],
-                                                      batch, rng)
+        held["state"], metrics = train_fn(held["state"], batch, rng)
+        held["accumulator"] = step_lib.accumulate(held["accumulator"], metrics,
+                                                  held["state"].step)
         jax.block_until_ready(held["accumulator"])
 
     return step, params

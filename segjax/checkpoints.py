@@ -74,7 +74,7 @@ def save_variables(path, variables: Mapping[str, Any], metadata: Mapping[str, An
 
     `path` becomes an Orbax checkpoint directory (items "variables" and
     "metadata"). `metadata` must be JSON-serialisable; by convention it holds
-    'model' (the config.model dict) so that `restore_for_inference` can rebuild
+    'model' (the config.model dict) so that `load` can rebuild
     the model. Replacing an existing checkpoint is atomic for readers: the new
     one is complete on disk before the old one is moved aside and removed.
     """

@@ -7,7 +7,7 @@ on the command line (`--config.train.stpes=1` fails naming `stpes`).
 `load(spec)` reads an experiment config file (`path/to/config.py[:arg]`)
 without the repository on sys.path.
 
-Sections: model, data, loss, optim, train, eval, mesh, runtime, imports.
+Sections: model, data, loss, optim, train, eval, mesh, runtime, reproduction, imports.
 `validate(config)` checks values that the schema's types cannot (positive
 intervals, known names) before a run builds anything.
 
@@ -28,6 +28,41 @@ from pathlib import Path
 import ml_collections
 
 from segjax.ops.crf import CRFParams, params_from_config
+
+
+HEAD_ACTIVATIONS = ("softmax", "sigmoid")
+BOUNDARY_METRICS = ("boundary_iou", "boundary_f", "hd95", "nsd")
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundaryOptions:
+    """Which boundary metrics to compute and their parameters (config.eval)."""
+
+    metrics: tuple[str, ...] = ()
+    dilation_ratio: float = 0.02       # Boundary IoU's band, fraction of the diagonal
+    f_tolerance: float = 0.0075        # BF score's match distance, fraction of the diagonal
+    nsd_tolerance: float = 1.0         # NSD's tolerance, in units of the spacing (mm)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.metrics) - set(BOUNDARY_METRICS))
+        if unknown:
+            raise ValueError(f"config.eval.metrics: unknown metric(s) {unknown}; valid: "
+                             f"{', '.join(BOUNDARY_METRICS)} (mIoU, accuracy, Dice, precision, "
+                             "recall, F1 and fw-IoU are always computed)")
+        for name in ("dilation_ratio", "f_tolerance", "nsd_tolerance"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"config.eval.{name}={getattr(self, name)}: expected > 0")
+
+    @classmethod
+    def from_config(cls, eval_config) -> "BoundaryOptions":
+        fields = dict(eval_config.to_dict() if hasattr(eval_config, "to_dict")
+                      else eval_config or {})
+        defaults = cls()
+        return cls(metrics=tuple(str(m) for m in fields.get("metrics", ())),
+                   dilation_ratio=float(fields.get("boundary_iou_dilation",
+                                                   defaults.dilation_ratio)),
+                   f_tolerance=float(fields.get("boundary_f_tolerance", defaults.f_tolerance)),
+                   nsd_tolerance=float(fields.get("nsd_tolerance", defaults.nsd_tolerance)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +90,36 @@ class EvalOptions:
     # Dense CRF (segjax.ops.crf): DeepLab v2's parameters; normalization "after" | "symmetric".
     crf_params: CRFParams = CRFParams()
     panoptic: PanopticOptions = PanopticOptions()
+    # Sigmoid heads: per-class probability thresholds (one per class, or one for all; () = 0.5).
+    thresholds: tuple[float, ...] = ()
+    # Per-image boundary/surface metrics besides mIoU etc. (segjax.boundary_metrics), opt-in:
+    # any of boundary_iou, boundary_f, hd95, nsd. Boundary IoU's band and the BF score's
+    # match distance are fractions of the image diagonal; NSD's tolerance is in units of the
+    # voxel spacing (the example's, e.g. a NIfTI header's; else 1 per axis).
+    metrics: tuple[str, ...] = ()
+    boundary_iou_dilation: float = 0.02
+    boundary_f_tolerance: float = 0.0075
+    nsd_tolerance: float = 1.0
+    # Not a config.eval key: the model's config.model.head_activation, which decides whether
+    # predictions are class indices (softmax) or per-class masks (sigmoid).
+    activation: str = "softmax"
+
+    def __post_init__(self):
+        if self.activation not in HEAD_ACTIVATIONS:
+            raise ValueError(f"model.head_activation must be one of {HEAD_ACTIVATIONS}, got "
+                             f"{self.activation!r}")
+        if self.activation == "sigmoid" and self.crf:
+            raise ValueError("eval.crf refines a softmax distribution over classes; it does not "
+                             "apply to a sigmoid (multi-label) head")
+
+    def class_thresholds(self, num_classes: int):
+        """(K,) probability thresholds of a sigmoid head."""
+        import numpy as np  # pylint: disable=import-outside-toplevel
+        thresholds = np.asarray(self.thresholds or (0.5,), np.float32)
+        if thresholds.size not in (1, num_classes):
+            raise ValueError(f"eval.thresholds={self.thresholds}: expected one value or one per "
+                             f"class ({num_classes})")
+        return np.broadcast_to(thresholds, (num_classes,))
 
     @classmethod
     def from_config(cls, config) -> "EvalOptions":
@@ -62,7 +127,7 @@ class EvalOptions:
         error naming them."""
         section = (config.get("eval") if config is not None else None) or {}
         fields = dict(section.to_dict() if hasattr(section, "to_dict") else section)
-        known = {field.name for field in dataclasses.fields(cls)}
+        known = {field.name for field in dataclasses.fields(cls)} - {"activation"}
         unknown = sorted(set(fields) - known)
         if unknown:
             raise ValueError(f"config.eval has unknown key(s) {unknown}; valid: {sorted(known)}")
@@ -81,11 +146,26 @@ class EvalOptions:
                    batch_size=int(fields.get("batch_size", default.batch_size)),
                    crf=bool(fields.get("crf", default.crf)),
                    crf_params=params_from_config(fields.get("crf_params")),
-                   panoptic=PanopticOptions(**panoptic))
+                   panoptic=PanopticOptions(**panoptic),
+                   thresholds=tuple(float(t) for t in fields.get("thresholds", ())),
+                   metrics=tuple(str(m) for m in fields.get("metrics", ())),
+                   boundary_iou_dilation=float(fields.get("boundary_iou_dilation",
+                                                          default.boundary_iou_dilation)),
+                   boundary_f_tolerance=float(fields.get("boundary_f_tolerance",
+                                                         default.boundary_f_tolerance)),
+                   nsd_tolerance=float(fields.get("nsd_tolerance", default.nsd_tolerance)),
+                   activation=str(_head_activation(config)))
 
     def to_config(self) -> ml_collections.ConfigDict:
         """The options as a config.eval section."""
-        return ml_collections.ConfigDict(dataclasses.asdict(self))
+        fields = dataclasses.asdict(self)
+        del fields["activation"]
+        return ml_collections.ConfigDict(fields)
+
+
+def _head_activation(config) -> str:
+    model = (config.get("model") if config is not None else None) or {}
+    return model.get("head_activation") or "softmax"
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -98,6 +178,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Parameters and optimiser state stay float32; the loss, softmax and
     # normalisation statistics are computed in float32 whatever this says.
     config.model.dtype = "float32"
+    # softmax: one class per pixel (class-index labels); sigmoid: K independent channels
+    # (multi-label / binary; channel-stack labels, data.label_format = "channels").
+    config.model.head_activation = "softmax"
     config.model.init_from = ""              # checkpoint (or workdir) to start training from
     config.model.init_from_part = "all"      # all | encoder (re-initialises the rest)
 
@@ -109,10 +192,15 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.tfds_name = ""               # tfds builder name for source=tfds
     config.data.train_split = "train"        # 'train', 'train[:25]', 'train[25:30]'
     config.data.val_split = "val"
+    config.data.split_lists = ""             # JSON {split: [paths under root]} (folder source)
     config.data.image_channels = 3
     config.data.label_values = ()           # raw value of class i at position i; () = identity
     config.data.ignore_values = ()           # raw label values mapped to ignore_index
     config.data.ignore_index = 255           # class-space label that the loss/metrics skip
+    # index: a label image of class indices; channels: a stack of K binary masks per image
+    # (multi-page TIFF, multi-channel PNG/TIFF or .npy (H, W, K); one channel for binary),
+    # each channel's raw values mapped by label_values (raw off, raw on) / ignore_values.
+    config.data.label_format = "index"
     config.data.class_names = ()
     config.data.crop = (512, 512)            # training crop of the (padded) input
     config.data.pad_margin = 0               # mirrored context around labels (valid convs)
@@ -154,6 +242,20 @@ def base_config() -> ml_collections.ConfigDict:
     # The soft Dice term ('dice', 'dice_ce'): No New-Net's is batch=True, every class, smooth 0.
     config.loss.dice = ml_collections.ConfigDict(dict(smooth=1.0, batch=True,
                                                       include_background=True))
+    # Options of the other registered terms (segjax.losses): 'jaccard'; 'tversky' and
+    # 'focal_tversky' (alpha weighs false positives, beta false negatives, gamma the focal
+    # exponent); 'focal' (alpha >= 0: sigmoid form's weight of positives, Lin et al. 0.25;
+    # < 0: none); 'lovasz_softmax'/'lovasz_hinge'; 'ohem_cross_entropy' (HRNet's threshold
+    # and minimum kept); 'boundary' (Kervadec et al.; spacing () = 1 per axis).
+    config.loss.jaccard = ml_collections.ConfigDict(dict(smooth=1.0, batch=True,
+                                                         include_background=True))
+    config.loss.tversky = ml_collections.ConfigDict(dict(
+        alpha=0.3, beta=0.7, gamma=0.75, smooth=1.0, batch=True, include_background=True))
+    config.loss.focal = ml_collections.ConfigDict(dict(gamma=2.0, alpha=-1.0))
+    config.loss.lovasz = ml_collections.ConfigDict(dict(per_image=False, classes="present"))
+    config.loss.ohem = ml_collections.ConfigDict(dict(threshold=0.7, min_kept=100_000))
+    config.loss.boundary = ml_collections.ConfigDict(dict(include_background=False,
+                                                          spacing=()))
 
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "adam"               # a registered optimizer: adam | adamw | sgd
@@ -209,6 +311,12 @@ def base_config() -> ml_collections.ConfigDict:
     # ~/.cache/segjax/jax_compilation_cache), a directory, or "" (none).
     config.runtime.compilation_cache_dir = "auto"
 
+    # What an experiment config reproduces (configs/common.py, experiments/plan.py): the
+    # paper, its reported metric and table, the dataset (configs/common.py's name) and the
+    # accelerator slice the config is meant for.
+    config.reproduction = ml_collections.ConfigDict(dict(
+        paper="", metric="", value=0.0, table="", verified="", dataset="", slice=""))
+
     config.imports = ()
     return config
 
@@ -239,6 +347,8 @@ NON_NEGATIVE = ("train.max_minutes", "data.num_workers", "data.pad_margin",
                 "optim.learning_rate", "optim.weight_decay", "optim.grad_clip_norm",
                 "optim.warmup_steps", "mesh.fsdp_min_size")
 CHOICES = {"model.dtype": ("float32", "bfloat16"),
+           "model.head_activation": ("softmax", "sigmoid"),
+           "data.label_format": ("index", "channels"),
            "mesh.param_sharding": ("replicated", "fsdp"),
            "train.remat_policy": ("nothing", "conv_outputs", "dots")}
 REMAT_LEVELS = ("none", "blocks")
@@ -275,9 +385,37 @@ def validate(config) -> None:
     remat = _value(config, "train.remat")
     if remat is not None:
         remat_levels(remat)
+    _validate_label_mode(config)
     crop = _value(config, "data.crop")
     if crop is not None and (len(crop) == 0 or any(int(size) <= 0 for size in crop)):
         raise ConfigError(f"config.data.crop={tuple(crop)!r}: expected positive sizes")
+
+
+def _validate_label_mode(config) -> None:
+    """head_activation and label_format agree; thresholds fit the classes; metric names."""
+    activation = _value(config, "model.head_activation")
+    label_format = _value(config, "data.label_format")
+    if activation is not None and label_format is not None and (
+            (activation == "sigmoid") != (label_format == "channels")):
+        raise ConfigError(
+            f"config.model.head_activation={activation!r} with config.data.label_format="
+            f"{label_format!r}: a sigmoid head trains on channel masks (label_format="
+            "'channels'), a softmax head on class indices ('index')")
+    thresholds = _value(config, "eval.thresholds")
+    classes = _value(config, "model.num_classes")
+    if thresholds:
+        if len(thresholds) not in (1, classes) or not all(0 < t < 1 for t in thresholds):
+            raise ConfigError(f"config.eval.thresholds={tuple(thresholds)}: expected one "
+                              f"probability in (0, 1), or one per class ({classes})")
+        if activation != "sigmoid":
+            raise ConfigError("config.eval.thresholds apply to sigmoid heads "
+                              "(config.model.head_activation='sigmoid')")
+    metric_names = _value(config, "eval.metrics")
+    if metric_names:
+        try:
+            BoundaryOptions.from_config(config.eval)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def remat_levels(remat: str) -> tuple[str, ...]:

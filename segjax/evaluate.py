@@ -16,11 +16,17 @@ split holds volumes (`segjax.data.volume_sources`): each is predicted whole by t
 sliding window of config.eval, and IoU and Dice per class count voxels.
 
 Writes to --output (default `<workdir>/eval_<split>`):
-  metrics.json      per-class IoU / accuracy / Dice, mIoU, pixel accuracy, mean Dice,
-                    the confusion matrix, the options and the time per image; for
-                    panoptic models also PQ, SQ, RQ per class and over things and stuff
+  metrics.json      per-class IoU / accuracy / Dice / precision / recall / F1, mIoU, pixel
+                    accuracy, mean Dice, frequency-weighted IoU, the confusion matrix, the
+                    options and the time per image; the boundary metrics config.eval.metrics
+                    asks for (boundary IoU, BF score, HD95, NSD); for panoptic models also
+                    PQ, SQ, RQ per class and over things and stuff
   metrics.md        the same as a Markdown table
-  confusion.png     the row-normalised confusion matrix
+  confusion.png     the row-normalised confusion matrix (softmax heads)
+
+A sigmoid (multi-label, binary) model's split has channel-stack labels
+(config.data.label_format='channels'); its metrics are per channel, with the
+run's config.eval.thresholds (or --config.eval.thresholds=...).
 """
 
 from __future__ import annotations
@@ -70,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(values.output) if values.output else run / f"eval_{values.split}"
     evaluation.write_reports(result, config, options, split, output)
     print((output / "metrics.md").read_text())
-    print(f"wrote {output}/metrics.json, metrics.md, confusion.png")
+    written = ["metrics.json", "metrics.md"] + (
+        ["confusion.png"] if (output / "confusion.png").is_file() else [])
+    print(f"wrote {', '.join(str(output / name) for name in written)}")
     return 0
 
 

@@ -22,9 +22,13 @@ probabilities resized back) and horizontal flips, as DeepLab's multi-scale
 inputs at test time. `segjax.evaluation.make_predict_fn(model, variables)`
 turns any registered model into the `predict_fn` these functions take;
 `predict_image` runs the whole test-time recipe of `config.eval`
-(`segjax.config.EvalOptions`) on a raw image,
-including the dense CRF (`segjax.ops.crf`). Resizing here is a NumPy
-bilinear interpolation with half-pixel centres (PyTorch's
+(`segjax.config.EvalOptions`) on a raw image, including the dense CRF
+(`segjax.ops.crf`). Probabilities are the softmax of the logits, or for a
+sigmoid head (`config.model.head_activation`, multi-label and binary models)
+one sigmoid per channel, averaged and blended the same way; `predict_labels`
+then gives class indices (argmax) or, for a sigmoid head, a stack of K binary
+masks (probability above the class's `config.eval.thresholds`). Resizing here
+is a NumPy bilinear interpolation with half-pixel centres (PyTorch's
 `align_corners=False`, `segjax.ops.resize.resize`), so whole images never
 travel to the device.
 """
@@ -36,7 +40,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from segjax.config import EvalOptions
+from segjax.config import HEAD_ACTIVATIONS, EvalOptions
 from segjax.data.normalization import normalize, normalizer
 from segjax.ops import crf as crf_lib
 
@@ -141,14 +145,15 @@ def make_window(predict_fn: Callable, spatial: Sequence[int], channels: int,
 def sliding_window_predict(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, *,
                            tile: Sequence[int] | None = None, overlap: float = 0.0,
                            batch_size: int = 1, num_classes: int | None = None,
-                           blend: str = "average") -> np.ndarray:
+                           blend: str = "average", activation: str = "softmax") -> np.ndarray:
     """Class probabilities (*spatial, K), float32, for a normalised image (*spatial, C).
 
     `predict_fn` maps a batch of tiles (batch_size, *tile, C) to logits
     (batch_size, *out, K); out may be smaller than tile (valid convolutions),
     centred. Every call gets exactly `batch_size` tiles. `overlap` is the
     fraction of the output tile shared by neighbouring tiles. `tile=None` (or
-    empty) predicts the whole image at once.
+    empty) predicts the whole image at once. `activation`: softmax over the classes, or a
+    sigmoid per channel.
     """
     image = np.asarray(image, np.float32)
     spatial = image.shape[:-1]
@@ -157,12 +162,12 @@ def sliding_window_predict(predict_fn: Callable[[np.ndarray], np.ndarray], image
         if logits.shape[:-1] != spatial:
             raise ValueError(f"model output {logits.shape[:-1]} differs from its input {spatial} "
                              "(valid convolutions?): set eval.tile to use overlap-tile")
-        return _check_classes(_softmax(logits), num_classes)
+        return _check_classes(activate(logits, activation), num_classes)
     window = make_window(predict_fn, spatial, image.shape[-1], tile, overlap, batch_size)
     probs = None
     for start, stop, band in window_bands(predict_fn, window, lambda part: part, image,
                                           batch_size=batch_size, blend=blend,
-                                          num_classes=num_classes):
+                                          num_classes=num_classes, activation=activation):
         if probs is None:
             probs = np.empty((*spatial, band.shape[-1]), np.float32)
         probs[start:stop] = band
@@ -203,7 +208,7 @@ def predict_probs(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndar
     return tta_predict(predict_fn, image, scales=options.scales, flip=options.flip,
                        tile=options.tile or None, overlap=options.overlap,
                        batch_size=options.batch_size, blend=options.blend,
-                       num_classes=num_classes)
+                       num_classes=num_classes, activation=options.activation)
 
 
 def predict_image(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
@@ -224,24 +229,32 @@ def predict_labels(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.nda
                    probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Class indices (*spatial) of a raw uint8 image, and float16 probabilities if asked.
 
-    The result equals `argmax(predict_image(...))`. With a sliding window at
-    scale 1 and no CRF (flip allowed) it is computed in bands along the first
-    axis (`stream_probabilities`): host memory stays at the tile batch, one band
-    of tile rows and the outputs (uint8 labels for up to 256 classes), however
-    large the image. Other options need whole probability maps.
+    The result equals `argmax(predict_image(...))`; for a sigmoid head it is
+    a uint8 (*spatial, K) stack of 0/1 masks, `predict_image(...) > thresholds`.
+    With a sliding window at scale 1 and no CRF (flip allowed) it is computed
+    in bands along the first axis (`stream_probabilities`): host memory stays
+    at the tile batch, one band of tile rows and the outputs (uint8 labels for
+    up to 256 classes), however large the image. Other options need whole
+    probability maps.
     """
     image = np.asarray(image)
     label_dtype = np.uint8 if num_classes <= 256 else np.int32
+
+    def decide(probs):
+        if options.activation == "sigmoid":
+            return (probs > options.class_thresholds(num_classes)).astype(np.uint8)
+        return np.argmax(probs, axis=-1).astype(label_dtype)
+
     if not options.tile or options.crf or tuple(options.scales) != (1.0,):
         probs = predict_image(predict_fn, image, data_config, options, num_classes)
-        return (np.argmax(probs, axis=-1).astype(label_dtype),
-                probs.astype(np.float16) if probabilities else None)
+        return decide(probs), probs.astype(np.float16) if probabilities else None
     spatial = image.shape[:-1]
-    labels = np.empty(spatial, label_dtype)
+    labels = np.empty(spatial + ((num_classes,) if options.activation == "sigmoid" else ()),
+                      np.uint8 if options.activation == "sigmoid" else label_dtype)
     probs_out = np.empty((*spatial, num_classes), np.float16) if probabilities else None
     for start, stop, band in stream_probabilities(predict_fn, image, data_config, options,
                                                   num_classes):
-        labels[start:stop] = np.argmax(band, axis=-1)
+        labels[start:stop] = decide(band)
         if probs_out is not None:
             probs_out[start:stop] = band
     return labels, probs_out
@@ -263,7 +276,8 @@ def stream_probabilities(predict_fn, image: np.ndarray, data_config, options: Ev
     views = [image, np.flip(image, axis=-2)] if options.flip else [image]
     passes = [window_bands(predict_fn, window, normalize_part, view,
                            batch_size=options.batch_size, blend=options.blend,
-                           num_classes=num_classes) for view in views]
+                           num_classes=num_classes, activation=options.activation)
+              for view in views]
     for bands in zip(*passes):
         start, stop, total = bands[0]
         if options.flip:
@@ -289,7 +303,7 @@ def _read_tile(image: np.ndarray, start: Sequence[int], window: Window) -> np.nd
 
 def window_bands(predict_fn, window: Window, normalize_part: Callable[[np.ndarray], np.ndarray],
                  image: np.ndarray, *, batch_size: int, blend: str,
-                 num_classes: int | None):
+                 num_classes: int | None, activation: str = "softmax"):
     """The sliding window over `image`: yields (start, stop, probabilities of rows start..stop-1
     along axis 0), in order, each band as soon as every tile covering it is done.
 
@@ -312,7 +326,8 @@ def window_bands(predict_fn, window: Window, normalize_part: Callable[[np.ndarra
         for index, start in enumerate(chunk):
             tiles[index] = normalize_part(_read_tile(image, start, window))
         probs = _check_classes(
-            _softmax(np.asarray(predict_fn(tiles), np.float32)[:len(chunk)]), num_classes)
+            activate(np.asarray(predict_fn(tiles), np.float32)[:len(chunk)], activation),
+            num_classes)
         if band is None:
             band = np.zeros((depth, *window.covered[1:], probs.shape[-1]), np.float32)
             band_weight = np.zeros((depth, *window.covered[1:]), np.float32)
@@ -368,3 +383,12 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     logits = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(logits)
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def activate(logits: np.ndarray, activation: str = "softmax") -> np.ndarray:
+    """Probabilities of logits (..., K): softmax over K, or a sigmoid per channel."""
+    if activation == "sigmoid":
+        return (0.5 * (1.0 + np.tanh(0.5 * logits))).astype(np.float32)
+    if activation != "softmax":
+        raise ValueError(f"activation must be one of {HEAD_ACTIVATIONS}, got {activation!r}")
+    return _softmax(logits)

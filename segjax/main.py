@@ -44,16 +44,14 @@ def main(argv) -> None:
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     initialize_distributed()
-    from segjax.train.loop import train_and_evaluate
-    from segjax.train.preemption import Preempted
+    from segjax.train.loop import PREEMPTED, train_and_evaluate
     try:
-        train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except Preempted as stop:
-        print(f"preempted: {stop}", flush=True)
-        sys.exit(0)
+        result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except user_errors() as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
+    if PREEMPTED in result:
+        print(f"preempted: {result[PREEMPTED]}", flush=True)
 
 
 def initialize_distributed() -> None:
@@ -72,10 +70,12 @@ def initialize_distributed() -> None:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message says all a user needs: printed as one line, no traceback."""
     from segjax.config import ConfigError
+    from segjax.pretrained import DownloadError, PretrainedError
     from segjax.train.checkpoint import CheckpointError
     from segjax.train.loop import TrainingDiverged
     from segjax.train.workdir import WorkdirBusy
-    return (ConfigError, CheckpointError, TrainingDiverged, WorkdirBusy, PermissionError)
+    return (ConfigError, CheckpointError, TrainingDiverged, WorkdirBusy, PermissionError,
+            DownloadError, PretrainedError)
 
 
 def run() -> None:

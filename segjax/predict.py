@@ -9,6 +9,11 @@ Writes, per input image `<stem>`:
   out/labels/<stem>.png          class indices as a palette PNG (the dataset's class colours)
   out/overlays/<stem>.png        the class colours blended over the input
   out/probabilities/<stem>.npy   float16 (H, W, K) probabilities, with --probabilities
+for a sigmoid head (config.model.head_activation = 'sigmoid': multi-label or binary models),
+one mask per class instead of the label map, thresholded at config.eval.thresholds
+(or --config.eval.thresholds=...):
+  out/masks/<class>/<stem>.png   0/255 mask of each class (config.data.class_names, else
+                                 class_<k>)
 and for panoptic models (outputs "center" and "offset", config.data.panoptic.thing_classes;
 Panoptic-DeepLab's post-processing with the run's config.eval.panoptic, whole image):
   out/panoptic/<stem>.png        instance colours over the class colours, void black
@@ -19,7 +24,8 @@ A volumetric run (its config.data.crop has three axes, e.g. `nonewnet`) reads
 volumes instead (`.nii.gz`, `.nii`, multi-page `.tif`/`.tiff`, `.npy`; see
 `segjax.data.volume_files`), predicts each whole by a sliding window, and writes:
   out/labels/<stem>.nii.gz       class indices (uint8) on the input's voxel grid: the input
-                                 NIfTI's affine (identity for TIFF stacks and .npy)
+                                 NIfTI's affine (identity for TIFF stacks and .npy);
+                                 sigmoid heads: out/masks/<class>/<stem>.nii.gz (0/1)
   out/overlays/<stem>.png        the class colours over the volume's middle section
   out/probabilities/<stem>.npy   float16 (D, H, W, K) probabilities, with --probabilities
 
@@ -109,6 +115,19 @@ def read_image(path: Path, channels: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- command
 
 
+def mask_folders(config) -> list[str]:
+    """One output folder name per class of a sigmoid head (its class name, made path-safe)."""
+    num_classes = int(config.model.num_classes)
+    names = list(config.data.get("class_names", ()) or [])
+    if len(names) != num_classes:
+        names = [f"class_{k}" for k in range(num_classes)]
+    folders = ["".join(c if c.isalnum() or c in "-_." else "_" for c in str(n)) or f"class_{k}"
+               for k, n in enumerate(names)]
+    if len(set(folders)) != len(folders):
+        folders = [f"{k}_{folder}" for k, folder in enumerate(folders)]
+    return folders
+
+
 def write_panoptic(panoptic_fn, config, image: np.ndarray, stem: str, output: Path,
                    colours: np.ndarray) -> None:
     """The panoptic colour and id PNGs of one image (see the module docstring)."""
@@ -124,7 +143,8 @@ def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
                    options: EvalOptions, *, probabilities: bool = False,
                    alpha: float = 0.5, progress: bool = True,
                    panoptic_fn=None) -> list[Path]:
-    """Predicts every input; returns the label PNG paths written. With `panoptic_fn`
+    """Predicts every input; returns the label PNG paths written (a sigmoid head's: every
+    class mask). With `panoptic_fn`
     (`segjax.evaluation.make_panoptic_fn`) also the panoptic PNGs."""
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
     num_classes = int(config.model.num_classes)
@@ -133,26 +153,37 @@ def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
     channels = int(config.data.image_channels)
     colours = visualize.class_colours(config)
     output_stems(inputs, volumetric=False)
-    _output_folders(output, probabilities, panoptic=panoptic_fn is not None)
+    masks = mask_folders(config) if options.activation == "sigmoid" else None
+    _output_folders(output, probabilities, panoptic=panoptic_fn is not None, masks=masks)
     written = []
     for path in tqdm(inputs, desc="predict", unit="image", disable=not progress):
         image = read_image(path, channels)
         prediction, probs = inference.predict_labels(predict_fn, image, config.data, options,
                                                       num_classes, probabilities=probabilities)
-        label_path = output / "labels" / f"{path.stem}.png"
-        visualize.label_png(prediction, colours).save(label_path)
+        if masks is not None:
+            for folder, mask in zip(masks, np.moveaxis(prediction, -1, 0)):
+                label_path = output / "masks" / folder / f"{path.stem}.png"
+                visualize.mask_png(mask).save(label_path)
+                written.append(label_path)
+        else:
+            label_path = output / "labels" / f"{path.stem}.png"
+            visualize.label_png(prediction, colours).save(label_path)
         Image.fromarray(visualize.overlay(image, prediction, colours, alpha)).save(
             output / "overlays" / f"{path.stem}.png")
         if probabilities:
             np.save(output / "probabilities" / f"{path.stem}.npy", probs)
         if panoptic_fn is not None:
             write_panoptic(panoptic_fn, config, image, path.stem, output, colours)
-        written.append(label_path)
+        if masks is None:
+            written.append(label_path)
     return written
 
 
-def _output_folders(output: Path, probabilities: bool, panoptic: bool = False) -> None:
-    folders = (["labels", "overlays"] + (["probabilities"] if probabilities else [])
+def _output_folders(output: Path, probabilities: bool, panoptic: bool = False,
+                    masks: Sequence[str] | None = None) -> None:
+    label_folders = ([f"masks/{folder}" for folder in masks] if masks is not None
+                     else ["labels"])
+    folders = (label_folders + ["overlays"] + (["probabilities"] if probabilities else [])
                + (["panoptic", "panoptic_ids"] if panoptic else []))
     for folder in folders:
         (output / folder).mkdir(parents=True, exist_ok=True)
@@ -170,22 +201,31 @@ def predict_volumes(predict_fn, config, inputs: Sequence[Path], output: Path,
     channels = int(config.data.image_channels)
     colours = visualize.class_colours(config)
     stems = output_stems(inputs, volumetric=True)
-    _output_folders(output, probabilities)
+    masks = mask_folders(config) if options.activation == "sigmoid" else None
+    _output_folders(output, probabilities, masks=masks)
     written = []
     for path, stem in tqdm(list(zip(inputs, stems)), desc="predict", unit="volume",
                            disable=not progress):
         volume = volume_files.read_volume(path)
         image = volume_sources.image_array(volume.data, channels, str(path))
         probs = inference.predict_image(predict_fn, image, config.data, options, num_classes)
-        prediction = np.argmax(probs, axis=-1).astype(np.uint8)
-        label_path = volume_files.write_nifti(output / "labels" / f"{stem}.nii.gz", prediction,
-                                         volume.affine)
+        if masks is not None:
+            prediction = (probs > options.class_thresholds(num_classes)).astype(np.uint8)
+            for folder, mask in zip(masks, np.moveaxis(prediction, -1, 0)):
+                label_path = volume_files.write_nifti(output / "masks" / folder / f"{stem}.nii.gz",
+                                                      mask, volume.affine)
+                written.append(label_path)
+        else:
+            prediction = np.argmax(probs, axis=-1).astype(np.uint8)
+            label_path = volume_files.write_nifti(output / "labels" / f"{stem}.nii.gz",
+                                                  prediction, volume.affine)
         section, section_prediction, _ = visualize.middle_section(image, prediction)
         Image.fromarray(visualize.overlay(section, section_prediction, colours, alpha)).save(
             output / "overlays" / f"{stem}.png")
         if probabilities:
             np.save(output / "probabilities" / f"{stem}.npy", probs.astype(np.float16))
-        written.append(label_path)
+        if masks is None:
+            written.append(label_path)
     return written
 
 
@@ -221,8 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = predict_folder(predict_fn, config, inputs, output, options,
                                  probabilities=values.probabilities, alpha=values.alpha,
                                  progress=progress, panoptic_fn=panoptic_fn)
-    print(f"wrote {len(written)} label {'volumes' if volumetric else 'maps'} and overlays to "
-          f"{output}")
+    kind = ("class mask files" if options.activation == "sigmoid"
+            else "label volumes" if volumetric else "label maps")
+    print(f"wrote {len(written)} {kind} and overlays of {len(inputs)} inputs to {output}")
     return 0
 
 

@@ -43,7 +43,8 @@ KINDS = MODEL_KINDS + ("loss", "source", "optimizer", "mapping")
 BUILTIN_PACKAGES = {
     **{kind: ("segjax.models",) for kind in MODEL_KINDS},
     "loss": ("segjax.losses", "segjax.panoptic.losses"),
-    "source": ("segjax.data.sources", "segjax.data.panoptic", "segjax.data.volume_sources"),
+    "source": ("segjax.data.sources", "segjax.data.panoptic", "segjax.data.volume_sources",
+               "segjax.data.released"),
     "optimizer": ("segjax.optim",),
     "mapping": ("segjax.convert",),
 }
@@ -80,12 +81,16 @@ def register(kind: str, name: str, *, paper: str = "", input_shape=None,
     `input_shape` with 64 for each spatial size). `defaults` are keyword
     arguments applied when the entry is built from the registry (variants of
     one module, e.g. `resnet50` and `resnet101` over one ResNet class).
+
+    A second factory under a taken name is an error, unless it is the same
+    definition made again (same module and qualified name: a notebook cell
+    run twice, a reloaded module), which replaces the first.
     """
     _check_kind(kind)
 
     def decorator(factory):
         table = _REGISTRY[kind]
-        if name in table and table[name].factory is not factory:
+        if name in table and not _same_definition(table[name].factory, factory):
             raise ValueError(f"register: {kind} {name!r} is already registered by "
                              f"{table[name].factory.__module__}")
         table[name] = Entry(kind, name, factory, paper,
@@ -95,6 +100,14 @@ def register(kind: str, name: str, *, paper: str = "", input_shape=None,
         return factory
 
     return decorator
+
+
+def _same_definition(registered, factory) -> bool:
+    """True when `factory` is `registered` or a re-execution of its definition."""
+    def origin(value):
+        return (getattr(value, "__module__", None), getattr(value, "__qualname__", None))
+    return factory is registered or (origin(factory) == origin(registered)
+                                     and "<lambda>" not in origin(factory)[1])
 
 
 def _submodules(package_name: str) -> Iterable[str]:

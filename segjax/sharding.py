@@ -82,26 +82,6 @@ def _placed_leaf(leaf, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Host (or single-device) values, identical on every process -> replicated global arrays."""
-    sharding = replicated_sharding(mesh)
-    return jax.tree_util.tree_map(lambda leaf: _placed_leaf(leaf, sharding), tree)
-
-
-def ensure_replicated(tree: Any, mesh: Mesh) -> Any:
-    """`replicate`, leaving replicated leaves as they are and gathering sharded ones on device."""
-    sharding = replicated_sharding(mesh)
-    return place(tree, jax.tree_util.tree_map(lambda _: sharding, tree))
-
-
-def same_on_all_processes(tree: Any) -> Any:
-    """Process 0's values of `tree` on every process (a no-op with one process)."""
-    if jax.process_count() == 1:
-        return tree
-    from jax.experimental import multihost_utils
-    return multihost_utils.broadcast_one_to_all(jax.tree_util.tree_map(np.asarray, tree))
-
-
 def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
     data = mesh.shape["data"]
     if global_batch_size % data:
@@ -154,6 +134,12 @@ def _check_axes(axes, mesh: Mesh, where: str) -> None:
         if axis not in mesh.shape:
             raise ValueError(f"{where}: unknown mesh axis {axis!r}; the mesh's axes are "
                              f"{', '.join(mesh.axis_names)}")
+
+
+def shards_state(mesh_config) -> bool:
+    """Whether config.mesh lays the train state out sharded (FSDP or explicit rules)."""
+    get = mesh_config.get if hasattr(mesh_config, "get") else (lambda key, default: default)
+    return get("param_sharding", "replicated") == "fsdp" or bool(get("param_rules", ()))
 
 
 def fsdp_axes(mesh_config) -> tuple[str, ...]:
@@ -247,14 +233,20 @@ def compute_shardings(shardings: Any, mesh_config) -> Any:
 def place(tree: Any, shardings: Any) -> Any:
     """Values identical on every process -> global arrays laid out as `shardings`.
 
-    A leaf that is already a global array with an equivalent sharding is kept;
-    one on the same devices is resharded on the device (no host copy), so
-    sharded values of several processes move too.
+    A leaf that is already laid out as `sharding` is kept (given `sharding`
+    itself, on its own process: a single-device array's type names no mesh,
+    unlike the outputs of a jit over `shardings`, and a train step over it
+    would be traced again at its second call); one on the same devices is
+    resharded on the device (no host copy), so sharded values of several
+    processes move too.
     """
     def put(leaf, sharding):
         if isinstance(leaf, jax.Array):
-            if leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
+            if leaf.sharding == sharding:
                 return leaf
+            if leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
+                # Already laid out so: only its type changes (no copy, nothing compiled).
+                return jax.device_put(leaf, sharding) if leaf.is_fully_addressable else leaf
             if leaf.sharding.device_set == sharding.device_set:
                 return _reshard(sharding)(leaf)
         return _placed_leaf(leaf, sharding)

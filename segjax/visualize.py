@@ -9,6 +9,7 @@ overlays, `segjax.predict`, `segjax.evaluate`):
 - `overlay_panel`: [image | overlay | errors in red] for a labelled example
   (of a volume: its middle section, `middle_section`);
 - `label_png`: a palette PNG whose pixel values are the class indices;
+  `mask_png`: one channel of a sigmoid head's masks as a 0/255 PNG;
 - `panoptic_colours` / `id_png`: panoptic maps with instance colours over the
   class palette, and panoptic ids as an RGB-encoded PNG;
 - `plot_confusion`: the row-normalised confusion matrix as a PNG.
@@ -65,17 +66,39 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
 
 
+def is_channel_stack(image: np.ndarray, prediction: np.ndarray) -> bool:
+    """True when `prediction` is a (*spatial, K) stack of masks (a sigmoid head's) for `image`
+    (*spatial, C), False for a class-index map (*spatial)."""
+    return np.ndim(prediction) == np.ndim(image)
+
+
+def _stack_colour(masks: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean colour of the positive channels, True where any channel is positive)."""
+    positive = masks > 0
+    count = positive.sum(axis=-1, keepdims=True).astype(np.float32)
+    colour = positive.astype(np.float32) @ colours[:positive.shape[-1]].astype(np.float32)
+    return colour / np.maximum(count, 1.0), count > 0
+
+
 def overlay(image: np.ndarray, prediction: np.ndarray, colours: np.ndarray,
             alpha: float = 0.5, rows_per_block: int = 512) -> np.ndarray:
     """uint8 RGB: (1 - alpha) * image + alpha * class colour.
 
-    Blended in blocks of rows, so that a large image needs no float copy of itself.
+    A channel stack (`is_channel_stack`) colours each pixel by the mean colour of
+    its positive channels and leaves pixels with none as they are. Blended in
+    blocks of rows, so that a large image needs no float copy of itself.
     """
-    result = np.empty((*prediction.shape, 3), np.uint8)
-    for top in range(0, prediction.shape[0], rows_per_block):
+    stack = is_channel_stack(image, prediction)
+    result = np.empty((*np.shape(image)[:-1], 3), np.uint8)
+    for top in range(0, result.shape[0], rows_per_block):
         rows = slice(top, top + rows_per_block)
-        colour = colours[np.clip(prediction[rows], 0, len(colours) - 1)].astype(np.float32)
-        blended = (1 - alpha) * _rgb(image[rows]).astype(np.float32) + alpha * colour
+        weight = alpha
+        if stack:
+            colour, positive = _stack_colour(prediction[rows], colours)
+            weight = alpha * positive
+        else:
+            colour = colours[np.clip(prediction[rows], 0, len(colours) - 1)].astype(np.float32)
+        blended = (1 - weight) * _rgb(image[rows]).astype(np.float32) + weight * colour
         result[rows] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     return result
 
@@ -85,29 +108,44 @@ def middle_section(image: np.ndarray, prediction: np.ndarray, label: np.ndarray 
     pictures: the image as uint8, min-max scaled over the section (volumes come in any
     intensity range)."""
     index = image.shape[0] // 2
-    section = np.asarray(image[index], np.float32)
+    return (to_uint8(image[index]), prediction[index], None if label is None else label[index])
+
+
+def to_uint8(section: np.ndarray) -> np.ndarray:
+    """An image of any intensity range as uint8, min-max scaled (a constant one: zeros)."""
+    section = np.asarray(section, np.float32)
     low, high = float(section.min()), float(section.max())
     scaled = (section - low) / (high - low) * 255.0 if high > low else np.zeros_like(section)
-    return (np.round(scaled).astype(np.uint8), prediction[index],
-            None if label is None else label[index])
+    return np.round(scaled).astype(np.uint8)
 
 
 def overlay_panel(image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None, *,
                   colours: np.ndarray, ignore_index: int) -> np.ndarray:
     """[image | prediction colours over the image | errors in red] as one uint8 RGB array
-    (a volume (D, H, W, C): of its middle section)."""
+    (a volume (D, H, W, C): of its middle section). Channel-stack predictions and labels
+    (sigmoid heads) mark a pixel wrong when any of its valid channels is."""
     if np.ndim(image) == 4:
         image, prediction, label = middle_section(image, prediction, label)
     rgb = _rgb(image)
     panels = [rgb, overlay(image, prediction, colours)]
     if label is not None:
         errors = (rgb * 0.4).astype(np.uint8)
-        valid = label != ignore_index
-        wrong = valid & (prediction != label)
+        if is_channel_stack(image, prediction):   # a pixel is wrong if any valid channel is
+            counted = (label == 0) | (label == 1)
+            valid = counted.any(axis=-1)
+            wrong = (counted & ((prediction > 0) != (label == 1))).any(axis=-1)
+        else:
+            valid = label != ignore_index
+            wrong = valid & (prediction != label)
         errors[wrong] = (255, 0, 0)
         errors[valid & ~wrong] = (0.4 * rgb[valid & ~wrong] + 0.6 * 200).astype(np.uint8)
         panels.append(errors)
     return np.concatenate(panels, axis=1)
+
+
+def mask_png(mask: np.ndarray) -> Image.Image:
+    """A binary mask as an 8-bit PNG: 255 where positive, 0 elsewhere."""
+    return Image.fromarray(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), mode="L")
 
 
 def label_png(prediction: np.ndarray, colours: np.ndarray) -> Image.Image:

@@ -23,7 +23,8 @@ def pytest_configure(config):
     runtime.configure()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# $SEGJAX_DATA (segjax.data.datasets' data folder) or the repository's sibling shared/data.
+# The real datasets: ../shared/data next to the checkout (CI), or the folder SEGJAX_DATA names
+# (a git worktree elsewhere). The notebooks' tests hand the same folder to the kernels.
 SHARED_DATA = Path(os.environ.get("SEGJAX_DATA") or REPO_ROOT.parent / "shared" / "data")
 
 

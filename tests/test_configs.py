@@ -39,7 +39,7 @@ def test_config_follows_the_schema_and_builds(name):
     registry.build(config.model)
 
 
-@pytest.mark.parametrize("arg", ["smoke", "padded", "padded,smoke"])
+@pytest.mark.parametrize("arg", ["smoke", "padded", "padded,smoke", "smoke,binary"])
 def test_unet_isbi_variants_have_consistent_sizes(arg):
     from segjax.models.unet import valid_output_size
     config = load("unet_isbi", arg)
@@ -103,10 +103,13 @@ def test_notebook_builds_its_config_without_the_repository_on_sys_path(tmp_path)
     import json
     import subprocess
     import sys
-    notebook = json.loads((CONFIG_DIR.parent / "colab" / "unet_isbi.ipynb").read_text())
+    notebook = json.loads((CONFIG_DIR.parent / "colab" / "01_quickstart.ipynb").read_text())
+    parameters = next("".join(c["source"]) for c in notebook["cells"]
+                      if "parameters" in c["metadata"].get("tags", []))
     cell = next("".join(c["source"]) for c in notebook["cells"]
-                if "base_config()" in "".join(c["source"]))
-    code = ("import sys\nsys.path = [p for p in sys.path if p not in ('', '.')]\n" + cell +
+                if c["cell_type"] == "code" and "base_config()" in "".join(c["source"]))
+    code = ("import sys\nsys.path = [p for p in sys.path if p not in ('', '.')]\n" + parameters
+            + "\n" + cell +
             "\nassert 'configs' not in sys.modules\n"
             "assert config.model.name == 'unet' and config.data.label_values == (0, 255)\n"
             "print('built', config.data.train_split, config.data.val_split)\n")

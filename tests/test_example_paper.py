@@ -35,22 +35,22 @@ def test_a_missing_import_module_is_named():
         registry.import_modules(["experiments.nope"])
 
 
-def test_the_papers_focal_loss_is_registered_and_matches_a_hand_value():
+def test_the_papers_loss_is_registered_and_matches_a_hand_value():
     config = load_config("smoke")
     registry.import_modules(config.imports)
     from segjax import losses
-    assert "focal" in registry.names("loss") and "npz" in registry.names("source")
-    # Two valid pixels: p_t = softmax([2, 0])[0] and softmax([0, 1])[1]; one ignored pixel.
+    assert "generalized_dice" in registry.names("loss") and "npz" in registry.names("source")
+    # Two valid pixels, one of each class (weights 1): p = softmax([2, 0]) and softmax([0, 1]);
+    # the overlap is s(2) + s(1) (s the logistic function), the total 2 + 2 = 4; one ignored.
     logits = jnp.array([[[2.0, 0.0], [0.0, 1.0], [5.0, -5.0]]])
     labels = jnp.array([[0, 1, 255]])
-    p0, p1 = 1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(-1.0))
-    gamma = 2.0
-    expected = -((1 - p0) ** gamma * np.log(p0) + (1 - p1) ** gamma * np.log(p1)) / 2
+    s1, s2 = 1 / (1 + np.exp(-1.0)), 1 / (1 + np.exp(-2.0))
+    expected = 1 - 2 * (s1 + s2) / 4
     total, parts = losses.segmentation_loss({"logits": logits}, {"label": labels}, config.loss,
                                             num_classes=2, ignore_index=255)
-    assert float(parts["focal"]) == pytest.approx(expected, rel=1e-6)
-    dice = losses.soft_dice_loss(logits, labels, num_classes=2, ignore_index=255)
-    assert float(total) == pytest.approx(expected + float(dice), rel=1e-6)
+    assert float(parts["generalized_dice"]) == pytest.approx(expected, rel=1e-6)
+    cross_entropy = losses.cross_entropy(logits, labels, ignore_index=255)
+    assert float(total) == pytest.approx(expected + float(cross_entropy), rel=1e-6)
 
 
 def test_a_run_reads_the_papers_npz_source_and_trains_with_its_loss(tmp_path):
@@ -71,4 +71,5 @@ def test_a_run_reads_the_papers_npz_source_and_trains_with_its_loss(tmp_path):
     assert result["num_images"] == 2 and 0.0 <= result["miou"] <= 1.0
     import json
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
-    assert any("train/focal" in record and "train/dice" in record for record in logged)
+    assert any("train/generalized_dice" in record and "train/cross_entropy" in record
+               for record in logged)

@@ -27,16 +27,18 @@ LAYERS = (
     ("ops: pure array functions", ("segjax.ops",)),
     ("config schema", ("segjax.config",)),
     ("runtime and array-level library", ("segjax.runtime", "segjax.sharding", "segjax.losses",
-                                         "segjax.metrics", "segjax.optim", "segjax.panoptic",
-                                         "segjax.visualize")),
+                                         "segjax.metrics", "segjax.boundary_metrics",
+                                         "segjax.optim", "segjax.panoptic",
+                                         "segjax.visualize", "segjax.plots")),
     ("models", ("segjax.models",)),
     ("checkpoints and conversion", ("segjax.checkpoints", "segjax.convert")),
     ("data", ("segjax.data",)),
     ("evaluation and inference", ("segjax.inference", "segjax.evaluation")),
+    ("pretrained weights", ("segjax.pretrained",)),
     ("train", ("segjax.train",)),
     ("entry points", ("segjax.main", "segjax.predict", "segjax.evaluate", "segjax.export",
                       "segjax.cli", "segjax.convert.__main__", "segjax.models.__main__",
-                      "segjax.data.builders.__main__")),
+                      "segjax.data.builders.__main__", "segjax.pretrained.__main__")),
 )
 
 

@@ -239,3 +239,36 @@ def test_other_options_fall_back_to_whole_maps(random_variables):
     reference = inference.predict_image(predict_fn, image, _data_config(), options, 3)
     labels, _ = inference.predict_labels(predict_fn, image, _data_config(), options, 3)
     np.testing.assert_array_equal(labels, reference.argmax(-1))
+
+
+def test_sigmoid_head_streams_thresholded_masks(random_variables):
+    """A sigmoid head: probabilities are one sigmoid per channel (blended and flipped like
+    softmax ones) and labels a (H, W, K) stack of per-class thresholded masks, the same in
+    the streamed and the whole-map paths. Tiles start at multiples of 4 (the valid U-Net's
+    pooling grid), so tiling equals one whole-image pass."""
+    model, variables = _tiny_unet(random_variables, num_classes=2)
+    predict_fn = evaluation.make_predict_fn(model, variables)
+    image = np.random.default_rng(5).integers(0, 256, size=(104, 100, 1)).astype(np.uint8)
+    data = _data_config()
+    streamed = inference.EvalOptions(tile=(92, 92), batch_size=3, flip=True,
+                                     activation="sigmoid", thresholds=(0.45, 0.55))
+    probs = inference.predict_image(predict_fn, image, data, streamed, 2)
+    normalised = (image.astype(np.float32) / 255 - 0.3) / 0.2
+    whole = 1 / (1 + np.exp(-predict_fn(np.pad(normalised, [(20, 20), (20, 20), (0, 0)],
+                                               mode="reflect")[None])[0]))
+    flipped = 1 / (1 + np.exp(-predict_fn(np.pad(normalised[:, ::-1], [(20, 20), (20, 20),
+                                                                       (0, 0)],
+                                                 mode="reflect")[None])[0]))[:, ::-1]
+    np.testing.assert_allclose(probs, (whole + flipped) / 2, atol=1e-5)
+    labels, _ = inference.predict_labels(predict_fn, image, data, streamed, 2)
+    assert labels.shape == (104, 100, 2) and labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, probs > np.array([0.45, 0.55]))
+    whole_map = inference.EvalOptions(tile=(92, 92), overlap=0.5, scales=(1.0, 0.75),
+                                      activation="sigmoid")
+    labels, _ = inference.predict_labels(predict_fn, image, data, whole_map, 2)
+    np.testing.assert_array_equal(
+        labels, inference.predict_image(predict_fn, image, data, whole_map, 2) > 0.5)
+    with pytest.raises(ValueError, match="does not apply to a sigmoid"):
+        inference.EvalOptions(activation="sigmoid", crf=True)
+    with pytest.raises(ValueError, match="one value or one per class"):
+        streamed.__class__(activation="sigmoid", thresholds=(0.1, 0.2, 0.3)).class_thresholds(2)

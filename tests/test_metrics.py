@@ -34,6 +34,24 @@ def test_confusion_matrix_sums_over_the_batch():
     np.testing.assert_array_equal(cm, 2 * EXPECTED_CM)
 
 
+def test_host_confusion_matrix_counts_what_the_device_one_counts():
+    np.testing.assert_array_equal(
+        metrics.host_confusion_matrix(PREDICTIONS, LABELS, num_classes=3), EXPECTED_CM)
+    # uint8 predictions (as the evaluator makes them), -1 and out-of-range values, ignore 255.
+    rng = np.random.default_rng(0)
+    labels = rng.choice([-1, 0, 1, 2, 3, 4, 255], size=(37, 53)).astype(np.int32)
+    predictions = rng.integers(0, 6, size=(37, 53)).astype(np.uint8)
+    host = metrics.host_confusion_matrix(predictions, labels, num_classes=5)
+    device = metrics.confusion_matrix(jnp.asarray(predictions[None], jnp.int32),
+                                      jnp.asarray(labels[None]), num_classes=5)
+    assert host.dtype == np.int64 and host.sum() > 0
+    np.testing.assert_array_equal(host, np.asarray(device))
+    with pytest.raises(ValueError, match="do not match"):
+        metrics.host_confusion_matrix(predictions, labels[:-1], num_classes=5)
+    with pytest.raises(TypeError, match="not integer class indices"):
+        metrics.host_confusion_matrix(predictions.astype(np.float32), labels, num_classes=5)
+
+
 def test_confusion_matrix_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="do not match"):
         metrics.confusion_matrix(jnp.zeros((1, 4), jnp.int32), jnp.zeros((1, 5), jnp.int32),
@@ -83,8 +101,8 @@ def test_format_metrics_table():
     m = metrics.metrics_from_confusion(EXPECTED_CM)
     table = metrics.format_metrics_table(m, ["sky", "road", "car"])
     lines = table.splitlines()
-    assert lines[0] == "| class | IoU | accuracy | Dice |"
-    assert lines[2] == "| sky | 40.00 | 50.00 | 57.14 |"
-    assert lines[4] == "| car | 0.00 | n/a | 0.00 |"
-    assert lines[5] == "| **mean** | 30.00 | 58.33 | 41.27 |"
+    assert lines[0] == "| class | IoU | accuracy | Dice | precision |"
+    assert lines[2] == "| sky | 40.00 | 50.00 | 57.14 | 66.67 |"
+    assert lines[4] == "| car | 0.00 | n/a | 0.00 | 0.00 |"
+    assert lines[5] == "| **mean** | 30.00 | 58.33 | 41.27 | 44.44 |"
     assert "pixel accuracy 57.14" in table

@@ -3,8 +3,9 @@
     python -m segjax.main --config experiments/example_paper/config.py:smoke --workdir /tmp/ex
 
 `config.imports` names the paper's modules (model.py: the decoder, loss.py:
-the focal loss, source.py: the npz data source); nothing in segjax/ names them.
-The full config trains on CamVid's folders with focal + Dice; `:smoke` trains
+the generalised Dice loss, source.py: the npz data source); nothing in segjax/ names
+them. The full config trains on CamVid's folders with generalised Dice +
+cross-entropy; `:smoke` trains
 on synthetic shapes, and `:npz` (or `:smoke,npz`) reads `.npz` examples from
 `data.root`.
 """
@@ -27,8 +28,8 @@ def get_config(arg: str = ""):
     config.model.num_classes = 11
     datasets.apply("camvid", config.data)
     config.data.crop = (352, 480)
-    config.loss.name = "focal+dice"
-    config.loss.focal_gamma = 2.0            # a key the paper adds to the schema
+    config.loss.name = "generalized_dice+cross_entropy"
+    config.loss.gdl_weighting = "square"     # a key the paper adds to the schema
     config.data.batch_size = 4
     if "smoke" in options:
         config.data.source = "synthetic"

@@ -10,4 +10,4 @@ when a checkpoint is read (`segjax.convert.io`), never on segjax's import path.
 
 from segjax.convert.core import (IGNORE, ConversionError, Report, Target,  # noqa: F401
                                  chain, convert, get_mapping, mapping_names, mappings_for,
-                                 prefixed, register_mapping, rules)
+                                 prefixed, register_mapping, rules, with_prepare)

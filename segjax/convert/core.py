@@ -40,6 +40,11 @@ then import it in `segjax/convert/__init__.py`. `models` are registered model
 names (or `encoders=` registered encoder names; the CLI then converts into
 `params['encoder']`). `prefixed()` reuses a mapping under a prefix (a
 backbone inside a segmentation model) and `chain()` tries several in order.
+A family whose tensors differ by more than a transpose (channels interleaved
+in another order, one raw parameter holding several tables) wraps its
+mapping with `with_prepare(mapping, prepare)`: `prepare(state_dict)` rewrites
+those tensors into segjax's layout, under the same module paths, before the
+rules apply (`segjax/convert/axial_resnet.py`).
 Test it with `convert(..., strict=True)` on a randomly initialised reference.
 """
 
@@ -116,6 +121,38 @@ def rules(*pairs: tuple[str, Any]) -> MappingFn:
     return mapping
 
 
+def with_prepare(mapping: MappingFn, prepare: Callable[[dict], dict]) -> MappingFn:
+    """`mapping`, with `prepare(state_dict) -> state_dict` applied before its rules.
+
+    `prepare` rewrites the tensors it recognises (by name) and passes every
+    other one through unchanged; `prefixed` and `chain` keep it.
+    """
+
+    def prepared(module: str):
+        return mapping(module)
+
+    prepared.prepare = prepare
+    return prepared
+
+
+def prepare_state(mapping: MappingFn, state_dict: Mapping[str, Any]) -> dict:
+    """The state dict as `mapping`'s rules expect it (its `prepare`, if any, applied)."""
+    prepare = getattr(mapping, "prepare", None)
+    return dict(state_dict) if prepare is None else prepare(dict(state_dict))
+
+
+def _keep_prepare(wrapper: MappingFn, *mappings: MappingFn) -> MappingFn:
+    prepares = [m.prepare for m in mappings if getattr(m, "prepare", None) is not None]
+    if prepares:
+        def prepare(state_dict: dict) -> dict:
+            for function in prepares:
+                state_dict = function(state_dict)
+            return state_dict
+
+        wrapper.prepare = prepare
+    return wrapper
+
+
 def prefixed(torch_prefix: str, flax_prefix: str, mapping: MappingFn) -> MappingFn:
     """`mapping` applied under a torch prefix ('backbone.') and a Flax prefix ('encoder')."""
 
@@ -129,7 +166,7 @@ def prefixed(torch_prefix: str, flax_prefix: str, mapping: MappingFn) -> Mapping
             return dataclasses.replace(target, path=_join(flax_prefix, target.path))
         return _join(flax_prefix, target)
 
-    return under
+    return _keep_prepare(under, mapping)
 
 
 def chain(*mappings: MappingFn) -> MappingFn:
@@ -142,7 +179,7 @@ def chain(*mappings: MappingFn) -> MappingFn:
                 return target
         return None
 
-    return first
+    return _keep_prepare(first, *mappings)
 
 
 def _join(*parts: str) -> str:
@@ -322,7 +359,7 @@ def convert(state_dict: Mapping[str, Any], variables: Mapping[str, Any], mapping
     flat = traverse_util.flatten_dict(dict(variables))
     filled: dict[tuple[str, ...], str] = {}
     report = Report()
-    for name, tensor in state_dict.items():
+    for name, tensor in prepare_state(mapping, state_dict).items():
         module_path, _, leaf = name.rpartition(".")
         if leaf in DROPPED_LEAVES:
             report.ignored.append(name)
@@ -348,5 +385,5 @@ def convert(state_dict: Mapping[str, Any], variables: Mapping[str, Any], mapping
 
 def coverage(mapping: MappingFn, state_dict: Mapping[str, Any]) -> int:
     """How many state_dict tensors `mapping` has a rule for (to choose between mappings)."""
-    return sum(1 for name in state_dict
+    return sum(1 for name in prepare_state(mapping, state_dict)
                if mapping(name.rpartition(".")[0]) not in (None, IGNORE))

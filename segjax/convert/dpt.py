@@ -9,7 +9,8 @@ transformers -> segjax:
     dpt.embeddings.projection (hybrid)                 encoder/patch_embed
     dpt.embeddings.backbone.bit.* (hybrid)             encoder/backbone/... (BiT ResNet)
     dpt.encoder.layer.{i}.attention.attention.{query,key,value}, .attention.output.dense,
-    .layernorm_before/after, .intermediate.dense, .output.dense
+    .layernorm_before/after, .intermediate.dense, .output.dense (or the ViT names
+    transformers 5 writes, `segjax.convert.vit.hf_vit_blocks`)
                                                        encoder/vit/block{i}/...
     dpt.layernorm                                      encoder/vit/norm
     neck.reassemble_stage.readout_projects.{i}.0      encoder/reassemble{i}/readout
@@ -31,20 +32,9 @@ tensors find no variable and strict conversion lists them.
 from __future__ import annotations
 
 from segjax.convert.core import Target, chain, prefixed, register_mapping, rules
+from segjax.convert.vit import hf_vit_blocks
 
 MODELS = ("dpt_vit_b16", "dpt_vit_l16", "dpt_hybrid")
-
-_VIT_BLOCK = (
-    (r"attention\.attention\.query", "attention/query"),
-    (r"attention\.attention\.key", "attention/key"),
-    (r"attention\.attention\.value", "attention/value"),
-    (r"attention\.output\.dense", "attention/out"),
-    (r"layernorm_before", "norm1"),
-    (r"layernorm_after", "norm2"),
-    (r"intermediate\.dense", "mlp/fc1"),
-    (r"output\.dense", "mlp/fc2"),
-)
-
 
 def _bit_stage_layer(match) -> str:
     """BiT `stages.{s}.layers.{b}.{conv,norm}{k}` / `downsample.{conv,norm}` -> the ResNet's."""
@@ -85,15 +75,13 @@ def _fcn_head(torch_prefix: str, flax_prefix: str):
 @register_mapping("hf_dpt", models=MODELS)
 def hf_dpt():
     """transformers DPTForSemanticSegmentation (ViT-B/L, and DPT-Hybrid's BiT + ViT)."""
-    vit_block = [(rf"dpt\.encoder\.layer\.(\d+)\.{pattern}", rf"encoder/vit/block\1/{path}")
-                 for pattern, path in _VIT_BLOCK]
     fusion = r"neck\.fusion_stage\.layers\.(\d)\."
     return chain(
         prefixed("dpt.embeddings.backbone.", "encoder/backbone", hf_bit_backbone()),
         rules(
             (r"dpt\.embeddings", "encoder/vit"),
             (r"dpt\.embeddings\.(?:patch_embeddings\.)?projection", "encoder/patch_embed"),
-            *vit_block,
+            *hf_vit_blocks(r"dpt\.", "encoder/vit"),
             (r"dpt\.layernorm", "encoder/vit/norm"),
             (r"neck\.reassemble_stage\.readout_projects\.(\d)\.0",
              r"encoder/reassemble\1/readout"),

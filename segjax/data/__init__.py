@@ -20,10 +20,14 @@
   (numpy rng, example), 2D and 3D.
 - `pipeline`: `make_train_loader(config.data, seed=..., process_index=...,
   process_count=...)`, a deterministic, per-process sharded, checkpointable grain
-  iterator of batches.
-- `builders`: tfds builders ('isbi2012_em', 'camvid', 'msd_brain_tumour') that
-  download the public data or read a local folder (`python -m
-  segjax.data.builders`). Imported on demand: it pulls in tensorflow_datasets.
+  iterator of batches; `sources.load_split` reads a split for evaluation.
+- `released`: Cityscapes, ADE20K, VOC 2012 + SBD and COCO-Stuff-164k read in their
+  released layouts (sources 'cityscapes_semantic', 'ade20k_sceneparsing',
+  'voc2012_aug', 'coco_stuff164k').
+- `builders`: tfds builders ('isbi2012_em', 'camvid', 'msd_brain_tumour', the
+  panoptic ones and the released layouts') that download the public data or read
+  a local folder (`python -m segjax.data.builders NAME --source DIR`). Imported on
+  demand: it pulls in tensorflow_datasets.
 
 Labels never pass through interpolation (nearest only), and every random
 choice of a training example is a function of (seed, its position in the

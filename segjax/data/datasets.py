@@ -13,9 +13,17 @@ data config with it; `default_root(name)` says where the data is read from:
 `segjax.data.sources.FolderSource` reads (<split>/images, <split>/labels,
 classes.txt) by downloading every file from the dataset's public location
 once; the folder source calls it when `data.root` is missing and
-`data.dataset` names a dataset here. Files are downloaded into a temporary
-folder beside the root and renamed into place when all of them arrived, so
-an interrupted fetch never leaves a half dataset behind.
+`data.dataset` names a dataset here (and the training loop asks for it
+before it creates the workdir, so a failed fetch leaves no workdir behind).
+Files are downloaded into a cache folder beside the root,
+`.<name>.partial/`, and the folder is renamed to the root when all of them
+arrived, so a half dataset is never read. A fetch that fails (no network, a
+connection closed mid-file) keeps what arrived: complete files, and the
+file in flight as `<file>.part`, which the next try continues with an HTTP
+Range request (a server that ignores the range sends the whole file again).
+The failure is one `DatasetUnavailable` line naming the URL, the cache
+folder, how many files it holds, and the ways out (a network, or
+SEGJAX_DATA / data.root pointing at a copy).
 
 Public locations (both datasets' original hosts are long offline):
 - isbi2012_em: the per-slice PNGs of github.com/zhixuhao/unet at commit
@@ -29,6 +37,7 @@ Public locations (both datasets' original hosts are long offline):
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import os
 import shutil
 import sys
@@ -37,7 +46,20 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from segjax.config import ConfigError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
+_CHUNK = 1 << 16
+_NETWORK_ERRORS = (urllib.error.URLError, OSError, http.client.HTTPException)
+
+
+class DataError(ConfigError):
+    """The data a config names is missing, unreadable or not what was expected; the message
+    names the folder or file and what to do."""
+
+
+class DatasetUnavailable(DataError):
+    """A known dataset is not on disk and could not be downloaded."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,11 +203,72 @@ def apply(name: str, data_config) -> None:
 
 
 def _read_url(url: str, timeout: float = 60.0) -> bytes:
+    """The body of `url`; network errors propagate (`fetch` turns them into one line)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+        return response.read()
+
+
+def _download(url: str, destination: Path, timeout: float = 60.0) -> None:
+    """`url` into `destination`, through `destination.part`, resuming a part already there."""
+    part = destination.with_name(destination.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
-            return response.read()
-    except (urllib.error.URLError, OSError) as error:
-        raise ConnectionError(f"cannot download {url}: {error}") from error
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310
+    except urllib.error.HTTPError as error:
+        if error.code != 416 or not have:  # 416: the part cannot be continued; start over
+            raise
+        part.unlink()
+        have, response = 0, urllib.request.urlopen(url, timeout=timeout)  # noqa: S310
+    with response:
+        if have and response.status != 206:  # the server ignored the range
+            have = 0
+        length = response.headers.get("Content-Length")
+        expected = have + int(length) if length is not None else None
+        with open(part, "ab" if have else "wb") as out:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+    size = part.stat().st_size
+    if expected is not None and size != expected:
+        raise ConnectionError(f"the connection closed after {size} of {expected} bytes")
+    os.replace(part, destination)
+
+
+def partial_dir(root: str | Path) -> Path:
+    """The cache folder a fetch of `root` fills before renaming it to `root`."""
+    root = Path(root).expanduser()
+    return root.with_name(f".{root.name}.partial")
+
+
+def _complete_files(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(1 for path in folder.rglob("*")
+               if path.is_file() and path.suffix != ".part" and path.name != "classes.txt")
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Removes `folder` when it holds no file at all (only empty folders)."""
+    if folder.is_dir() and not any(path.is_file() for path in folder.rglob("*")):
+        shutil.rmtree(folder)
+
+
+def _unavailable(dataset: Dataset, url: str, root: Path, partial: Path, total: int | None,
+                 error: BaseException) -> DatasetUnavailable:
+    reason = getattr(error, "reason", None) or error
+    if isinstance(error, urllib.error.HTTPError):
+        reason = f"HTTP {error.code} {error.reason}"
+    held = _complete_files(partial)
+    of = f" of {total}" if total is not None else ""
+    where = (f"the cache folder {partial} holds {held}{of} files and the next try resumes "
+             "there" if held or any(partial.rglob("*.part")) else
+             f"nothing was saved (the cache folder would be {partial})")
+    layout = ", ".join(f"{split}/images" for split in dataset.splits)
+    return DatasetUnavailable(
+        f"cannot download the {dataset.name} dataset: {url} failed ({reason}); {where}. "
+        f"Either run again with a network, or set SEGJAX_DATA to a folder holding a copy "
+        f"({dataset.name}/ with {layout}) or data.root to the copy itself (data.root is "
+        f"{root})")
 
 
 def is_prepared(name: str, root: str | Path) -> bool:
@@ -204,34 +287,40 @@ def is_prepared(name: str, root: str | Path) -> bool:
 def fetch(name: str, root: str | Path, *, url: str = "", log=None) -> Path:
     """Downloads dataset `name` from `url` (default: its public location) into `root`.
 
-    Every file goes to a temporary folder next to `root`, which is renamed to
-    `root` when complete; `classes.txt` is written beside the splits.
+    Every file goes to the cache folder `partial_dir(root)`, which is renamed
+    to `root` when complete; `classes.txt` is written beside the splits. A
+    failure raises `DatasetUnavailable` and keeps what arrived for the next
+    try (see the module docstring).
     """
     dataset, root = get(name), Path(root).expanduser()
     base = url or dataset.url
     base = base if base.endswith("/") else base + "/"
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    files = dataset.files(base)
-    log(f"downloading {name} ({len(files)} files) from {base} into {root}\n"
-        f"terms of use: {dataset.terms}")
-    partial = root.with_name(f".{root.name}.partial-{os.getpid()}")
-    if partial.exists():
-        shutil.rmtree(partial)
+    partial, files, current = partial_dir(root), None, base
     try:
+        files = dataset.files(base)
+        done = sum(1 for _, local in files if (partial / local).is_file())
+        log(f"downloading {name} ({len(files)} files) from {base} into {root}"
+            + (f", continuing with {done} files already in {partial}" if done else "")
+            + f"\nterms of use: {dataset.terms}")
         for count, (remote, local) in enumerate(files, 1):
             destination = partial / local
+            if destination.is_file():
+                continue
             destination.parent.mkdir(parents=True, exist_ok=True)
-            destination.write_bytes(_read_url(base + remote))
+            current = base + remote
+            _download(current, destination)
             if count % 100 == 0:
                 log(f"  {count}/{len(files)} files")
-        (partial / "classes.txt").write_text(dataset.classes_txt())
-        if root.exists():
-            shutil.rmtree(root)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, root)
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial)
+    except _NETWORK_ERRORS as error:
+        _remove_if_empty(partial)
+        raise _unavailable(dataset, current, root, partial,
+                           None if files is None else len(files), error) from None
+    (partial / "classes.txt").write_text(dataset.classes_txt())
+    if root.exists():
+        shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(partial, root)
     log(f"{name} is ready in {root}")
     return root
 

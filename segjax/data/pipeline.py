@@ -4,21 +4,25 @@ The global example stream is a function of the seed alone:
 
     epoch e      = a permutation of all record indices, drawn from (seed, e)
     stream       = epoch 0, epoch 1, ... (forever)
-    global batch t = stream positions [t*B, (t+1)*B)            B = data.batch_size
-    process p    loads positions [t*B + p*b, t*B + (p+1)*b)      b = B / process_count
+    global batch t = stream positions [s + t*B, s + (t+1)*B)    B = data.batch_size
+    process p    loads positions [s + t*B + p*b, s + t*B + (p+1)*b)   b = B / process_count
 
 and the augmentation of the example at stream position g draws from an rng
 seeded by (seed, g) only. So the batches of P processes, concatenated in
 process order, equal the single-process batch bit for bit, whatever the
 number of processes or grain workers, and a process never reads another's
-records.
+records. s is the loader's `start_example`: the stream position is counted
+in examples, not batches, so a run resumed with another batch size (a
+checkpoint stores the examples consumed) continues with the next unseen
+example.
 
 Per example: load record -> weight map of the full label (cached per record:
 it depends on the label only) -> augment (scale, flips, rot90, rotation,
 elastic, brightness/contrast) -> mirror pad by data.pad_margin -> random crop
 to data.crop -> panoptic targets (examples with an 'instance' map) ->
 normalise. Batches are dicts of numpy arrays: 'image' float32
-(b, H, W, C), 'label' int32 (b, H, W) and 'weight' float32 (b, H, W) when
+(b, H, W, C), 'label' int32 (b, H, W) (channel-stack masks, data.label_format
+'channels': (b, H, W, K)) and 'weight' float32 (b, H, W) when
 data.weight_map.enabled, and for panoptic sources the targets of
 `segjax.data.panoptic` ('center', 'offset', 'center_weight',
 'offset_weight', 'semantic_weight'), computed after augmentation and cropping.
@@ -67,13 +71,15 @@ def local_batch_size(data_config, process_count: int) -> int:
 class StreamPosition:
     """Process-local position k -> global stream position (see the module docstring)."""
 
-    def __init__(self, global_batch: int, local_batch: int, process_index: int):
+    def __init__(self, global_batch: int, local_batch: int, process_index: int,
+                 start_example: int = 0):
         self.global_batch, self.local_batch = global_batch, local_batch
-        self.process_index = process_index
+        self.process_index, self.start_example = process_index, int(start_example)
 
     def __call__(self, local_position: int) -> int:
         step, offset = divmod(int(local_position), self.local_batch)
-        return step * self.global_batch + self.process_index * self.local_batch + offset
+        return (self.start_example + step * self.global_batch
+                + self.process_index * self.local_batch + offset)
 
 
 class EpochPermutation:
@@ -110,6 +116,10 @@ class TrainExample:
         self._weights: dict[int, np.ndarray] = {}
 
     def weight(self, record: int, label: np.ndarray) -> np.ndarray:
+        if label.ndim != 2:
+            raise ValueError("data.weight_map: the U-Net border weights separate touching "
+                             "objects of a class-index label; channel-stack masks "
+                             "(data.label_format='channels') have no such map")
         if record not in self._weights:
             self._weights[record] = weight_map_from_config(
                 label, self.config.weight_map, ignore_index=self.ignore_index)
@@ -144,9 +154,10 @@ class TrainExample:
 
 
 def train_dataset(data_config, *, seed: int, process_index: int = 0, process_count: int = 1,
-                  start_step: int = 0, source=None) -> grain.MapDataset:
-    """This process's batches as an (endless) grain.MapDataset; element t is local batch
-    start_step + t. `source` overrides make_source(data_config, data.train_split)."""
+                  start_example: int = 0, source=None) -> grain.MapDataset:
+    """This process's batches as an (endless) grain.MapDataset; element t is its part of the
+    global batch at stream positions [start_example + t*B, start_example + (t+1)*B).
+    `source` overrides make_source(data_config, data.train_split)."""
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0 (train.seed), got {seed}")
     if not 0 <= process_index < process_count:
@@ -156,9 +167,11 @@ def train_dataset(data_config, *, seed: int, process_index: int = 0, process_cou
         source = make_source(data_config, data_config.train_split)
     if len(source) == 0:
         raise ValueError(f"training split {data_config.train_split!r} is empty")
-    positions = grain.MapDataset.range(int(start_step) * local_batch, sys.maxsize)
+    if int(start_example) < 0:
+        raise ValueError(f"start_example must be >= 0, got {start_example}")
+    positions = grain.MapDataset.range(0, sys.maxsize)
     positions = positions.map(StreamPosition(int(data_config.batch_size), local_batch,
-                                             process_index))
+                                             process_index, int(start_example)))
     examples = positions.map(TrainExample(data_config, source, int(seed)))
     return examples.batch(local_batch, drop_remainder=True)
 
@@ -173,12 +186,14 @@ def _ensure_flags_parsed() -> None:
 
 
 def make_train_loader(data_config, *, seed: int, process_index: int = 0, process_count: int = 1,
-                      start_step: int = 0, source=None) -> grain.DatasetIterator:
+                      start_example: int = 0, source=None) -> grain.DatasetIterator:
     """A checkpointable iterator over this process's training batches (see the module
-    docstring). `start_step` begins at global batch start_step (to resume without a saved
-    iterator state); restore a saved state into an iterator made with the same arguments."""
+    docstring). `start_example` begins at that global stream position (to resume without
+    a saved iterator state: examples consumed, whatever the batch size was); restore a
+    saved state into an iterator made with the same arguments."""
     dataset = train_dataset(data_config, seed=seed, process_index=process_index,
-                            process_count=process_count, start_step=start_step, source=source)
+                            process_count=process_count, start_example=start_example,
+                            source=source)
     prefetch = max(int(data_config.prefetch), 0)
     iter_dataset = dataset.to_iter_dataset(
         grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch))

@@ -2,8 +2,9 @@
 
 Every random transform is `fn(rng, example, ...) -> example`, where `rng` is
 a `numpy.random.Generator` and `example` a dict with 'image' (*spatial, C),
-'label' int32 (*spatial) and optionally 'weight' float32 (*spatial) and
-'instance' int32 (*spatial) instance ids (panoptic data, 0 = no instance);
+'label' int32 (*spatial) (or (*spatial, K) channel-stack masks, which every
+transform treats channel by channel) and optionally 'weight' float32
+(*spatial) and 'instance' int32 (*spatial) instance ids (panoptic data, 0 = no instance);
 other keys pass through. The spatial rank is read from the image: (H, W, C)
 images and (D, H, W, C) volumes go through the same functions. Geometry is
 applied to all of them alike; the interpolation differs: images
@@ -44,6 +45,11 @@ def _spatial_shape(example: Example) -> tuple[int, ...]:
     return tuple(example["image"].shape[:-1])
 
 
+def _with_channels(pads, array: np.ndarray):
+    """Spatial pads, extended by no padding for a channel-stack label's last axis."""
+    return tuple(pads) + ((0, 0),) * (array.ndim - len(pads))
+
+
 def _apply(example: Example, image_fn, label_fn, weight_fn, instance_fn=None) -> Example:
     """Applies the functions to their arrays; `instance_fn` (default `label_fn`, for
     transforms that fill nothing) to the instance ids."""
@@ -71,6 +77,8 @@ def warp(example: Example, coords: np.ndarray, *, mode: str, ignore_index: int) 
         return np.stack(channels, axis=-1)
 
     def label_fn(label):
+        if label.ndim > coords.shape[0]:     # channel-stack masks
+            return np.stack([label_fn(label[..., c]) for c in range(label.shape[-1])], axis=-1)
         return ndimage.map_coordinates(label, coords, order=0, mode=mode,
                                        cval=ignore_index).astype(np.int32)
 
@@ -222,7 +230,7 @@ def mirror_pad(example: Example, margin: int, *, ignore_index: int = 255) -> Exa
     pads = ((margin, margin),) * len(shape)
     return _apply(example,
                   lambda a: np.pad(a, pads + ((0, 0),), mode="reflect"),
-                  lambda a: np.pad(a, pads, constant_values=ignore_index),
+                  lambda a: np.pad(a, _with_channels(pads, a), constant_values=ignore_index),
                   lambda a: np.pad(a, pads, constant_values=0),
                   lambda a: np.pad(a, pads, constant_values=0))
 
@@ -251,7 +259,7 @@ def pad_to(example: Example, size: Sequence[int], *, ignore_index: int = 255) ->
         return example
     return _apply(example,
                   lambda a: np.pad(a, pads + ((0, 0),) * (a.ndim - len(pads))),
-                  lambda a: np.pad(a, pads, constant_values=ignore_index),
+                  lambda a: np.pad(a, _with_channels(pads, a), constant_values=ignore_index),
                   lambda a: np.pad(a, pads), lambda a: np.pad(a, pads))
 
 

@@ -19,19 +19,23 @@ from segjax.registry import (  # noqa: F401  (the model files' registry API)
 
 # Fields of config.model that say where weights come from, not what the model is.
 NON_ARCHITECTURE_FIELDS = ("init_from", "init_from_part", "conv_impl")
+# Fields that describe the model but are read outside its constructor: how its logits are
+# read (softmax, or a sigmoid per channel), applied by the loss and by inference.
+READOUT_FIELDS = ("head_activation",)
 
 
 def build(model_config, **overrides):
     """Builds the model described by `config.model` (name + keyword fields).
 
-    `init_from`/`init_from_part` (weights to start training from) are not
-    model options; `conv_impl` in configs written before `config.runtime`
-    existed is ignored here and applied by `segjax.runtime`. `dtype` goes to
-    models that take it; every model computes in it anyway, because the train
-    step and the predict function apply it (`segjax.models.policy`).
+    `init_from`/`init_from_part` (weights to start training from) and
+    `head_activation` (read by the loss and inference) are not model options;
+    `conv_impl` in configs written before `config.runtime` existed is ignored
+    here and applied by `segjax.runtime`. `dtype` goes to models that take it;
+    every model computes in it anyway, because the train step and the predict
+    function apply it (`segjax.models.policy`).
     """
     fields = to_dict(model_config)
-    for field in NON_ARCHITECTURE_FIELDS:
+    for field in NON_ARCHITECTURE_FIELDS + READOUT_FIELDS:
         fields.pop(field, None)
     if "dtype" in fields and "name" in fields:
         accepted = accepted_keywords(get("model", fields["name"]).factory)

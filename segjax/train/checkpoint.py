@@ -6,9 +6,12 @@ together, so a restart resumes exactly (data order included). The state
 restores into the layout (devices, shardings) of the state it is given, so a
 checkpoint written on 8 devices continues on 1 or 2 and back. The data
 iterator's state is per process: restored when the process count is the
-saved one; otherwise `data_restored` is False and the loop restarts the data
-stream at the checkpoint's step by position (`segjax.data.pipeline` is a
-function of the seed and the stream position). The best state
+saved one and so is data.batch_size; otherwise `data_restored` is False and
+the loop restarts the data stream by position (`segjax.data.pipeline` is a
+function of the seed and the stream position). The position is counted in
+examples: each checkpoint's meta holds the examples consumed up to its step
+(`examples`) and the batch size of its steps, so a resume with another batch
+size continues with the next unseen example (`stream_position`). The best state
 by validation mIoU is kept apart as a plain variables checkpoint,
 `workdir/checkpoints_best/variables` (its metadata holds the step and mIoU):
 it serves inference and init_from directly and is never deleted by the
@@ -129,6 +132,28 @@ class TrainingCheckpoints:
         self.manager = orbax_checkpoint().CheckpointManager(
             self.directory, options=options, item_handlers=_handlers())
         self.data_restored = False
+        self.batch_size = int(config.data.batch_size)
+        self.config_steps = int(config.train.steps)
+        # A time-budgeted run's planned step count (segjax.train.budget): saved in each
+        # checkpoint's meta, restored when config.train.steps is the one it was planned for.
+        self.schedule_steps: int | None = None
+        self._resumed_at = (0, 0)  # (step, examples consumed) where this run began
+
+    @property
+    def stream_position(self) -> int:
+        """Examples of the data stream consumed at the restored step (0 for a fresh run)."""
+        return self._resumed_at[1]
+
+    def examples_at(self, step: int) -> int:
+        """Examples consumed after train step `step` of this run."""
+        base_step, base_examples = self._resumed_at
+        return base_examples + (int(step) - base_step) * self.batch_size
+
+    def _plan(self) -> dict:
+        if self.schedule_steps is None:
+            return {}
+        return {"schedule_steps": int(self.schedule_steps),
+                "schedule_for_steps": self.config_steps}
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -143,7 +168,9 @@ class TrainingCheckpoints:
             self.manager.save(int(step), args=ocp.args.Composite(
                 state=ocp.args.StandardSave(items),
                 data=grain.checkpoint.CheckpointSave(data_iterator),
-                meta=ocp.args.JsonSave({"step": int(step), **self.record})))
+                meta=ocp.args.JsonSave({"step": int(step), "examples": self.examples_at(step),
+                                        "batch_size": self.batch_size, **self._plan(),
+                                        **self.record})))
             self.manager.wait_until_finished()
         except Exception as error:  # Orbax wraps OSErrors in its own and tensorstore's types
             kept = f"step {previous} is intact" if previous is not None else "none was saved"
@@ -214,7 +241,7 @@ class TrainingCheckpoints:
         return (self.directory / str(step) / "data" /
                 f"process_{jax.process_index()}-of-{jax.process_count()}.json")
 
-    def _restore_step(self, step: int, state, data_iterator, keys):
+    def _restore_step(self, step: int, meta: dict, state, data_iterator, keys):
         import grain
         ocp = orbax_checkpoint()
         target = {key: jax.tree_util.tree_map(_abstract, getattr(state, key)) for key in keys}
@@ -223,16 +250,26 @@ class TrainingCheckpoints:
         # Another process count's files only: the stream resumes by position. No file at
         # all is a damaged checkpoint: restoring the item fails and the step is quarantined.
         restore_data = own.exists() or not any(own.parent.glob("process_*-of-*.json"))
+        examples = _examples(meta, step, self.batch_size)
+        stored_batch = int(meta.get("batch_size", self.batch_size))
+        if not restore_data:
+            self.log(f"checkpoint step {step} was written by another number of processes than "
+                     f"this run's {jax.process_count()}; the data stream resumes at example "
+                     f"{examples} by position")
+        elif stored_batch != self.batch_size:
+            restore_data = False  # the saved iterator counts batches of the old size
+            self.log(f"checkpoint step {step} was trained with data.batch_size={stored_batch}, "
+                     f"this run uses {self.batch_size}; the data stream resumes at example "
+                     f"{examples} by position")
         if restore_data:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-        else:
-            self.log(f"checkpoint step {step} was written by another number of processes than "
-                     f"this run's {jax.process_count()}; the data stream resumes at step {step} "
-                     "by position")
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         if restored.state is None or set(restored.state) != set(keys):
             raise CheckpointError("its state item did not read back")
         self.data_restored = restore_data
+        self._resumed_at = (int(step), examples)
+        if meta.get("schedule_for_steps") == self.config_steps and meta.get("schedule_steps"):
+            self.schedule_steps = int(meta["schedule_steps"])
         return state.replace(**restored.state)
 
     def restore(self, state, data_iterator):
@@ -254,7 +291,7 @@ class TrainingCheckpoints:
             keys = STATE_KEYS if self._optimizer_matches(step, meta, found, state) \
                 else ("params", "batch_stats", "step")
             try:
-                restored = self._restore_step(step, state, data_iterator, keys)
+                restored = self._restore_step(step, meta, state, data_iterator, keys)
             except ConfigChanged:
                 raise
             except Exception as error:  # pylint: disable=broad-except
@@ -274,6 +311,14 @@ class TrainingCheckpoints:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _examples(meta: dict, step: int, batch_size: int) -> int:
+    """Examples consumed at a checkpoint: its meta's count, or (older checkpoints) steps x
+    the batch size, the stored one or else this run's."""
+    if "examples" in meta:
+        return int(meta["examples"])
+    return int(step) * int(meta.get("batch_size", batch_size))
 
 
 def save_best(workdir, variables, config, *, step: int, miou: float) -> Path:

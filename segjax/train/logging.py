@@ -229,6 +229,11 @@ class ProgressBar:
             unit="step", dynamic_ncols=True, file=file if file is not None else sys.stderr,
             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
 
+    def set_total(self, total_steps: int) -> None:
+        """A new step count (a time-budgeted run's plan, segjax.train.budget)."""
+        self._bar.total = int(total_steps)
+        self._bar.refresh()
+
     def update(self, step: int, loss: Any = None) -> None:
         """Moves the bar to `step` (absolute) and shows `loss` and the rate since the last call."""
         if not self.enabled:

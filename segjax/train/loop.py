@@ -3,6 +3,8 @@
 What a run writes under `workdir`:
 
     config.json                   the full config (segjax.checkpoints.stored_config reads it)
+    splits.json                   the files each split selects (segjax.train.splits: a resume
+                                  whose folder changed is refused)
     checkpoints/<step>/           Orbax: state/ (params, batch_stats, opt_state, step),
                                   data/ (each process's grain iterator state), meta/
     checkpoints_best/variables    best validation mIoU so far (segjax.checkpoints format)
@@ -16,21 +18,29 @@ Restarting with the same workdir resumes from the latest checkpoint, data
 iterator included, so the run continues as if never stopped. A non-finite
 loss stops the run with `TrainingDiverged` naming the step and the last good
 checkpoint; a non-finite state is never saved. `config.train.max_minutes`
-bounds the training time (evaluation excluded); the decision is taken at log
-steps and shared by all processes. A SIGTERM stops the run after the current
-step with a checkpoint of it (`segjax.train.preemption`: `Preempted` is
-raised, and every process stops after the same step). With several processes
+bounds the training time (evaluation excluded): the step count that fits is
+set from the step time measured after warm-up and the schedule rebuilt over it
+(`segjax.train.budget`), and a run past the budget still stops at the next log
+step (decisions shared by all processes). The validation split is decoded at
+start-up, and the files of each split are recorded (`segjax.train.splits`). A SIGTERM stops the run after the current
+step with a checkpoint of it (`segjax.train.preemption`: every process
+stops after the same step), and `train_and_evaluate` returns
+`{"preempted": message}` instead of an evaluation. With several processes
 only process 0 writes files; all of them run the same steps and evaluations.
 
-The train state is laid out by `config.mesh` (replicated, or FSDP / rules:
-`segjax.sharding`), and a checkpoint restores into the layout of the mesh
-the run has now, so a run continues on another number of devices or
-processes. The model is applied under `config.model.dtype` and
-`config.train.remat` (`segjax.models.policy`).
+The train state is created in the layout of `config.mesh` (replicated, or
+FSDP / rules: `segjax.sharding`; `segjax.train.state`), and a checkpoint
+restores into the layout of the mesh the run has now, so a run continues on
+another number of devices or processes. The train step and the evaluation's
+predict programs are compiled once per run (and input shape); each
+evaluation passes the current weights to the same program. The model is
+applied under `config.model.dtype` and `config.train.remat`
+(`segjax.models.policy`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import time
@@ -42,18 +52,19 @@ import numpy as np
 import tqdm
 
 from segjax import config as config_lib, evaluation, metrics as metrics_lib, optim, runtime
-from segjax import checkpoints, sharding, visualize
+from segjax import checkpoints, pretrained, sharding, visualize
 from segjax.models.policy import ApplyPolicy
 from segjax.models.segmenter import count_params
-from segjax.train import checkpoint as ckpt
 from segjax.panoptic import quality as panoptic_quality
-from segjax.train import state as state_lib, step as step_lib
+from segjax.train import checkpoint as ckpt
+from segjax.train import budget as budget_lib, splits, state as state_lib, step as step_lib
 from segjax.train.logging import METRICS_FILE, TENSORBOARD_DIR, MetricWriter, ProgressBar
-from segjax.train.preemption import Preempted, PreemptionWatch
+from segjax.train.preemption import PreemptionWatch
 from segjax.train.workdir import WorkdirLock, check_writable
 
 EVAL_FILE = "eval_metrics.json"
 PREDICTIONS_DIR = "predictions"
+PREEMPTED = "preempted"  # the result's key when a SIGTERM stopped the run
 
 Hook = Callable[[int, state_lib.TrainState], None]
 
@@ -76,6 +87,14 @@ def _log(message: str) -> None:
         print(message, flush=True)
 
 
+def _agree_int(value: int) -> int:
+    """Process 0's `value` on every process."""
+    if jax.process_count() == 1:
+        return int(value)
+    from jax.experimental import multihost_utils
+    return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
+
+
 def _agree(flag: bool) -> bool:
     """Process 0's value of `flag` on every process (decisions must not diverge)."""
     if jax.process_count() == 1:
@@ -85,167 +104,241 @@ def _agree(flag: bool) -> bool:
 
 
 # --------------------------------------------------------------------------------------
-# The loop.
+# The run.
 
-class _Run:
-    """The pieces of one training run, built from the config."""
+def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
+    """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the last eval.
 
-    def __init__(self, config, workdir: Path):
-        from segjax import data as data_lib
-        from segjax.models import registry
+    Before any work: the config's counts are validated, a known dataset
+    missing from data.root is fetched (before the workdir is created), the
+    workdir is locked against a second run and checked writable. The resume check
+    (`TrainingCheckpoints.restore`) runs before config.json is written, so a
+    refused resume leaves the workdir as it was. `hooks` are called as
+    hook(step, state) after every step, once the step's logging, checkpoint
+    and evaluation are done. A run stopped by SIGTERM returns
+    `{PREEMPTED: message}` once its checkpoint is saved.
+    """
+    from segjax import data as data_lib
+    from segjax.models import registry
 
-        self.config, self.workdir = config, workdir
+    workdir = Path(workdir).resolve()
+    config_lib.validate(config)
+    runtime.configure(config)
+    pretrained.configure(config, log=_log)   # a preset's input normalisation
+    if _is_main():  # before the workdir exists: a run without its data leaves none behind
+        data_lib.sources.ensure_dataset(config.data)
+    train = config.train
+    with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(WorkdirLock(workdir, enabled=_is_main()))
+        watch = cleanup.enter_context(PreemptionWatch())
+        if _is_main():
+            check_writable(workdir, workdir / checkpoints.CHECKPOINTS_DIR)
         registry.import_modules(config.imports)
-        self.model = registry.build(config.model)
-        self.mesh = sharding.make_mesh(config.mesh)
-        sharding.check_batch_size(int(config.data.batch_size), self.mesh)
-        self.num_classes = int(config.model.num_classes)
-        self.ignore_index = int(config.data.ignore_index)
-
-        self.policy = ApplyPolicy.from_config(config)
-        self.loader = self.make_loader(0)
-        seed = int(config.train.seed)
-        self.dropout_rng = jax.random.fold_in(runtime.key(seed), 1)
+        model = registry.build(config.model)
+        mesh = sharding.make_mesh(config.mesh)
+        sharding.check_batch_size(int(config.data.batch_size), mesh)
+        policy = ApplyPolicy.from_config(config)
         input_shape = (1, *config.data.crop, int(config.data.image_channels))
-        state, self.schedule = state_lib.create_train_state(
-            config, self.model, state_lib.init_key(seed), input_shape)
-        self.state_shardings = sharding.tree_shardings(state, self.mesh, config.mesh)
-        self.state = sharding.place(sharding.same_on_all_processes(state), self.state_shardings)
-        self.checkpoints = ckpt.TrainingCheckpoints(workdir, config, log=_log)
-        try:
-            self.state, self.start_step = self.checkpoints.restore(self.state, self.loader)
-            if self.start_step and not self.checkpoints.data_restored:
-                self.loader.close()  # resumes the data stream by position instead
-                self.loader = self.make_loader(self.start_step)
-        except BaseException:
-            self.close()
+        saver = cleanup.enter_context(contextlib.closing(
+            ckpt.TrainingCheckpoints(workdir, config, log=_log)))
+        # A run that resumes takes its weights from its checkpoint: init_from (a preset's
+        # download) is applied only when no checkpoint reads back.
+        resuming = saver.latest_step() is not None
+        state, schedule = state_lib.create_train_state(config, model, input_shape, mesh,
+                                                       init_from=not resuming)
+        state, start_step, loader = _resume(config, saver, state, cleanup)
+        if resuming and start_step == 0 and config.model.init_from:
+            state, schedule = state_lib.create_train_state(config, model, input_shape, mesh)
+        splits.check_and_record(config, workdir, start_step, write=_is_main(), log=_log)
+        if _is_main():
+            write_config(config, workdir)
+        _log(_run_line(config, mesh, state, policy, start_step))
+
+        def compile_step(state):
+            return step_lib.compile_train_step(
+                mesh, model=model, loss_config=config.loss,
+                num_classes=int(config.model.num_classes),
+                ignore_index=int(config.data.ignore_index), policy=policy,
+                state_shardings=sharding.tree_shardings(state, mesh, config.mesh),
+                mesh_config=config.mesh)
+
+        plan = budget_lib.BudgetPlan(float(train.max_minutes) * 60.0, int(train.steps),
+                                     start_step, planned_steps=saver.schedule_steps)
+        if plan.planned_steps and plan.planned_steps < int(train.steps):
+            state, schedule = _with_schedule(config, state, plan.planned_steps)
+            _log(f"time budget: resuming the plan of {plan.planned_steps} steps (instead of "
+                 f"config.train.steps={train.steps}) stored in the checkpoint")
+        train_step = compile_step(state)
+        validation = (_Validation(config, workdir, model, mesh, policy, _variables(state))
+                      if config.data.val_split else None)
+        writer = MetricWriter(workdir, console=False, enabled=_is_main(),
+                              resume_step=start_step)
+        cleanup.callback(_close_quietly, writer)
+        bar = ProgressBar(plan.total, start_step,
+                          enabled=bool(train.progress_bar) and _is_main())
+        cleanup.callback(bar.close)
+        dropout_rng = jax.random.fold_in(runtime.key(int(train.seed)), 1)
+
+        total, step, result, accumulator = plan.total, start_step, None, None
+        budget, train_seconds, rate = plan.budget_seconds, 0.0, _Rate(step)
+        with _disk_full_stops_the_run(workdir, saver):
+            while step < total:
+                started = budget_lib.clock()
+                batch = _next_batch(loader, mesh, config, step + 1)
+                state, metrics = train_step(state, batch, dropout_rng)
+                accumulator = step_lib.accumulate(accumulator, metrics, state.step)
+                step += 1
+                # Several devices/processes: an unbounded dispatch queue can hang. CPU:
+                # compute shares the cores with dispatch, so blocking costs nothing and
+                # keeps the progress bar's rate and the time budget honest.
+                if (jax.process_count() > 1 or jax.local_device_count() > 1
+                        or jax.default_backend() == "cpu"):
+                    jax.block_until_ready(accumulator)
+
+                last = step == total
+                if step % int(train.log_every) == 0 or last:
+                    _check_finite(accumulator, state, saver)
+                    train_seconds += budget_lib.clock() - started  # the sync above included
+                    _log_train_metrics(config, schedule, writer, bar, accumulator, step,
+                                       rate(step), total)
+                    accumulator = None
+                    if budget and _agree(train_seconds > budget):
+                        _log(f"stopping at step {step}: config.train.max_minutes="
+                             f"{train.max_minutes} reached")
+                        last = True
+                else:
+                    train_seconds += budget_lib.clock() - started
+                    bar.update(step)
+                if step == start_step + 1:
+                    plan.first_step_seconds = train_seconds
+                if plan.due(step):
+                    synced = budget_lib.clock()
+                    jax.block_until_ready(metrics)
+                    train_seconds += budget_lib.clock() - synced
+                    planned, line = plan.decide(step, train_seconds)
+                    plan.planned_steps = total = _agree_int(planned)
+                    _log(line)
+                    saver.schedule_steps = total
+                    if total < int(train.steps):
+                        state, schedule = _with_schedule(config, state, total)
+                        train_step = compile_step(state)
+                        bar.set_total(total)
+                    last = last or step >= total
+                preempted = watch.should_stop(step)
+                if step % int(train.checkpoint_every) == 0 or last or preempted:
+                    _check_finite(accumulator, state, saver)
+                    saver.save(step, state, loader)
+                if preempted:
+                    return {PREEMPTED: f"SIGTERM received: stopped after step {step} and saved "
+                                       f"checkpoint step {step} in {saver.directory}; "
+                                       "run the same command to resume"}
+                if validation and (step % int(train.eval_every) == 0 or last):
+                    result = validation.run(step, _variables(state), writer, final=last,
+                                            training=_training_record(config, schedule, step,
+                                                                      total))
+                for hook in hooks:
+                    hook(step, state)
+                if last:
+                    break
+            if result is None and validation:
+                result = validation.run(step, _variables(state), writer, final=True,
+                                        training=_training_record(config, schedule, step, total))
+        record = _training_record(config, schedule, step, total)
+        _log(f"trained {step} steps (schedule over {record['schedule_steps']}, "
+             f"config.train.steps={train.steps}); final learning rate "
+             f"{record['learning_rate']:.3g}")
+        best = validation.best_miou if validation else -1.0
+    _log(_summary(workdir, saver, best))
+    return result or {}
+
+
+def _variables(state: state_lib.TrainState) -> dict:
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def _make_loader(config, start_example: int):
+    from segjax import data as data_lib
+    return data_lib.make_train_loader(
+        config.data, seed=int(config.train.seed), process_index=jax.process_index(),
+        process_count=jax.process_count(), start_example=start_example)
+
+
+def _close_loader(loader) -> None:
+    if hasattr(loader, "close"):
+        loader.close()  # stops grain worker processes
+
+
+def _resume(config, saver: ckpt.TrainingCheckpoints, state, cleanup: contextlib.ExitStack):
+    """(state, step, data loader) of the newest checkpoint, or the fresh state at step 0.
+
+    The loader continues after the checkpoint's step: restored with the state
+    when the checkpoint holds this process count's iterator state for this
+    batch size, otherwise started afresh at the checkpoint's stream position
+    (examples consumed). `cleanup` closes it.
+    """
+    loader = _make_loader(config, 0)
+    try:
+        state, step = saver.restore(state, loader)
+    except BaseException:
+        _close_loader(loader)
+        raise
+    if step and not saver.data_restored:
+        _close_loader(loader)
+        loader = _make_loader(config, saver.stream_position)
+    cleanup.callback(_close_loader, loader)
+    return state, step, loader
+
+
+def _next_batch(loader, mesh, config, step: int) -> dict:
+    """The batch of train step `step` (1-based), checked, as global arrays over the mesh."""
+    batch = next(loader)
+    metrics_lib.validate_labels(batch["label"], int(config.model.num_classes),
+                                int(config.data.ignore_index),
+                                where=f"training batch of step {step}",
+                                multilabel=config.model.head_activation == "sigmoid")
+    return sharding.global_batch(batch, mesh)
+
+
+def _run_line(config, mesh, state, policy, start_step: int) -> str:
+    return (f"model {config.model.name}: {count_params(_variables(state)):,} parameters; mesh "
+            f"{dict(mesh.shape)} over {jax.device_count()} devices, "
+            f"{jax.process_count()} process(es); train state "
+            f"{config.mesh.get('param_sharding', 'replicated')}, "
+            f"{sharding.bytes_per_device(state) / 2 ** 20:.1f} MiB per device; compute "
+            f"{policy.compute_dtype}; "
+            + (f"resumed at step {start_step}" if start_step else "starting from step 0"))
+
+
+@contextlib.contextmanager
+def _disk_full_stops_the_run(workdir: Path, saver: ckpt.TrainingCheckpoints):
+    """A full disk while training is one CheckpointError line naming the intact checkpoint."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        self.train_fn = step_lib.compile_train_step(
-            self.mesh, model=self.model, loss_config=config.loss, num_classes=self.num_classes,
-            ignore_index=self.ignore_index, policy=self.policy,
-            state_shardings=self.state_shardings, mesh_config=config.mesh)
-        self.eval_options = config_lib.EvalOptions.from_config(config)
-        self.val_examples = data_lib.load_split(config.data, config.data.val_split) \
-            if config.data.val_split else []
-        best = ckpt.best_record(workdir)
-        self.best_miou = float(best["miou"]) if best else -1.0
-        self.last_saved = self.start_step if self.start_step else None
-
-    def make_loader(self, start_step: int):
-        from segjax import data as data_lib
-        return data_lib.make_train_loader(
-            self.config.data, seed=int(self.config.train.seed),
-            process_index=jax.process_index(), process_count=jax.process_count(),
-            start_step=start_step)
-
-    def variables(self) -> dict:
-        return {"params": self.state.params, "batch_stats": self.state.batch_stats}
-
-    def close(self) -> None:
-        self.checkpoints.close()
-        if hasattr(self.loader, "close"):
-            self.loader.close()  # stops grain worker processes
-
-    def predict_fn(self) -> evaluation.PredictFn:
-        """Inference with the current weights, its tiles split over the run's mesh."""
-        return evaluation.make_predict_fn(self.model, self.variables(), self.mesh,
-                                          policy=self.policy)
-
-    def panoptic_fn(self) -> evaluation.PanopticFn | None:
-        """Panoptic maps with the current weights (None unless the model is panoptic)."""
-        return evaluation.make_panoptic_fn(self.model, self.variables(), self.config, self.mesh,
-                                           policy=self.policy)
-
-    def next_batch(self, step: int) -> dict:
-        batch = next(self.loader)
-        metrics_lib.validate_labels(batch["label"], self.num_classes, self.ignore_index,
-                                    where=f"training batch of step {step}")
-        return sharding.global_batch(batch, self.mesh)
+        raise ckpt.CheckpointError(
+            f"the disk is full ({error.filename or workdir}: {error.strerror}); training "
+            f"stopped, the latest checkpoint (step {saver.latest_step()}) is intact"
+        ) from None
 
 
-def _diverged(run: _Run, bad_step: int) -> TrainingDiverged:
-    where = (f"step {run.last_saved} in {run.checkpoints.directory}" if run.last_saved
+def _check_finite(accumulator, state, saver: ckpt.TrainingCheckpoints) -> None:
+    """Raises TrainingDiverged when a loss since the last log step or the state is not finite."""
+    bad_step = step_lib.NO_STEP
+    if accumulator is not None:
+        bad_step = int(sharding.local_value(accumulator["first_nonfinite_step"]))
+    if bad_step == step_lib.NO_STEP and not step_lib.tree_is_finite(_variables(state)):
+        bad_step = int(sharding.local_value(state.step))
+    if bad_step == step_lib.NO_STEP:
+        return
+    saved = saver.latest_step()
+    where = (f"step {saved} in {saver.directory}" if saved
              else "none (no checkpoint was saved)")
-    return TrainingDiverged(
+    raise TrainingDiverged(
         f"loss is not finite (NaN or inf) at step {bad_step}; stopped without saving. "
         f"Last good checkpoint: {where}. Lower config.optim.learning_rate, enable "
         "config.optim.grad_clip_norm, or check the data of that step.")
-
-
-def _check_finite(run: _Run, accumulator) -> None:
-    first = int(sharding.local_value(accumulator["first_nonfinite_step"]))
-    if first != step_lib.NO_STEP:
-        raise _diverged(run, first)
-    if not step_lib.tree_is_finite(run.variables()):
-        raise _diverged(run, int(sharding.local_value(run.state.step)))
-
-
-def _log_evaluation(run: _Run, step: int, result: dict, writer: MetricWriter) -> None:
-    config = run.config
-    scalars = metrics_lib.scalar_metrics(result, prefix="val/")
-    scalars["val/seconds"] = result["seconds"]
-    writer.write_scalars(step, scalars)
-    _log(f"evaluation at step {step} on {config.data.val_split} ({result['num_images']} "
-         f"images, {result['seconds']:.1f}s): mIoU {100 * result['miou']:.2f}, pixel accuracy "
-         f"{100 * result['pixel_accuracy']:.2f}\n"
-         + metrics_lib.format_metrics_table(result, evaluation.class_names(config))
-         + (f"\nPQ {100 * result['pq']:.2f}, SQ {100 * result['sq']:.2f}, RQ "
-            f"{100 * result['rq']:.2f}\n" + panoptic_quality.format_pq_table(
-                result, evaluation.class_names(config), result["thing_classes"])
-            if "pq" in result else ""))
-
-
-def _write_evaluation(run: _Run, step: int, result: dict, predictions, writer: MetricWriter,
-                      *, final: bool) -> None:
-    """eval_metrics.json, validation panels in TensorBoard and, at the end, overlay PNGs."""
-    config = run.config
-    record = {"step": step, "split": config.data.val_split,
-              "options": evaluation.options_record(run.eval_options), **result}
-    (run.workdir / EVAL_FILE).write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
-    examples = run.val_examples[:len(predictions)]
-    colours = visualize.class_colours(config)
-    writer.write_images(step, {
-        f"val/{visualize.example_stem(example, index)}": visualize.overlay_panel(
-            example["image"], prediction, example.get("label"), colours=colours,
-            ignore_index=run.ignore_index)
-        for index, (example, prediction) in enumerate(zip(examples, predictions))})
-    if final:
-        visualize.write_overlays(config, examples, predictions, run.workdir / PREDICTIONS_DIR)
-
-
-def _keep_best(run: _Run, step: int, miou: float) -> None:
-    """Saves the weights as the best checkpoint when `miou` beats the best so far."""
-    if not (np.isfinite(miou) and miou > run.best_miou):
-        return
-    run.best_miou = miou
-    variables = jax.tree_util.tree_map(sharding.local_value, run.variables())
-    if _is_main():
-        ckpt.save_best(run.workdir, variables, run.config, step=step, miou=miou)
-
-
-def _run_evaluation(run: _Run, step: int, writer: MetricWriter, *, final: bool) -> dict:
-    """`segjax.evaluation.evaluate` on the validation split, its reports, the best checkpoint."""
-    result, predictions = evaluation.evaluate(
-        run.predict_fn(), run.config, run.val_examples, run.eval_options,
-        keep_predictions=int(run.config.train.num_overlays), panoptic_fn=run.panoptic_fn())
-    _log_evaluation(run, step, result, writer)
-    if _is_main():
-        _write_evaluation(run, step, result, predictions, writer, final=final)
-    _keep_best(run, step, float(result["miou"]))
-    return result
-
-
-def _summary(run: _Run) -> str:
-    workdir = run.workdir
-    lines = [f"finished; outputs in {workdir}:",
-             f"  checkpoints:   {run.checkpoints.directory} (steps {run.checkpoints.manager.all_steps()})",
-             f"  best:          {workdir / checkpoints.BEST_DIR / checkpoints.BEST_FILE} (mIoU "
-             f"{100 * max(run.best_miou, 0):.2f})",
-             f"  tensorboard:   tensorboard --logdir {workdir / TENSORBOARD_DIR}",
-             f"  metrics:       {workdir / METRICS_FILE}",
-             f"  evaluation:    {workdir / EVAL_FILE}",
-             f"  overlays:      {workdir / PREDICTIONS_DIR}/"]
-    return "\n".join(lines)
 
 
 class _Rate:
@@ -261,17 +354,29 @@ class _Rate:
         return rate
 
 
-def _log_train_metrics(run: _Run, writer: MetricWriter, bar: ProgressBar, accumulator,
-                       step: int, rate: float) -> None:
-    config = run.config
+def _with_schedule(config, state, steps: int):
+    """(state with the optimiser of a `steps`-step schedule, that schedule); see budget."""
+    tx, schedule = optim.make_optimizer(config.optim, steps)
+    return state.replace(tx=tx), schedule
+
+
+def _training_record(config, schedule, step: int, total: int) -> dict:
+    """What eval_metrics.json says of the training: steps done, planned, and the last lr."""
+    return {"steps": int(step), "schedule_steps": int(total),
+            "config_steps": int(config.train.steps),
+            "max_minutes": float(config.train.max_minutes),
+            "learning_rate": optim.learning_rate_at(schedule, config.optim, max(step - 1, 0))}
+
+
+def _log_train_metrics(config, schedule, writer: MetricWriter, bar: ProgressBar, accumulator,
+                       step: int, rate: float, total: int) -> None:
     means = step_lib.summarize(accumulator)
     scalars = {f"train/{name}": value for name, value in means.items()}
-    scalars["train/learning_rate"] = optim.learning_rate_at(run.schedule, config.optim,
-                                                                step - 1)
+    scalars["train/learning_rate"] = optim.learning_rate_at(schedule, config.optim, step - 1)
     scalars["train/steps_per_second"] = rate
     writer.write_scalars(step, scalars)
     bar.update(step, means["loss"])
-    line = (f"step {step}/{config.train.steps}: loss {means['loss']:.4f}, lr "
+    line = (f"step {step}/{total}: loss {means['loss']:.4f}, lr "
             f"{scalars['train/learning_rate']:.3g}, {rate:.2f} steps/s")
     if bar.enabled:
         tqdm.tqdm.write(line)  # above the bar, not through it
@@ -279,118 +384,16 @@ def _log_train_metrics(run: _Run, writer: MetricWriter, bar: ProgressBar, accumu
         _log(line)
 
 
-def _stop_preempted(run: _Run, step: int, accumulator) -> None:
-    """Saves step `step` (unless just saved) and raises `Preempted`."""
-    if run.last_saved != step:
-        _check_finite(run, accumulator)
-        run.checkpoints.save(step, run.state, run.loader)
-        run.last_saved = step
-    raise Preempted(step, run.checkpoints.directory)
-
-
-def _train(run: _Run, writer: MetricWriter, bar: ProgressBar, hooks: Sequence[Hook],
-           watch: PreemptionWatch) -> dict:
-    """Steps from run.start_step to config.train.steps (or the time budget); the last eval."""
-    config, train = run.config, run.config.train
-    total, step, result = int(train.steps), run.start_step, None
-    budget, train_seconds, rate = float(train.max_minutes) * 60.0, 0.0, _Rate(step)
-    names = accumulator = None
-    while step < total:
-        started = time.perf_counter()
-        batch = run.next_batch(step + 1)
-        if accumulator is None:
-            names = step_lib.metric_names(run.state, batch, run.model, config.loss,
-                                          run.num_classes, run.ignore_index, run.policy)
-            accumulator = sharding.replicate(step_lib.empty_accumulator(names), run.mesh)
-        run.state, accumulator = run.train_fn(run.state, accumulator, batch, run.dropout_rng)
-        step += 1
-        # Several devices/processes: an unbounded dispatch queue can hang. CPU:
-        # compute shares the cores with dispatch, so blocking costs nothing and
-        # keeps the progress bar's rate and the time budget honest.
-        if (jax.process_count() > 1 or jax.local_device_count() > 1
-                or jax.default_backend() == "cpu"):
-            jax.block_until_ready(accumulator)
-
-        last = step == total
-        if step % int(train.log_every) == 0 or last:
-            _check_finite(run, accumulator)
-            train_seconds += time.perf_counter() - started  # the sync above included
-            _log_train_metrics(run, writer, bar, accumulator, step, rate(step))
-            accumulator = sharding.replicate(step_lib.empty_accumulator(names), run.mesh)
-            if budget and _agree(train_seconds > budget):
-                _log(f"stopping at step {step}: config.train.max_minutes={train.max_minutes} "
-                     "reached")
-                last = True
-        else:
-            train_seconds += time.perf_counter() - started
-            bar.update(step)
-        if watch.should_stop(step):
-            _stop_preempted(run, step, accumulator)
-        if step % int(train.checkpoint_every) == 0 or last:
-            _check_finite(run, accumulator)
-            run.checkpoints.save(step, run.state, run.loader)
-            run.last_saved = step
-        if config.data.val_split and (step % int(train.eval_every) == 0 or last):
-            result = _run_evaluation(run, step, writer, final=last)
-        for hook in hooks:
-            hook(step, run.state)
-        if last:
-            break
-    if result is None and config.data.val_split:
-        result = _run_evaluation(run, step, writer, final=True)
-    return result or {}
-
-
-def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
-    """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the last eval.
-
-    Before any work: the config's counts are validated, the workdir is
-    locked against a second run and checked writable. The resume check
-    (`TrainingCheckpoints.restore`) runs before config.json is written, so a
-    refused resume leaves the workdir as it was. `hooks` are called as
-    hook(step, state) after every step, once the step's logging, checkpoint
-    and evaluation are done.
-    """
-    workdir = Path(workdir).resolve()
-    config_lib.validate(config)
-    runtime.configure(config)
-    with WorkdirLock(workdir, enabled=_is_main()), PreemptionWatch() as watch:
-        if _is_main():
-            check_writable(workdir, workdir / checkpoints.CHECKPOINTS_DIR)
-        return _train_in(config, workdir, hooks, watch)
-
-
-def _train_in(config, workdir: Path, hooks: Sequence[Hook], watch: PreemptionWatch) -> dict:
-    run = _Run(config, workdir)
-    try:
-        if _is_main():
-            write_config(config, workdir)
-        _log(f"model {config.model.name}: {count_params(run.variables()):,} parameters; mesh "
-             f"{dict(run.mesh.shape)} over {jax.device_count()} devices, "
-             f"{jax.process_count()} process(es); train state "
-             f"{config.mesh.get('param_sharding', 'replicated')}, "
-             f"{sharding.bytes_per_device(run.state) / 2 ** 20:.1f} MiB per device; compute "
-             f"{run.policy.compute_dtype}; "
-             + (f"resumed at step {run.start_step}" if run.start_step else "starting from step 0"))
-        writer = MetricWriter(workdir, console=False, enabled=_is_main(),
-                              resume_step=run.start_step)
-        bar = ProgressBar(int(config.train.steps), run.start_step,
-                          enabled=bool(config.train.progress_bar) and _is_main())
-        try:
-            result = _train(run, writer, bar, hooks, watch)
-        except OSError as error:
-            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            raise ckpt.CheckpointError(
-                f"the disk is full ({error.filename or workdir}: {error.strerror}); training "
-                f"stopped, the latest checkpoint (step {run.last_saved}) is intact") from None
-        finally:
-            bar.close()
-            _close_quietly(writer)
-    finally:
-        run.close()
-    _log(_summary(run))
-    return result
+def _summary(workdir: Path, saver: ckpt.TrainingCheckpoints, best_miou: float) -> str:
+    lines = [f"finished; outputs in {workdir}:",
+             f"  checkpoints:   {saver.directory} (steps {saver.manager.all_steps()})",
+             f"  best:          {workdir / checkpoints.BEST_DIR / checkpoints.BEST_FILE} (mIoU "
+             f"{100 * max(best_miou, 0):.2f})",
+             f"  tensorboard:   tensorboard --logdir {workdir / TENSORBOARD_DIR}",
+             f"  metrics:       {workdir / METRICS_FILE}",
+             f"  evaluation:    {workdir / EVAL_FILE}",
+             f"  overlays:      {workdir / PREDICTIONS_DIR}/"]
+    return "\n".join(lines)
 
 
 def _close_quietly(writer: MetricWriter) -> None:
@@ -400,3 +403,83 @@ def _close_quietly(writer: MetricWriter) -> None:
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
+
+
+# --------------------------------------------------------------------------------------
+# Validation.
+
+class _Validation:
+    """The validation split, its predict programs (compiled once per run) and the best mIoU.
+
+    `run(step, variables, ...)` binds the current weights to the same
+    compiled programs, evaluates with `segjax.evaluation.evaluate`, writes
+    the reports and keeps the best checkpoint.
+    """
+
+    def __init__(self, config, workdir: Path, model, mesh, policy: ApplyPolicy, variables):
+        from segjax import data as data_lib
+        self.config, self.workdir = config, workdir
+        self.examples = data_lib.load_split(config.data, config.data.val_split,
+                                            decode_all=True)
+        self.options = config_lib.EvalOptions.from_config(config)
+        self.logits = evaluation.logits_program(model, mesh, policy)
+        self.panoptic = evaluation.panoptic_program(model, variables, config, mesh, policy)
+        best = ckpt.best_record(workdir)
+        self.best_miou = float(best["miou"]) if best else -1.0
+
+    def run(self, step: int, variables: dict, writer: MetricWriter, *, final: bool,
+            training: dict | None = None) -> dict:
+        result, predictions = evaluation.evaluate(
+            self.logits.bind(variables), self.config, self.examples, self.options,
+            keep_predictions=int(self.config.train.num_overlays),
+            panoptic_fn=self.panoptic.bind(variables) if self.panoptic else None)
+        self._log(step, result, writer)
+        if _is_main():
+            self._write(step, result, predictions, writer, final=final, training=training)
+        self._keep_best(step, variables, float(result["miou"]))
+        return result
+
+    def _log(self, step: int, result: dict, writer: MetricWriter) -> None:
+        config = self.config
+        scalars = metrics_lib.scalar_metrics(result, prefix="val/")
+        scalars["val/seconds"] = result["seconds"]
+        writer.write_scalars(step, scalars)
+        names = evaluation.class_names(config)
+        _log(f"evaluation at step {step} on {config.data.val_split} ({result['num_images']} "
+             f"images, {result['seconds']:.1f}s): mIoU {100 * result['miou']:.2f}, pixel "
+             f"accuracy {100 * result['pixel_accuracy']:.2f}\n"
+             + metrics_lib.format_metrics_table(result, names)
+             + (f"\nPQ {100 * result['pq']:.2f}, SQ {100 * result['sq']:.2f}, RQ "
+                f"{100 * result['rq']:.2f}\n" + panoptic_quality.format_pq_table(
+                    result, names, result["thing_classes"])
+                if "pq" in result else ""))
+
+    def _write(self, step: int, result: dict, predictions, writer: MetricWriter, *,
+               final: bool, training: dict | None = None) -> None:
+        """eval_metrics.json, validation panels in TensorBoard and, at the end, overlay PNGs."""
+        config = self.config
+        record = {"step": step, "split": config.data.val_split,
+                  "options": evaluation.options_record(self.options), **result}
+        if training:
+            record["training"] = training
+        (self.workdir / EVAL_FILE).write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+        examples = self.examples[:len(predictions)]
+        colours = visualize.class_colours(config)
+        ignore_index = int(config.data.ignore_index)
+        writer.write_images(step, {
+            f"val/{visualize.example_stem(example, index)}": visualize.overlay_panel(
+                example["image"], prediction, example.get("label"), colours=colours,
+                ignore_index=ignore_index)
+            for index, (example, prediction) in enumerate(zip(examples, predictions))})
+        if final:
+            visualize.write_overlays(config, examples, predictions,
+                                     self.workdir / PREDICTIONS_DIR)
+
+    def _keep_best(self, step: int, variables: dict, miou: float) -> None:
+        """Saves the weights as the best checkpoint when `miou` beats the best so far."""
+        if not (np.isfinite(miou) and miou > self.best_miou):
+            return
+        self.best_miou = miou
+        variables = jax.tree_util.tree_map(sharding.local_value, variables)
+        if _is_main():
+            ckpt.save_best(self.workdir, variables, self.config, step=step, miou=miou)

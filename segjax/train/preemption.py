@@ -3,8 +3,8 @@
 Cluster schedulers (Cloud TPU, GKE, Slurm) announce a preemption or a
 cancellation with SIGTERM and kill the job a grace period later. The loop
 asks `PreemptionWatch.should_stop(step)` after every step; when it says yes,
-the loop saves a checkpoint of that step (unless it just did) and raises
-`Preempted`, which `segjax.main` reports in one line before exiting 0. The
+the loop saves a checkpoint of that step and returns without evaluating, and
+`segjax.main` reports it in one line before exiting 0. The
 next start with the same workdir resumes from that checkpoint, bit-identical
 to a run that was never stopped (tests/train/test_preemption.py).
 
@@ -34,26 +34,18 @@ from __future__ import annotations
 
 import signal
 import threading
-from pathlib import Path
 
 import jax
 import numpy as np
 
 
-class Preempted(Exception):
-    """Training stopped on SIGTERM after saving a checkpoint; rerun to resume."""
-
-    def __init__(self, step: int, directory: Path):
-        self.step, self.directory = int(step), Path(directory)
-        super().__init__(f"SIGTERM received: stopped after step {self.step} and saved checkpoint "
-                         f"step {self.step} in {self.directory}; run the same command to resume")
-
-
 def _jax_preemption_service() -> bool:
-    """True when jax.distributed runs JAX's preemption sync manager (it owns SIGTERM): the
-    manager starts with `jax.distributed.initialize` while jax_enable_preemption_service is on."""
-    return (jax.distributed.is_initialized()
-            and bool(jax.config.jax_enable_preemption_service))
+    """True when jax.distributed runs JAX's preemption sync manager (it owns SIGTERM).
+
+    `jax.distributed.initialize` starts the manager when the
+    `jax_enable_preemption_service` option is on (the default).
+    """
+    return jax.distributed.is_initialized() and bool(jax.config.jax_enable_preemption_service)
 
 
 class PreemptionWatch:

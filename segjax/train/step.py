@@ -12,9 +12,11 @@ reduce-scatters. Inference
 `segjax.evaluation`. Models return dicts: the steps read
 outputs['logits'] (and the loss reads 'aux_logits'), never positions.
 
-Metrics stay on the device: the compiled train step also folds the step's
-metrics into an accumulator (sums, a count, and the first step whose loss was
-not finite), which the loop fetches only at log and checkpoint steps.
+Metrics stay on the device: the compiled step returns the step's metrics,
+whose names are the keys of its output (nothing else traces the step to find
+them), and the jitted `accumulate` folds them into an accumulator (sums, a
+count, and the first step whose loss was not finite), which the loop fetches
+only at log and checkpoint steps.
 
 Steps are numbered by the number of updates done: train step k turns the
 state with `state.step == k - 1` into the state with `state.step == k`.
@@ -90,8 +92,15 @@ def empty_accumulator(metric_names) -> dict[str, Any]:
             "first_nonfinite_step": jnp.full((), NO_STEP, jnp.int32)}
 
 
-def accumulate(accumulator: dict, metrics: Mapping[str, jax.Array], step: jax.Array) -> dict:
-    """Adds one step's metrics; remembers the first step (1-based) with a non-finite loss."""
+@jax.jit
+def accumulate(accumulator: dict | None, metrics: Mapping[str, jax.Array],
+               step: jax.Array) -> dict:
+    """Adds one step's metrics; remembers the first step (1-based) with a non-finite loss.
+
+    `accumulator` None starts a fresh one with the names of `metrics`.
+    """
+    if accumulator is None:
+        accumulator = empty_accumulator(sorted(metrics))
     first = accumulator["first_nonfinite_step"]
     bad = ~jnp.isfinite(metrics["loss"]) & (first == NO_STEP)
     return {"sums": {k: accumulator["sums"][k] + metrics[k] for k in accumulator["sums"]},
@@ -106,25 +115,16 @@ def summarize(accumulator: dict) -> dict[str, float]:
     return {name: float(total) / count for name, total in values["sums"].items()}
 
 
-def metric_names(state: TrainState, batch, model, loss_config, num_classes, ignore_index,
-                 policy: ApplyPolicy | None = None):
-    """The names train_step reports (traced abstractly, nothing runs)."""
-    step = functools.partial(train_step, model=model, loss_config=loss_config,
-                             num_classes=num_classes, ignore_index=ignore_index,
-                             policy=policy)
-    _, metrics = jax.eval_shape(step, state, batch, jax.random.key(0))
-    return sorted(metrics)
-
-
 def compile_train_step(mesh: Mesh, *, model, loss_config, num_classes: int, ignore_index: int,
                        policy: ApplyPolicy | None = None, state_shardings=None,
                        mesh_config=None):
-    """jit of (state, accumulator, batch, rng) -> (state, accumulator) over `mesh`.
+    """jit of (state, batch, rng) -> (state, metrics) over `mesh`.
 
-    The state and accumulator are donated; the batch is split over 'data'.
-    `state_shardings` (a TrainState of NamedShardings, `segjax.sharding.tree_shardings`)
-    lays out the state; None replicates it. `mesh_config` names the FSDP axes
-    gathered for compute (config.mesh).
+    The state is donated; the batch is split over 'data'; the metrics are
+    replicated scalars (`accumulate` them). `state_shardings` (a TrainState
+    of NamedShardings, `segjax.sharding.tree_shardings`) lays out the state;
+    None replicates it. `mesh_config` names the FSDP axes gathered for
+    compute (config.mesh).
     """
     replicated = sharding_lib.replicated_sharding(mesh)
     batch_sharding = sharding_lib.batch_sharding(mesh)
@@ -133,16 +133,11 @@ def compile_train_step(mesh: Mesh, *, model, loss_config, num_classes: int, igno
     if state_shardings is not None:
         param_shardings = state_shardings.params
         compute = sharding_lib.compute_shardings(param_shardings, mesh_config or {})
-
-    def step(state, accumulator, batch, rng):
-        new_state, metrics = train_step(state, batch, rng, model=model, loss_config=loss_config,
-                                        num_classes=num_classes, ignore_index=ignore_index,
-                                        policy=policy, param_shardings=param_shardings,
-                                        param_compute_shardings=compute)
-        return new_state, accumulate(accumulator, metrics, new_state.step)
-
-    return jax.jit(step, in_shardings=(state_in, replicated, batch_sharding, replicated),
-                   out_shardings=(state_in, replicated), donate_argnums=(0, 1),
+    step = functools.partial(train_step, model=model, loss_config=loss_config,
+                             num_classes=num_classes, ignore_index=ignore_index, policy=policy,
+                             param_shardings=param_shardings, param_compute_shardings=compute)
+    return jax.jit(step, in_shardings=(state_in, batch_sharding, replicated),
+                   out_shardings=(state_in, replicated), donate_argnums=(0,),
                    compiler_options=host_memory.compiler_options())
 
 

@@ -117,7 +117,9 @@ def test_state_round_trip_and_start_step(tmp_path):
     plain = pipeline.make_train_loader(_config(), seed=4)
     plain.set_state(state)
     _assert_same(_take(plain, 2), expected)
-    _assert_same(_take(pipeline.make_train_loader(_config(), seed=4, start_step=3), 2), expected)
+    _assert_same(_take(pipeline.make_train_loader(_config(), seed=4,
+                                                   start_example=3 * _config().batch_size), 2),
+                 expected)
 
 
 def test_one_worker_process_gives_the_same_batches():
@@ -154,3 +156,13 @@ def test_a_run_with_worker_processes_leaves_no_shared_memory_behind(tmp_path):
     result = run_python(LEAK_RUN.format(workdir=str(tmp_path)), timeout=300)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "leaked shared_memory" not in result.stdout, result.stdout[-2000:]
+
+
+def test_the_stream_position_counts_examples_across_a_batch_size_change():
+    """Batch 2 for 3 steps, then batch 4 from example 6: the examples of an unbroken stream."""
+    one_by_one = np.concatenate([b["image"] for b in _take(
+        pipeline.make_train_loader(_config(batch_size=1), seed=7), 10)])
+    first = np.concatenate([b["image"] for b in _take(
+        pipeline.make_train_loader(_config(batch_size=2), seed=7), 3)])
+    then = next(pipeline.make_train_loader(_config(batch_size=4), seed=7, start_example=6))
+    np.testing.assert_array_equal(np.concatenate([first, then["image"]]), one_by_one)

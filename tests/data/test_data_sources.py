@@ -153,5 +153,65 @@ def test_make_source_by_config(isbi_root):
     config.synthetic.num_examples = 6
     assert len(make_source(config, "train[:4]")) == 4
     config.source = "csv"
-    with pytest.raises(ValueError, match="folder, .*stack, synthetic, tfds, tfds_volume, volume"):
+    with pytest.raises(ValueError, match="cityscapes_semantic, .*folder, .*stack, synthetic, tfds, tfds_volume, voc2012_aug, volume"):
         make_source(config, "train")
+
+
+def _isbi_like(root: Path, count: int = 30) -> Path:
+    """An ISBI-shaped folder of `count` 8x8 slices (labels raw 0 / 255)."""
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        _write(root / "train" / "images" / f"{index}.png", rng.integers(0, 256, (8, 8)))
+        _write(root / "train" / "labels" / f"{index}.png", 255 * rng.integers(0, 2, (8, 8)))
+    return root
+
+
+def _isbi_config(root: Path):
+    config = base_config().data
+    from segjax.data import datasets
+    datasets.apply("isbi2012_em", config)
+    config.root = str(root)
+    return config
+
+
+def test_a_known_dataset_with_a_missing_label_is_an_error(tmp_path):
+    """Before: a warning, and train[:25] then held slice 25 (the boundaries moved)."""
+    root = _isbi_like(tmp_path / "isbi")
+    (root / "train" / "labels" / "1.png").unlink()
+    with pytest.raises(sources.datasets.DataError,
+                       match=rf"{root}/train/labels holds 29 image files, expected 30 for the "
+                             r"isbi2012_em dataset .*split 'train\[:25\]'"):
+        make_source(_isbi_config(root), "train[:25]")
+
+
+def test_a_known_dataset_with_an_extra_pair_is_an_error(tmp_path):
+    """Before: train[25:30] silently became slices 25-29 of 31 and slice 30 joined no split."""
+    root = _isbi_like(tmp_path / "isbi", 31)
+    with pytest.raises(sources.datasets.DataError,
+                       match=rf"{root}/train/images holds 31 image files, expected 30"):
+        make_source(_isbi_config(root), "train[25:30]")
+
+
+def test_split_lists_select_files_by_name(tmp_path):
+    import json
+    root = _isbi_like(tmp_path / "isbi")
+    lists = tmp_path / "splits.json"
+    lists.write_text(json.dumps({"val": ["train/images/7.png", "train/images/3.png"],
+                                 "gone": ["train/images/3.png", "train/images/40.png"]}))
+    config = _isbi_config(root)
+    config.split_lists = str(lists)
+    val = make_source(config, "val")
+    assert [val[i]["name"] for i in range(len(val))] == ["7.png", "3.png"]
+    assert sources.split_files(val) == ["train/images/7.png", "train/images/3.png"]
+    assert sources.split_files(make_source(config, "val[1:]")) == ["train/images/3.png"]
+    np.testing.assert_array_equal(
+        val[1]["label"],
+        (np.asarray(Image.open(root / "train" / "labels" / "3.png")) == 255).astype(np.int32))
+    with pytest.raises(sources.datasets.DataError,
+                       match=r"split 'gone' of data.split_lists: 1 listed file\(s\) missing: "
+                             rf"{root}/train/images/40.png"):
+        make_source(config, "gone")
+    (root / "train" / "labels" / "7.png").unlink()  # a listed split needs no count check
+    with pytest.raises(sources.datasets.DataError, match=r"labels/7\.\* \(the label of "
+                                                         r"train/images/7.png\)"):
+        make_source(config, "val")

@@ -93,13 +93,95 @@ def test_missing_root_is_fetched_once_by_the_folder_source(isbi_root, tmp_path, 
     assert len(make_source(config, "train[:25]")) == 25
 
 
-def test_interrupted_fetch_leaves_nothing_behind(isbi_root, tmp_path, serve):
+class CutOnceHandler(QuietHandler):
+    """Serves files with HTTP Range support; the first GET of `cut` sends half its bytes (with
+    the full Content-Length) and closes. `seen` records (path, Range header) of every GET."""
+
+    cut: str = ""
+    seen: list = []
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        path = Path(self.directory) / self.path.lstrip("/")
+        self.seen.append((self.path, self.headers.get("Range")))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        first_cut = self.path == self.cut and (self.path, None) == self.seen[-1] and \
+            [entry[0] for entry in self.seen].count(self.path) == 1
+        start = int(self.headers["Range"].split("=")[1].rstrip("-")) \
+            if self.headers.get("Range") else 0
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        body = data[start:]
+        self.wfile.write(body[:len(body) // 2] if first_cut else body)
+        self.wfile.flush()
+        self.close_connection = True
+
+
+def test_interrupted_fetch_resumes_where_it_stopped(isbi_root, tmp_path):
+    """Before: the half file and the 10 complete ones were deleted and the error was a bare
+    ConnectionError; after: they stay, and the second try asks for the rest with a Range."""
+    mirror = isbi_public_layout(isbi_root, tmp_path / "mirror")
+    handler = type("Handler", (CutOnceHandler,), {"cut": "/train/label/3.png", "seen": []})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(mirror)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    root = tmp_path / "cache" / "isbi2012_em"
+    partial = datasets.partial_dir(root)
+    try:
+        with pytest.raises(datasets.DatasetUnavailable) as caught:
+            datasets.fetch("isbi2012_em", root, url=url, log=lambda message: None)
+        message = str(caught.value)
+        assert "\n" not in message and caught.value.__suppress_context__
+        assert f"{url}train/label/3.png" in message
+        assert f"the cache folder {partial} holds 10 of 90 files" in message
+        assert "SEGJAX_DATA" in message and "network" in message
+        size = (isbi_root / "train/labels/3.png").stat().st_size
+        assert (partial / "train/labels/3.png.part").stat().st_size == size // 2
+        assert not root.exists()
+
+        datasets.fetch("isbi2012_em", root, url=url, log=lambda message: None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ("/train/label/3.png", f"bytes={size // 2}-") in handler.seen
+    requested = [path for path, _ in handler.seen]
+    assert requested.count("/train/image/0.png") == 1  # complete files are not fetched again
+    assert len(requested) == 91
+    for split, folder in (("train", "images"), ("train", "labels"), ("test", "images")):
+        for index in range(datasets.ISBI_SLICES):
+            assert (root / split / folder / f"{index}.png").read_bytes() == \
+                (isbi_root / split / folder / f"{index}.png").read_bytes()
+    assert datasets.is_prepared("isbi2012_em", root) and not partial.exists()
+
+
+def test_no_network_is_one_line_naming_the_ways_out(tmp_path):
+    """Before: a chained ConnectionError traceback without a word on SEGJAX_DATA."""
+    root = tmp_path / "cache" / "isbi2012_em"
+    url = "http://127.0.0.1:9/nothing-listens-here/"
+    with pytest.raises(datasets.DatasetUnavailable) as caught:
+        datasets.ensure("isbi2012_em", root, url=url, log=lambda message: None)
+    message = str(caught.value)
+    assert "\n" not in message and caught.value.__suppress_context__
+    assert f"{url}train/image/0.png failed" in message
+    assert f"nothing was saved (the cache folder would be {datasets.partial_dir(root)})" in message
+    assert "run again with a network, or set SEGJAX_DATA to a folder holding a copy" in message
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_a_missing_file_on_the_server_names_it(isbi_root, tmp_path, serve):
     mirror = isbi_public_layout(isbi_root, tmp_path / "mirror")
     (mirror / "test" / "29.png").unlink()  # the last file of the list is missing
-    with pytest.raises(ConnectionError, match="test/29.png"):
+    with pytest.raises(datasets.DatasetUnavailable, match=r"test/29.png failed \(HTTP 404 "
+                       r".* holds 89 of 90 files"):
         datasets.fetch("isbi2012_em", tmp_path / "cache" / "isbi2012_em", url=serve(mirror),
                        log=lambda message: None)
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    assert not (tmp_path / "cache" / "isbi2012_em").exists()  # no half dataset is read
 
 
 def test_a_foreign_folder_is_not_overwritten(tmp_path):

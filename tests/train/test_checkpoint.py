@@ -58,7 +58,7 @@ def test_create_train_state_starts_from_init_from(tmp_path):
     shifted = jax.tree_util.tree_map(lambda x: np.asarray(x) + 0.5, variables)
     path = checkpoints.save_variables(tmp_path / "start", shifted, {})
     config.model.init_from = str(path)
-    state, _ = state_lib.create_train_state(config, model, state_lib.init_key(0), (1, 16, 16, 1))
+    state, _ = state_lib.create_train_state(config, model, (1, 16, 16, 1))
     for got, want in zip(jax.tree_util.tree_leaves((state.params, state.batch_stats)),
                          jax.tree_util.tree_leaves((shifted["params"], shifted["batch_stats"]))):
         np.testing.assert_array_equal(got, want)

@@ -5,6 +5,7 @@ tests below check, so its compilation is paid once.
 """
 
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -16,8 +17,8 @@ from segjax.config import base_config
 from tests.train.conftest import run_python
 
 EIGHT_DEVICES = """
-import json, jax, numpy as np
-from segjax import evaluation, sharding
+import json, os, jax, numpy as np
+from segjax import checkpoints, evaluation, sharding
 from segjax.config import base_config
 from segjax.data import make_train_loader
 from segjax.models import registry
@@ -40,18 +41,52 @@ for name, input_shape in (("deeplabv3plus_resnet50", (1, 64, 64, 3)), ("unet", (
     out[name] = {"replicated": sharding.bytes_per_device(shapes, replicated),
                  "fsdp": sharding.bytes_per_device(shapes, fsdp)}
 
-# One train step, replicated and FSDP, from the same state and batch.
+# The state born in its layout: FSDP init on the mesh equals the same config's init on one
+# device, and each device holds only its shards (1/8 of the sharded leaves).
 config = tiny_config(model__width=8, model__depth=2, data__batch_size=8,
                      mesh__param_sharding="fsdp", mesh__fsdp_min_size=0)
 model = registry.build(config.model)
-state, _ = state_lib.create_train_state(config, model, state_lib.init_key(0), (1, 16, 16, 1))
-batch = next(make_train_loader(config.data, seed=0))
 mesh = sharding.make_mesh(config.mesh)
+born, _ = state_lib.create_train_state(config, model, (1, 16, 16, 1), mesh)
+one_device, _ = state_lib.create_train_state(config, model, (1, 16, 16, 1))
+live = {}
+for array in jax.live_arrays():
+    for shard in array.addressable_shards:
+        live[shard.device.id] = live.get(shard.device.id, 0) + shard.data.nbytes
+shapes = state_lib.train_state_shapes(config, model, (1, 16, 16, 1))
+out["born"] = {
+    "equal": all(np.array_equal(sharding.local_value(a), np.asarray(b)) for a, b in zip(
+        jax.tree_util.tree_leaves(born), jax.tree_util.tree_leaves(one_device))),
+    "planned": sharding.bytes_per_device(shapes, sharding.tree_shardings(shapes, mesh,
+                                                                         config.mesh)),
+    "actual": sharding.bytes_per_device(born),
+    "state": sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(born)),
+    "live_on_devices_1_to_7": [live.get(d.id, 0) for d in jax.devices()[1:]],
+    "specs": [str(leaf.sharding.spec) for leaf in jax.tree_util.tree_leaves(born.params)]}
+# init_from: the loaded variables in the same layout, the optimiser state made from them.
+shifted = jax.tree_util.tree_map(lambda x: np.asarray(x) + 0.5, {
+    "params": one_device.params, "batch_stats": one_device.batch_stats})
+config.unlock(); config.model.init_from = str(checkpoints.save_variables(
+    os.path.join(WORKDIR, "start"), shifted, {}))
+started, _ = state_lib.create_train_state(config, model, (1, 16, 16, 1), mesh)
+config.model.init_from = ""
+out["born"]["init_from_equal"] = all(
+    np.array_equal(sharding.local_value(a), b) for a, b in zip(
+        jax.tree_util.tree_leaves((started.params, started.batch_stats)),
+        jax.tree_util.tree_leaves((shifted["params"], shifted["batch_stats"]))))
+out["born"]["init_from_specs"] = [str(leaf.sharding.spec)
+                                  for leaf in jax.tree_util.tree_leaves(started)]
+out["born"]["all_specs"] = [str(leaf.sharding.spec) for leaf in jax.tree_util.tree_leaves(born)]
+del born, one_device, started
+
+# One train step, replicated and FSDP, from the same state and batch.
+config.unlock(); config.mesh.param_sharding = "replicated"
+state, _ = state_lib.create_train_state(config, model, (1, 16, 16, 1))
+batch = next(make_train_loader(config.data, seed=0))
 global_batch = sharding.global_batch(batch, mesh)
-names = step_lib.metric_names(state, global_batch, model, config.loss, 3, 255)
 results = {}
 for mode in ("replicated", "fsdp"):
-    config.unlock(); config.mesh.param_sharding = mode
+    config.mesh.param_sharding = mode
     shardings = sharding.tree_shardings(state, mesh, config.mesh)
     current = sharding.place(state, shardings)
     results[mode + "_bytes"] = sharding.bytes_per_device(current)
@@ -62,12 +97,11 @@ for mode in ("replicated", "fsdp"):
                                            num_classes=3, ignore_index=255,
                                            state_shardings=shardings, mesh_config=config.mesh)
     for _ in range(2):
-        accumulator = sharding.replicate(step_lib.empty_accumulator(names), mesh)
-        current, accumulator = train_fn(current, accumulator, global_batch, jax.random.key(0))
+        current, metrics = train_fn(current, global_batch, jax.random.key(0))
         jax.block_until_ready(current)
     specs = [str(leaf.sharding.spec) for leaf in jax.tree_util.tree_leaves(current.params)]
     results[mode] = {
-        "loss": step_lib.summarize(accumulator)["loss"],
+        "loss": float(sharding.local_value(metrics["loss"])),
         "specs": specs,
         "opt_specs": [str(leaf.sharding.spec)
                       for leaf in jax.tree_util.tree_leaves(current.opt_state)],
@@ -82,7 +116,7 @@ for mode in ("replicated", "fsdp"):
         saver = checkpoint.TrainingCheckpoints(WORKDIR, config)
         loader = make_train_loader(config.data, seed=0)
         saver.save(2, current, loader)
-        fresh = sharding.place(state, shardings)
+        fresh, _ = state_lib.create_train_state(config, model, (1, 16, 16, 1), mesh)
         restored, step = saver.restore(fresh, make_train_loader(config.data, seed=0))
         saver.close()
         results["restored_step"] = step
@@ -116,6 +150,16 @@ def test_fsdp_divides_the_state_bytes_per_device_by_eight(eight_devices):
         assert 7.5 < ratio <= 8.0, (name, bytes_)
 
 
+def test_a_sharded_state_is_born_sharded_with_the_values_of_a_one_device_init(eight_devices):
+    born = eight_devices["born"]
+    assert born["equal"]
+    assert sum("data" in spec for spec in born["specs"]) >= len(born["specs"]) // 2
+    assert born["actual"] == born["planned"] < born["state"] / 6
+    # Devices 1-7 hold nothing but their shards (device 0 also holds the one-device init).
+    assert born["live_on_devices_1_to_7"] == [born["planned"]] * 7
+    assert born["init_from_equal"] and born["init_from_specs"] == born["all_specs"]
+
+
 def test_fsdp_step_equals_the_replicated_step(eight_devices):
     step = eight_devices["step"]
     replicated, fsdp = step["replicated"], step["fsdp"]
@@ -136,6 +180,66 @@ def test_a_sharded_checkpoint_restores_into_the_sharded_layout(eight_devices):
     assert step["restored_step"] == 2
     assert step["restored_specs"] == step["fsdp"]["specs"]
     assert step["restored_equal"]
+
+
+XL_INIT = """
+import json, jax, numpy as np
+from segjax import sharding
+from segjax.config import base_config
+from segjax.models import registry
+from segjax.train import state as state_lib
+
+def rss():
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return [int(fields[key].split()[0]) * 1024 for key in ("VmRSS", "VmHWM")]
+
+config = base_config()
+config.model.name, config.model.num_classes = "axial_deeplab_xl_panoptic", 19
+config.data.crop = (1025, 2049)  # the paper's Cityscapes crop (its attention spans)
+config.mesh.param_sharding = "fsdp"
+model = registry.build(config.model)
+mesh = sharding.make_mesh(config.mesh)
+input_shape = (1, *config.data.crop, 3)
+shapes = state_lib.train_state_shapes(config, model, input_shape)
+shardings = jax.tree_util.tree_leaves(sharding.tree_shardings(shapes, mesh, config.mesh))
+leaves = jax.tree_util.tree_leaves(shapes)
+start, _ = rss()
+open("/proc/self/clear_refs", "w").write("5")  # VmHWM := VmRSS
+state, _ = state_lib.create_train_state(config, model, input_shape, mesh)
+jax.block_until_ready(state)
+_, peak = rss()
+live = {}
+for array in jax.live_arrays():
+    for shard in array.addressable_shards:
+        live[shard.device.id] = live.get(shard.device.id, 0) + shard.data.nbytes
+print("RESULT" + json.dumps({
+    "state": sum(leaf.size * leaf.dtype.itemsize for leaf in leaves),
+    "replicated": sum(leaf.size * leaf.dtype.itemsize for leaf, placement in
+                      zip(leaves, shardings) if placement.is_fully_replicated),
+    "live": [live.get(device.id, 0) for device in jax.devices()],
+    "peak_growth": peak - start}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's VmHWM reset")
+def test_axial_deeplab_xl_is_born_sharded(tmp_path):
+    """FSDP on 8 devices: each device holds 1/8 of the 2 GiB Adam state plus the replicated
+    small leaves, and the host holds no copy of it (the simulated devices' buffers are host
+    memory; what the init takes beyond them stays below the state's size)."""
+    result = run_python(XL_INIT, timeout=1200,
+                        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    assert result.returncode == 0, result.stdout[-4000:]
+    line = next(l for l in result.stdout.splitlines() if l.startswith("RESULT"))
+    numbers = json.loads(line[len("RESULT"):])
+    state, replicated, live = numbers["state"], numbers["replicated"], numbers["live"]
+    beyond_devices = numbers["peak_growth"] - sum(live)
+    print(f"state {state / 2**20:.1f} MiB; per device {[round(b / 2**20, 1) for b in live]} "
+          f"MiB (1/8 + replicated: {(state / 8 + replicated) / 2**20:.1f}); host peak beyond "
+          f"the devices' buffers {beyond_devices / 2**20:.0f} MiB")
+    assert state > 1.9 * 2**30
+    assert all(0 < device <= state / 8 + replicated for device in live), live
+    assert beyond_devices < state
 
 
 class _Mesh:

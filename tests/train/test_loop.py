@@ -47,15 +47,15 @@ def _flat(tree):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    original = loop._Run.next_batch
+    original = loop._next_batch
 
-    def poisoned(self, step):
-        batch = original(self, step)
+    def poisoned(loader, mesh, config, step):
+        batch = original(loader, mesh, config, step)
         if step == 3:
             batch = {**batch, "image": batch["image"] * jnp.nan}
         return batch
 
-    monkeypatch.setattr(loop._Run, "next_batch", poisoned)
+    monkeypatch.setattr(loop, "_next_batch", poisoned)
     config = tiny_config(train__steps=6, train__log_every=1)
     with pytest.raises(loop.TrainingDiverged, match=r"not finite .* at step 3.*Last good "
                                                     r"checkpoint: step 2 in .*checkpoints"):
@@ -66,10 +66,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
 
 def test_nan_between_log_steps_is_caught_before_saving(tmp_path, monkeypatch):
-    original = loop._Run.next_batch
-    monkeypatch.setattr(loop._Run, "next_batch", lambda self, step: (
-        {**original(self, step), "image": original(self, step)["image"] * jnp.nan}
-        if step == 1 else original(self, step)))
+    original = loop._next_batch
+
+    def poisoned(loader, mesh, config, step):
+        batch = original(loader, mesh, config, step)
+        return {**batch, "image": batch["image"] * jnp.nan} if step == 1 else batch
+
+    monkeypatch.setattr(loop, "_next_batch", poisoned)
     config = tiny_config(train__steps=4, train__log_every=10, train__checkpoint_every=2)
     with pytest.raises(loop.TrainingDiverged, match=r"at step 1;.*Last good checkpoint: none"):
         loop.train_and_evaluate(config, tmp_path)
@@ -103,3 +106,20 @@ def test_max_minutes_stops_at_the_next_log_step_and_saves(tmp_path):
     loop.train_and_evaluate(config, tmp_path)
     assert checkpoint.TrainingCheckpoints(tmp_path, config).manager.all_steps() == [2]
     assert json.loads((tmp_path / "eval_metrics.json").read_text())["step"] == 2
+
+
+def test_the_train_step_is_traced_once(tmp_path, monkeypatch):
+    """Its metric names are the keys of its output; nothing traces it a second time."""
+    from segjax.train import step as step_lib
+    traced = []
+    original = step_lib.train_step
+
+    def counted(state, batch, rng, **kwargs):
+        traced.append(tuple(batch["image"].shape))
+        return original(state, batch, rng, **kwargs)
+
+    monkeypatch.setattr(step_lib, "train_step", counted)
+    loop.train_and_evaluate(tiny_config(train__steps=4, data__val_split=""), tmp_path)
+    assert traced == [(4, 16, 16, 1)]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"train/loss", "train/cross_entropy", "train/grad_norm"} <= set(records[-1])

@@ -24,7 +24,6 @@ from tests.train.conftest import tiny_config
 assert jax.device_count() == 8, jax.devices()
 config = tiny_config(data__batch_size=8)
 model = registry.build(config.model)
-state, _ = state_lib.create_train_state(config, model, state_lib.init_key(0), (1, 16, 16, 1))
 batch = next(make_train_loader(config.data, seed=0))
 results = {}
 for name, devices in (("one", jax.devices()[:1]), ("eight", jax.devices())):
@@ -33,14 +32,12 @@ for name, devices in (("one", jax.devices()[:1]), ("eight", jax.devices())):
                                            num_classes=3, ignore_index=255)
     global_batch = sharding.global_batch(batch, mesh)
     assert len(global_batch["image"].sharding.device_set) == len(devices)
-    names = step_lib.metric_names(state, global_batch, model, config.loss, 3, 255)
-    current = sharding.replicate(state, mesh)
+    current, _ = state_lib.create_train_state(config, model, (1, 16, 16, 1), mesh)
     for _ in range(2):
-        accumulator = sharding.replicate(step_lib.empty_accumulator(names), mesh)
-        current, accumulator = train_fn(current, accumulator, global_batch, jax.random.key(0))
+        current, metrics = train_fn(current, global_batch, jax.random.key(0))
         jax.block_until_ready(current)
     leaves = jax.tree_util.tree_leaves({"p": current.params, "b": current.batch_stats})
-    results[name] = {"loss": step_lib.summarize(accumulator)["loss"],
+    results[name] = {"loss": float(sharding.local_value(metrics["loss"])),
                      "flat": np.concatenate([np.asarray(x).ravel() for x in leaves]).tolist()}
 print("RESULT" + json.dumps(results))
 """

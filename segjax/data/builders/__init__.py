@@ -5,7 +5,7 @@
 
 or from the shell:
 
-    python -m segjax.data.builders --name camvid --local_dir DIR --data_dir OUT
+    python -m segjax.data.builders camvid --source DIR [--data_dir OUT]
 
 With `local_dir` the builder reads the folder layout FolderSource reads
 (<split>/images, <split>/labels; the panoptic builders read their datasets'
@@ -16,7 +16,9 @@ files that `tfds.data_source(name, split=..., data_dir=OUT)` (and
 `segjax.data.volume_sources.TfdsVolumeSource`, data.source='tfds_volume') read with
 random access and without TensorFlow. 'msd_brain_tumour' (the Medical
 Segmentation Decathlon's Task01, NIfTI volumes) takes the extracted task
-folder as its local directory.
+folder as its local directory. 'cityscapes_semantic', 'ade20k_sceneparsing',
+'voc2012_aug' and 'coco_stuff164k' take the extracted releases in the layouts
+`segjax.data.released` reads (`builders.released`).
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ from segjax.data.builders.cityscapes_panoptic import CityscapesPanoptic
 from segjax.data.builders.coco_panoptic import CocoPanoptic
 from segjax.data.builders.isbi2012 import Isbi2012Em
 from segjax.data.builders.msd import MsdBrainTumour
+from segjax.data.builders.released import (Ade20kSceneParsing, CityscapesSemantic,
+                                           CocoStuff164k, Voc2012Aug)
 
 BUILDERS = {"isbi2012_em": Isbi2012Em, "camvid": Camvid, "msd_brain_tumour": MsdBrainTumour,
-            "cityscapes_panoptic": CityscapesPanoptic, "coco_panoptic": CocoPanoptic}
+            "cityscapes_panoptic": CityscapesPanoptic, "coco_panoptic": CocoPanoptic,
+            "cityscapes_semantic": CityscapesSemantic, "ade20k_sceneparsing": Ade20kSceneParsing,
+            "voc2012_aug": Voc2012Aug, "coco_stuff164k": CocoStuff164k}
 
 
 def prepare(name: str, local_dir: str | Path | None, data_dir: str | Path) -> Path:

@@ -156,11 +156,13 @@ class FCN(nn.Module):
 
 
 def build_fcn(skip_strides: Sequence[int], num_classes: int = 21, at_once: bool = False,
-              caffe_alignment: bool = True, dropout: float = 0.5, dtype=None) -> FCN:
-    """An FCN on VGG-16 as the reference nets (Caffe alignment) or padded ("same")."""
+              caffe_alignment: bool = True, dropout: float = 0.5, dtype=None,
+              encoder_options: dict | None = None) -> FCN:
+    """An FCN on VGG-16 as the reference nets (Caffe alignment) or padded ("same");
+    `encoder_options` go to `VGG16` (e.g. `widths`, `fc_features` for a narrow net)."""
     finest = min(skip_strides, default=32)
-    encoder = VGG16(fc="fcn", input_padding=100 if caffe_alignment else 1, dropout=dropout,
-                    dtype=dtype)
+    encoder = VGG16(**{"fc": "fcn", "input_padding": 100 if caffe_alignment else 1,
+                       "dropout": dropout, "dtype": dtype, **(encoder_options or {})})
     decoder = FCNDecoder(num_classes, tuple(skip_strides),
                          skip_scales=AT_ONCE_SKIP_SCALES[:len(skip_strides)] if at_once else None,
                          crop_offsets=CAFFE_SKIP_OFFSETS if caffe_alignment else None,
@@ -176,20 +178,21 @@ _PAPER = "Long, Shelhamer, Darrell 2015, FCN, arXiv:1411.4038"
 @register("model", "fcn32s", paper=_PAPER, input_shape=(1, 500, 500, 3),
           test_input_shape=(1, 32, 32, 3))
 def fcn32s(num_classes: int = 21, caffe_alignment: bool = True, dropout: float = 0.5,
-           dtype=None) -> FCN:
-    return build_fcn((), num_classes, False, caffe_alignment, dropout, dtype)
+           dtype=None, encoder_options: dict | None = None) -> FCN:
+    return build_fcn((), num_classes, False, caffe_alignment, dropout, dtype, encoder_options)
 
 
 @register("model", "fcn16s", paper=_PAPER, input_shape=(1, 500, 500, 3),
           test_input_shape=(1, 32, 32, 3))
 def fcn16s(num_classes: int = 21, caffe_alignment: bool = True, dropout: float = 0.5,
-           dtype=None) -> FCN:
-    return build_fcn((16,), num_classes, False, caffe_alignment, dropout, dtype)
+           dtype=None, encoder_options: dict | None = None) -> FCN:
+    return build_fcn((16,), num_classes, False, caffe_alignment, dropout, dtype, encoder_options)
 
 
 @register("model", "fcn8s", paper=_PAPER, input_shape=(1, 500, 500, 3),
           test_input_shape=(1, 32, 32, 3))
 def fcn8s(num_classes: int = 21, at_once: bool = False, caffe_alignment: bool = True,
-          dropout: float = 0.5, dtype=None) -> FCN:
+          dropout: float = 0.5, dtype=None, encoder_options: dict | None = None) -> FCN:
     """FCN-8s; `at_once=True` scales pool4/pool3 by 0.01/0.0001 (voc-fcn8s-atonce)."""
-    return build_fcn((16, 8), num_classes, at_once, caffe_alignment, dropout, dtype)
+    return build_fcn((16, 8), num_classes, at_once, caffe_alignment, dropout, dtype,
+                     encoder_options)

@@ -6,8 +6,11 @@ height-axis then a width-axis position-sensitive axial attention
 
     1x1 conv -> 2f, BN, ReLU
     height-axis attention, width-axis attention (query depth f, value depth 2f, 8 heads;
-        each normalises its own output), ReLU
-    stride 2: 2x2 average pooling after the width axis (ceil mode, so 257 -> 129)
+        each normalises its own output)
+    stride 2: 2x2 average pooling of the width attention's output (ceil mode, so
+        257 -> 129)
+    ReLU (after the pooling: ReLU(pool(y)), the official order, whose pooling is
+        part of its width attention layer and whose ReLU is the block's)
     1x1 conv -> 4f, BN (zero-initialised: every block starts as its shortcut)
     + shortcut (identity, or 1x1 conv with the block's stride + BN), ReLU
 
@@ -87,9 +90,9 @@ class AxialBlock(nn.Module):
         for axis, name in ((1, "height_attention"), (2, "width_attention")):
             y = AxialAttention(width, axis, self.num_heads, self.span, self.max_length,
                                dtype=self.dtype, name=name)(y, train=train)
-        y = jax.nn.relu(y)
-        if self.strides > 1:
+        if self.strides > 1:  # inside the official width attention, before the block's ReLU
             y = pooling.avg_pool(y, self.strides, self.strides, padding="SAME")
+        y = jax.nn.relu(y)
         y = conv_bn(y, out, 1, train=train, name="3", zero_init=self.zero_init_last_bn,
                     dtype=self.dtype)
         return jax.nn.relu(y + residual)

@@ -187,16 +187,19 @@ class ResNet(nn.Module):
     dtype: Any = None
     style: str = "torchvision"
     stage_sizes: Sequence[int] | None = None
+    widths: Sequence[int] | None = None      # stage widths (default STAGE_WIDTHS)
+    stem_width: int = 64
 
     def stem(self, x, *, train: bool):
         if not self.deep_stem:
-            x = conv_bn(x, 64, 7, strides=2, train=train, name="1", dtype=self.dtype,
+            x = conv_bn(x, self.stem_width, 7, strides=2, train=train, name="1", dtype=self.dtype,
                         style=self.style)
             return jax.nn.relu(x)
         if self.style != "torchvision":
             raise ValueError(f"ResNet: deep_stem has no {self.style!r} style (it is the "
                              "torchvision-style v1c stem)")
-        for index, (width, strides) in enumerate(((32, 2), (32, 1), (64, 1))):
+        half = max(1, self.stem_width // 2)
+        for index, (width, strides) in enumerate(((half, 2), (half, 1), (self.stem_width, 1))):
             x = layers.ConvNormAct(width, 3, strides, padding=1, dtype=self.dtype,
                                    name=f"stem_{index}")(x, train=train)
         return x
@@ -214,13 +217,16 @@ class ResNet(nn.Module):
         if not 1 <= len(stage_sizes) <= len(STAGE_WIDTHS):
             raise ValueError(f"ResNet: stage_sizes needs 1 to {len(STAGE_WIDTHS)} stages, got "
                              f"{stage_sizes}")
+        widths = tuple(self.widths or STAGE_WIDTHS)
+        if len(widths) < len(stage_sizes):
+            raise ValueError(f"ResNet: widths {widths} needs one width per stage {stage_sizes}")
         block = BLOCKS[kind]
         x = self.stem(x, train=train)
         features = {2: x}
         x = pooling.max_pool(x, 3, 2, padding="SAME" if get_style(self.style).same_padding
                             else 1)
         schedule = atrous_schedule((1, 2, 2, 2), self.output_stride, start_stride=4)
-        for stage, (num_blocks, width, unit) in enumerate(zip(stage_sizes, STAGE_WIDTHS,
+        for stage, (num_blocks, width, unit) in enumerate(zip(stage_sizes, widths,
                                                               schedule)):
             stride = 4 * 2 ** stage
             if stride > self.max_stride and not (self.build_unused and self.is_initializing()):

@@ -25,7 +25,7 @@ pool4 and pool5 (keys 16 and 32) stay at H / 8.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -98,9 +98,14 @@ class VGG16(nn.Module):
     norm: str | None = None
     dropout: float = 0.5
     dtype: Any = None
+    widths: Sequence[int] | None = None   # the five stages' widths (default VGG16_STAGES')
+    fc_features: int | None = None        # fc6/fc7 width (default: the fc preset's)
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
+        widths = tuple(self.widths or (channels for channels, _ in VGG16_STAGES))
+        if len(widths) != len(VGG16_STAGES):
+            raise ValueError(f"VGG16: widths needs {len(VGG16_STAGES)} stage widths, got {widths}")
         if self.fc is not None and self.fc not in FC_PRESETS:
             raise ValueError(f"VGG16: fc must be one of {sorted(FC_PRESETS)} or None, "
                              f"got {self.fc!r}")
@@ -109,7 +114,8 @@ class VGG16(nn.Module):
         # DeepLab's variant pools 3x3 with padding 1 so that stride-1 poolings keep the size.
         window, pool_pad = (2, 0) if self.output_stride == 32 else (3, 1)
         features = {}
-        for stage, ((channels, depth), unit) in enumerate(zip(VGG16_STAGES, schedule), 1):
+        for stage, ((_, depth), channels, unit) in enumerate(zip(VGG16_STAGES, widths, schedule),
+                                                            1):
             dilation = unit.dilation_before
             for index in range(1, depth + 1):
                 first = stage == 1 and index == 1
@@ -121,6 +127,8 @@ class VGG16(nn.Module):
             features[2 ** stage] = x
         if self.fc is not None:
             preset = dict(FC_PRESETS[self.fc])
+            if self.fc_features is not None:
+                preset.update(features=self.fc_features)
             dilation = schedule[-1].dilation
             if self.fc == "fcn" and dilation > 1:
                 preset.update(dilation=dilation)
