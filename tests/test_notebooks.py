@@ -38,12 +38,14 @@ CELL_TIMEOUT = 600
 # assigned there). Training runs of a few steps at tiny widths on small crops, encoders with one
 # block per stage, XLA's native convolutions (segjax's CPU formulation runs faster steps but
 # compiles for longer, and a CI run is all compilation); what each notebook shows is unchanged.
+# 02 trains from scratch in CI (PRETRAINED=None): no network to download the preset.
 SMALL_ENCODER = {"name": "resnet18", "stage_sizes": (1, 1, 1, 1)}   # one block per stage
 CI_PARAMETERS = {
     "01_quickstart.ipynb": dict(STEPS=4, MAX_MINUTES=0.0, WIDTH=8, DEPTH=2, TILE=188,
                                 VAL_SPLIT="train[25:26]", CONV_IMPL="native"),
-    "02_your_own_data.ipynb": dict(VAL_SPLIT="val[:1]", ENCODER=SMALL_ENCODER, STEPS=3,
-                                   MAX_MINUTES=0.0, CROP=64, BATCH_SIZE=2, CONV_IMPL="native"),
+    "02_your_own_data.ipynb": dict(VAL_SPLIT="val[:1]", ENCODER=SMALL_ENCODER, PRETRAINED=None,
+                                   STEPS=3, MAX_MINUTES=0.0, CROP=64, BATCH_SIZE=2,
+                                   CONV_IMPL="native"),
     "03_transformers.ipynb": dict(ENCODER={"name": "mit_b0", "depths": (1, 1, 1, 1)},
                                   STEPS=3, MAX_MINUTES=0.0, CROP=(64, 64), BATCH_SIZE=2,
                                   TRAIN_SPLIT="train[:4]", VAL_SPLIT="val[:1]",
