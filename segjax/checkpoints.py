@@ -68,8 +68,22 @@ def is_variables_checkpoint(path) -> bool:
     return (path / "variables").is_dir() and (path / "metadata").is_dir()
 
 
-def save_variables(path, variables: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
-                   ) -> Path:
+def check_replaceable(path, *, overwrite: bool = False) -> None:
+    """FileExistsError unless `path` is absent, an empty directory, a variables checkpoint
+    (replaced by a newer one) or `overwrite` is set: other files are never deleted unasked."""
+    path = Path(path)
+    if overwrite or not path.exists() or is_variables_checkpoint(path):
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    kind = "a non-empty directory" if path.is_dir() else "a file"
+    raise FileExistsError(f"{path} is {kind} that is not a segjax variables checkpoint; "
+                          "refusing to replace it (choose another output, or pass "
+                          "--overwrite to delete it)")
+
+
+def save_variables(path, variables: Mapping[str, Any], metadata: Mapping[str, Any] | None = None,
+                   *, overwrite: bool = False) -> Path:
     """Writes `variables` ({'params': ..., 'batch_stats': ...}) and `metadata` to `path`.
 
     `path` becomes an Orbax checkpoint directory (items "variables" and
@@ -77,8 +91,10 @@ def save_variables(path, variables: Mapping[str, Any], metadata: Mapping[str, An
     'model' (the config.model dict) so that `load` can rebuild
     the model. Replacing an existing checkpoint is atomic for readers: the new
     one is complete on disk before the old one is moved aside and removed.
+    Anything else at `path` is replaced only with `overwrite` (`check_replaceable`).
     """
     path = Path(path).absolute()
+    check_replaceable(path, overwrite=overwrite)
     if not isinstance(variables, Mapping) or "params" not in variables:
         raise ValueError(f"save_variables({path}): expected a mapping with a 'params' entry "
                          f"(and optionally 'batch_stats'), got {type(variables).__name__} with "

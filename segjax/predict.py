@@ -36,7 +36,9 @@ validation and `segjax.evaluate`). The config is the run's own (or
 (`segjax.cli`); test-time options (sliding window, scales, flip, CRF) are its
 `config.eval` (`segjax.config.EvalOptions`). An unreadable image or one whose
 channel count differs from the model's (`config.data.image_channels`) stops
-the run with an error naming the file.
+the run with an error naming the file. Outputs of these inputs that --output
+already holds are not replaced without `--overwrite` (the run stops before
+predicting anything).
 """
 
 from __future__ import annotations
@@ -90,6 +92,26 @@ def output_stems(inputs: Sequence[Path], volumetric: bool) -> list[str]:
         duplicate = next(stem for stem in stems if stems.count(stem) > 1)
         raise ValueError(f"two inputs share the name {duplicate!r}; outputs are named by stem")
     return stems
+
+
+def existing_outputs(output: Path, stems: Sequence[str]) -> list[Path]:
+    """The files in `output`'s folders named after one of `stems` (`<stem>.png`, `.npy`,
+    `.nii.gz`): what predicting these inputs would overwrite. Files directly in `output`
+    (the inputs themselves, when --input is --output) are never written."""
+    if not output.is_dir():
+        return []
+    wanted = set(stems)
+    return sorted(p for p in output.rglob("*") if p.is_file() and p.parent != output
+                  and volume_files.volume_stem(p) in wanted)
+
+
+def check_output(output: Path, stems: Sequence[str], overwrite: bool) -> None:
+    """UsageError when outputs of these inputs exist in `output` and `overwrite` is off."""
+    existing = [] if overwrite else existing_outputs(output, stems)
+    if existing:
+        raise cli.UsageError(f"--output {output} already holds {len(existing)} output file(s) "
+                             f"of these inputs (e.g. {existing[0]}); pass --overwrite to "
+                             "replace them, or choose another --output")
 
 
 def read_image(path: Path, channels: int) -> np.ndarray:
@@ -237,6 +259,8 @@ def define_flags(values: flags.FlagValues) -> None:
     flags.DEFINE_bool("probabilities", False, "Also write per-class probabilities (.npy, "
                       "float16).", flag_values=values)
     flags.DEFINE_float("alpha", 0.5, "Overlay opacity.", flag_values=values)
+    flags.DEFINE_bool("overwrite", False, "Replace outputs of these inputs that --output "
+                      "already holds (refused without it).", flag_values=values)
     flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=values)
 
 
@@ -245,14 +269,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                default_config=cli.run_config)
     if not values.input or not values.output:
         raise cli.UsageError("--input and --output are required")
+    volumetric = is_volumetric(config)
+    inputs = resolve_inputs(values.input, volumetric=volumetric)
+    output, progress = Path(values.output), not values.no_progress
+    check_output(output, output_stems(inputs, volumetric), values.overwrite)
     runtime.configure(config)
     checkpoint = checkpoints.load(cli.checkpoint_path(values), config)
     predict_fn, panoptic_fn = evaluation.predict_functions(checkpoint.model,
                                                            checkpoint.variables, config)
-    volumetric = is_volumetric(config)
-    inputs = resolve_inputs(values.input, volumetric=volumetric)
     options = EvalOptions.from_config(config)
-    output, progress = Path(values.output), not values.no_progress
     if volumetric:
         written = predict_volumes(predict_fn, config, inputs, output, options,
                                   probabilities=values.probabilities, alpha=values.alpha,

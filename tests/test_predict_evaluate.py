@@ -308,3 +308,19 @@ def test_sigmoid_predict_applies_per_class_thresholds(tmp_path, random_variables
     np.testing.assert_array_equal(
         np.asarray(Image.open(tmp_path / "out2" / "masks" / "mito_chondria" / "a.png")) == 255,
         probs[..., 0] > median)
+
+
+def test_predict_refuses_to_overwrite_label_maps_without_overwrite(run_dir, input_dir, tmp_path):
+    workdir = run_dir[0]
+    command = ["--workdir", str(workdir), "--input", str(input_dir), "--output", str(tmp_path),
+               "--no_progress"]
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "frame1.png").write_bytes(b"earlier result")
+    (tmp_path / "frame0.png").write_bytes(b"not an output")  # outputs are written in folders
+    with pytest.raises(cli.UsageError, match=r"--output .* already holds 1 output file\(s\) "
+                                             r".*labels/frame1\.png.*--overwrite"):
+        predict.main(command)
+    assert (tmp_path / "labels" / "frame1.png").read_bytes() == b"earlier result"
+    assert not (tmp_path / "overlays").exists()
+    assert predict.main([*command, "--overwrite"]) == 0
+    assert Image.open(tmp_path / "labels" / "frame1.png").mode == "P"

@@ -77,3 +77,21 @@ def test_cli_errors_name_the_problem(resnet18_checkpoint, tmp_path, capsys):
     assert "bn1.running_var: no flax variable at batch_stats/encoder/stem_2/norm/bn/var" in err
     assert "params/encoder/conv1/kernel" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_output_that_is_not_a_conversion_is_kept_without_overwrite(resnet18_checkpoint,
+                                                                   tmp_path, capsys):
+    _, checkpoint, config = resnet18_checkpoint
+    output = tmp_path / "results"
+    output.mkdir()
+    (output / "notes.txt").write_text("a week of work")
+    command = ["--checkpoint", str(checkpoint), "--config", str(config), "--output", str(output),
+               "--part", "encoder"]
+    assert main(command) == 1
+    assert "is a non-empty directory that is not a segjax variables checkpoint; refusing " \
+           "to replace it" in capsys.readouterr().err
+    assert (output / "notes.txt").read_text() == "a week of work"
+    assert main(command + ["--overwrite"]) == 0
+    assert not (output / "notes.txt").exists()
+    assert main(command) == 0  # a previous conversion's output is replaced
+    assert load_variables(output)[1]["source"]["mapping"] == "torchvision_resnet"
