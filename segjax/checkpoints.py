@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import traverse_util
@@ -54,6 +55,20 @@ def orbax_checkpoint():
 
 
 VARIABLES_FORMAT = "segjax.variables/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message says why and what to do."""
+
+
+def nonfinite_leaf(variables) -> str | None:
+    """The path ('params/conv/kernel') of the first variable holding NaN or inf, else None."""
+    for name, leaf in sorted(traverse_util.flatten_dict(dict(variables), sep="/").items()):
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is not None and jnp.issubdtype(dtype, jnp.inexact) \
+                and not np.isfinite(np.asarray(jax.device_get(leaf), np.float32)).all():
+            return name
+    return None
 
 
 def _to_numpy_tree(tree):
@@ -348,11 +363,18 @@ def load(path, config=None) -> Checkpoint:
     """The checkpoint of a workdir (its latest), a checkpoints or step dir, or a variables file.
 
     `config` (default: `stored_config(path)`, the run's own) names the model
-    and the modules it imports (config.imports). The best-by-mIoU variables
+    and the modules it imports (config.imports). Variables holding NaN or inf
+    are refused (`CheckpointError`). The best-by-mIoU variables
     of a workdir are at `workdir/checkpoints_best/variables`.
     """
     config = stored_config(path) if config is None else config
     variables, metadata = read_checkpoint(path)
+    bad = nonfinite_leaf(variables)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path} (step {metadata.get('step', '?')}): variable "
+                              f"{bad} holds NaN or inf; a diverged run's weights predict "
+                              "nothing. Use an earlier checkpoint (a step directory, or the "
+                              f"run's {BEST_DIR}/{BEST_FILE})")
     registry.import_modules(config.get("imports", ()))
     model = registry.build(config.model)
     return Checkpoint(model, variables, config, metadata)

@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -324,3 +325,20 @@ def test_predict_refuses_to_overwrite_label_maps_without_overwrite(run_dir, inpu
     assert not (tmp_path / "overlays").exists()
     assert predict.main([*command, "--overwrite"]) == 0
     assert Image.open(tmp_path / "labels" / "frame1.png").mode == "P"
+
+
+def test_predict_and_evaluate_refuse_nonfinite_weights(run_dir, input_dir, tmp_path):
+    workdir, _, variables, config = run_dir
+    broken = tmp_path / "run"
+    broken.mkdir()
+    (broken / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort())
+    poisoned = jax.tree_util.tree_map(lambda x: np.asarray(x) * np.nan, variables)
+    checkpoints.save_variables(broken / checkpoints.BEST_DIR / checkpoints.BEST_FILE, poisoned,
+                               {"model": config.model.to_dict(), "step": 40})
+    with pytest.raises(checkpoints.CheckpointError, match=r"\(step 40\): variable params/.* "
+                                                          r"holds NaN or inf"):
+        predict.main(["--workdir", str(broken), "--input", str(input_dir), "--output",
+                      str(tmp_path / "out"), "--no_progress"])
+    with pytest.raises(checkpoints.CheckpointError, match="holds NaN or inf"):
+        evaluate.main(["--workdir", str(broken), "--limit", "1", "--no_progress"])
+    assert not (tmp_path / "out" / "labels").exists()

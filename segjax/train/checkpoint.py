@@ -31,9 +31,9 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from segjax.checkpoints import (BEST_DIR, BEST_FILE, CHECKPOINTS_DIR, first_mismatch,
-                                is_variables_checkpoint, load_variables, orbax_checkpoint,
-                                save_variables)
+from segjax.checkpoints import (BEST_DIR, BEST_FILE, CHECKPOINTS_DIR, CheckpointError,
+                                first_mismatch, is_variables_checkpoint, load_variables,
+                                nonfinite_leaf, orbax_checkpoint, save_variables)
 from segjax.models.registry import architecture
 
 STATE_KEYS = ("params", "batch_stats", "opt_state", "step")
@@ -47,10 +47,6 @@ def _handlers():
 
 
 CORRUPT_DIR = "checkpoints_corrupt"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used; the message says why and what to do."""
 
 
 class ConfigChanged(CheckpointError):
@@ -322,7 +318,12 @@ def _examples(meta: dict, step: int, batch_size: int) -> int:
 
 
 def save_best(workdir, variables, config, *, step: int, miou: float) -> Path:
-    """The best-so-far variables (by validation mIoU) as a plain variables file."""
+    """The best-so-far variables (by validation mIoU) as a plain variables file; weights
+    holding NaN or inf are never saved (CheckpointError naming the step and variable)."""
+    bad = nonfinite_leaf(variables)
+    if bad is not None:
+        raise CheckpointError(f"best checkpoint of step {step} not saved: variable {bad} holds "
+                              f"NaN or inf; {Path(workdir) / BEST_DIR} is unchanged")
     return save_variables(Path(workdir) / BEST_DIR / BEST_FILE, variables,
                           {"model": _model_config_dict(config), "step": int(step),
                            "miou": float(miou), "imports": list(config.imports)})
