@@ -176,14 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not values.checkpoint or not values.output:
         raise cli.UsageError("--checkpoint and --output are required")
     size = tuple(int(v) for v in values.input_size) if values.input_size else None
-    try:
-        run(values.checkpoint, config, values.output, part=values.part,
-            mapping_name=values.mapping, strict=values.strict, input_size=size,
-            config_source=_config_source(argv), overwrite=values.overwrite)
-    except (core.ConversionError, KeyError, ValueError, FileNotFoundError,
-            FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    run(values.checkpoint, config, values.output, part=values.part, mapping_name=values.mapping,
+        strict=values.strict, input_size=size, config_source=_config_source(argv),
+        overwrite=values.overwrite)
     return 0
 
 
