@@ -258,7 +258,8 @@ def define_flags(values: flags.FlagValues) -> None:
     flags.DEFINE_string("output", None, "The output directory.", flag_values=values)
     flags.DEFINE_bool("probabilities", False, "Also write per-class probabilities (.npy, "
                       "float16).", flag_values=values)
-    flags.DEFINE_float("alpha", 0.5, "Overlay opacity.", flag_values=values)
+    flags.DEFINE_float("alpha", 0.5, "Overlay opacity (0 to 1).", lower_bound=0.0,
+                       upper_bound=1.0, flag_values=values)
     flags.DEFINE_bool("overwrite", False, "Replace outputs of these inputs that --output "
                       "already holds (refused without it).", flag_values=values)
     flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=values)

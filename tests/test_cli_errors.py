@@ -96,3 +96,16 @@ def test_listing_and_builder_entry_points(capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error: dataset 'no_such_dataset': expected one "
                                                "of ")
+
+
+@pytest.mark.parametrize("module,argv,line", [
+    (evaluate, ["--limit", "-1"], "error: flag --limit=-1: -1 is not a non-negative integer"),
+    (evaluate, ["--limit=-1"], "error: flag --limit=-1: -1 is not a non-negative integer"),
+    (predict, ["--alpha=2", "--input", "a", "--output", "b"],
+     "error: flag --alpha=2: 2.0 is not a number in the range [0.0, 1.0]"),
+])
+def test_out_of_range_numbers_are_usage_errors_before_anything_is_read(module, argv, line,
+                                                                      tmp_path, capsys):
+    missing = tmp_path / "no_run"  # the flags are checked before the checkpoint is looked for
+    assert cli.invoke(module.main, ["--workdir", str(missing), *argv]) == 2
+    assert capsys.readouterr().err.splitlines() == [line]
