@@ -12,7 +12,8 @@ checkpoint. Installed as `segjax-train`.
 
 A SIGTERM (a preemption) stops training after the current step with a
 checkpoint; the run prints one line saying so and exits 0, and the same
-command resumes it. Several processes (hosts) run the same command with
+command resumes it. Ctrl-C (SIGINT) does the same and exits 130 (a second
+Ctrl-C within a second changes nothing; a later one aborts at once). Several processes (hosts) run the same command with
 --distributed (JAX finds the cluster: Cloud TPU pods, Slurm) or with
 --coordinator_address/--num_processes/--process_id (experiments/launch/local.py);
 see docs/scale.md.
@@ -54,11 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         flags.FLAGS.mark_as_parsed()
     logging.set_verbosity(values.verbosity)
     initialize_distributed(values)
-    from segjax.train.loop import PREEMPTED, train_and_evaluate
+    from segjax.train.loop import PREEMPTED, STOP_SIGNAL, train_and_evaluate
     result = train_and_evaluate(config, values.workdir)
-    if PREEMPTED in result:
-        print(f"preempted: {result[PREEMPTED]}", flush=True)
-    return 0
+    if PREEMPTED not in result:
+        return 0
+    print(f"preempted: {result[PREEMPTED]}", flush=True)
+    return cli.INTERRUPTED if result[STOP_SIGNAL] == "SIGINT" else 0
 
 
 def initialize_distributed(values: flags.FlagValues) -> None:

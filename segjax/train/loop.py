@@ -23,10 +23,11 @@ bounds the training time (evaluation excluded): the step count that fits is
 set from the step time measured after warm-up and the schedule rebuilt over it
 (`segjax.train.budget`), and a run past the budget still stops at the next log
 step (decisions shared by all processes). The validation split is decoded at
-start-up, and the files of each split are recorded (`segjax.train.splits`). A SIGTERM stops the run after the current
-step with a checkpoint of it (`segjax.train.preemption`: every process
-stops after the same step), and `train_and_evaluate` returns
-`{"preempted": message}` instead of an evaluation. With several processes
+start-up, and the files of each split are recorded (`segjax.train.splits`). A
+SIGTERM or a Ctrl-C (SIGINT) stops the run after the current step with a
+checkpoint of it (`segjax.train.preemption`: every process stops after the
+same step), and `train_and_evaluate` returns `{"preempted": message,
+"signal": name}` instead of an evaluation. With several processes
 only process 0 writes files; all of them run the same steps and evaluations.
 
 The train state is created in the layout of `config.mesh` (replicated, or
@@ -65,7 +66,8 @@ from segjax.train.workdir import WorkdirLock, check_writable
 
 EVAL_FILE = "eval_metrics.json"
 PREDICTIONS_DIR = "predictions"
-PREEMPTED = "preempted"  # the result's key when a SIGTERM stopped the run
+PREEMPTED = "preempted"  # the result's key when a SIGTERM or SIGINT stopped the run
+STOP_SIGNAL = "signal"   # and the signal's name ('SIGTERM', 'SIGINT')
 
 Hook = Callable[[int, state_lib.TrainState], None]
 
@@ -230,9 +232,10 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
                     _check_finite(accumulator, state, saver)
                     saver.save(step, state, loader)
                 if preempted:
-                    return {PREEMPTED: f"SIGTERM received: stopped after step {step} and saved "
-                                       f"checkpoint step {step} in {saver.directory}; "
-                                       "run the same command to resume"}
+                    return {PREEMPTED: f"{watch.signal_name} received: stopped after step "
+                                       f"{step} and saved checkpoint step {step} in "
+                                       f"{saver.directory}; run the same command to resume",
+                            STOP_SIGNAL: watch.signal_name}
                 if validation and (step % int(train.eval_every) == 0 or last):
                     _check_finite(accumulator, state, saver)
                     result = validation.run(step, _variables(state), writer, final=last,
