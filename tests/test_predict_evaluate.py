@@ -342,3 +342,24 @@ def test_predict_and_evaluate_refuse_nonfinite_weights(run_dir, input_dir, tmp_p
     with pytest.raises(checkpoints.CheckpointError, match="holds NaN or inf"):
         evaluate.main(["--workdir", str(broken), "--limit", "1", "--no_progress"])
     assert not (tmp_path / "out" / "labels").exists()
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, capsys):
+    from segjax.train import loop
+    from tests.train.conftest import tiny_config
+    workdir = tmp_path / "run"
+    loop.train_and_evaluate(tiny_config(train__steps=4, data__val_split=""), workdir)
+    (workdir / "checkpoints" / "4" / "meta" / "metadata").write_text('{"step": 4, "exa')
+    variables, metadata = checkpoints.read_checkpoint(workdir)
+    assert metadata["step"] == 2
+    err = capsys.readouterr().err
+    assert f"warning: checkpoint {workdir}/checkpoints/4 is unreadable (JSONDecodeError" in err
+    assert err.rstrip().endswith(f"; using {workdir}/checkpoints/2")
+    output = tmp_path / "eval"
+    assert evaluate.main(["--workdir", str(workdir), "--split", "train[12:14]", "--output",
+                          str(output), "--no_progress"]) == 0
+    assert json.loads((output / "metrics.json").read_text())["num_images"] == 2
+    (workdir / "checkpoints" / "2" / "meta" / "metadata").write_text("")
+    with pytest.raises(checkpoints.CheckpointError, match=r"no readable checkpoint in .*run "
+                                                          r"\(.*checkpoints/4: JSONDecodeError"):
+        checkpoints.read_checkpoint(workdir)

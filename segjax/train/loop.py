@@ -434,7 +434,7 @@ class _Validation:
         self.options = config_lib.EvalOptions.from_config(config)
         self.logits = evaluation.logits_program(model, mesh, policy)
         self.panoptic = evaluation.panoptic_program(model, variables, config, mesh, policy)
-        best = ckpt.best_record(workdir)
+        best = ckpt.best_record(workdir, log=_log)
         self.best_miou = float(best["miou"]) if best else -1.0
 
     def run(self, step: int, variables: dict, writer: MetricWriter, *, final: bool,

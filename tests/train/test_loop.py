@@ -115,6 +115,22 @@ def test_save_best_refuses_nonfinite_weights(tmp_path):
     assert checkpoint.best_record(tmp_path) is None
 
 
+def test_a_damaged_best_checkpoint_is_moved_aside_and_the_run_resumes(tmp_path, capsys):
+    loop.train_and_evaluate(tiny_config(train__steps=2, train__eval_every=2), tmp_path)
+    assert checkpoint.best_record(tmp_path)["step"] == 2
+    metadata = tmp_path / "checkpoints_best" / "variables" / "metadata" / "metadata"
+    metadata.write_text('{"format": "segjax.vari')  # a write cut short
+    capsys.readouterr()
+    loop.train_and_evaluate(tiny_config(train__steps=4, train__eval_every=2), tmp_path)
+    out = capsys.readouterr().out
+    assert (f"warning: the best checkpoint {tmp_path}/checkpoints_best/variables is unreadable "
+            "(JSONDecodeError") in out
+    assert f"moved to {tmp_path}/checkpoints_corrupt/best, the best mIoU starts afresh" in out
+    assert "resumed at step 2" in out
+    assert (tmp_path / "checkpoints_corrupt" / "best" / "variables").is_dir()
+    assert checkpoint.best_record(tmp_path)["step"] == 4
+
+
 def test_labels_outside_num_classes_are_named(tmp_path):
     config = tiny_config(data__synthetic__num_classes=5)
     with pytest.raises(ValueError, match=r"training batch of step 1: label values \[3, 4\] "
