@@ -363,3 +363,23 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_pat
     with pytest.raises(checkpoints.CheckpointError, match=r"no readable checkpoint in .*run "
                                                           r"\(.*checkpoints/4: JSONDecodeError"):
         checkpoints.read_checkpoint(workdir)
+
+
+def test_predict_skips_a_corrupt_image_finishes_the_others_and_exits_1(run_dir, input_dir,
+                                                                        tmp_path, capsys):
+    workdir = run_dir[0]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for path in input_dir.iterdir():
+        (inputs / path.name).write_bytes(path.read_bytes())
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    output = tmp_path / "out"
+    assert cli.invoke(predict.main, ["--workdir", str(workdir), "--input", str(inputs),
+                                     "--output", str(output), "--no_progress"]) == 1
+    assert sorted(p.name for p in (output / "labels").iterdir()) == ["frame0.png", "frame1.png"]
+    captured = capsys.readouterr()
+    assert "wrote 2 label maps and overlays of 2 inputs" in captured.out
+    err = captured.err.splitlines()
+    assert err[0].startswith(f"warning: skipped {inputs}/broken.png: cannot read image")
+    assert err[-1].startswith(f"error: 1 of 3 inputs skipped, unreadable: cannot read image "
+                              f"{inputs}/broken.png")
