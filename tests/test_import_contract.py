@@ -33,7 +33,7 @@ LAYERS = (
     ("models", ("segjax.models",)),
     ("checkpoints and conversion", ("segjax.checkpoints", "segjax.convert")),
     ("data", ("segjax.data",)),
-    ("evaluation and inference", ("segjax.inference", "segjax.evaluation")),
+    ("evaluation and inference", ("segjax.inference", "segjax.evaluation", "segjax.deployed")),
     ("pretrained weights", ("segjax.pretrained",)),
     ("train", ("segjax.train",)),
     ("entry points", ("segjax.main", "segjax.predict", "segjax.evaluate", "segjax.export",
