@@ -34,7 +34,9 @@ does not own it): the run stops after the current step with a checkpoint, and
 `segjax.main` exits 130, the shell's status for an interrupt. A second Ctrl-C
 within `REPEAT_SECONDS` of the first is the same request (a double press) and
 changes nothing; a later one aborts at once (KeyboardInterrupt, no checkpoint
-of the current step), for a user who will not wait for the step to end.
+of the current step), for a user who will not wait for the step to end. A
+SIGINT that the process inherited as ignored (a shell's background job) stays
+ignored.
 """
 
 from __future__ import annotations
@@ -91,7 +93,10 @@ class PreemptionWatch:
         self.uses_jax = jax.process_count() > 1 and _jax_preemption_service()
         if threading.current_thread() is threading.main_thread():
             for signum in self._signals():
-                self._previous[signum] = signal.getsignal(signum)
+                previous = signal.getsignal(signum)
+                if signum == signal.SIGINT and previous == signal.SIG_IGN:
+                    continue  # a background job's Ctrl-C is the foreground's, not ours
+                self._previous[signum] = previous
                 signal.signal(signum, self._handler)
         return self
 

@@ -68,6 +68,19 @@ def test_ctrl_c_stops_like_sigterm_and_a_quick_second_one_changes_nothing(monkey
     assert signal.getsignal(signal.SIGINT) == before
 
 
+def test_an_ignored_ctrl_c_stays_ignored():
+    """A background job (SIGINT ignored by its shell) does not take the terminal's Ctrl-C."""
+    from segjax.train.preemption import PreemptionWatch
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with PreemptionWatch():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_ctrl_c_during_training_saves_the_step_and_returns(tmp_path):
     import os
 
