@@ -23,7 +23,9 @@ older one), readable without building the model.
 The layout of a training workdir (`CHECKPOINTS_DIR`/<step>/{state,data,meta},
 `BEST_DIR`/`BEST_FILE`, `CONFIG_FILE`) is fixed here, so that
 `read_checkpoint(path)` reads variables from a variables file, a workdir, a
-checkpoints dir or a step dir, whatever topology wrote them.
+checkpoints dir or a step dir, whatever topology wrote them. A workdir whose
+latest step is unreadable (a truncated file) gives the newest one that reads
+back, with a warning, as a resumed training run does (nothing is moved).
 """
 from __future__ import annotations
 
@@ -31,10 +33,12 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import traverse_util
@@ -56,6 +60,26 @@ def orbax_checkpoint():
 VARIABLES_FORMAT = "segjax.variables/1"
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message says why and what to do."""
+
+
+def one_line_reason(error: BaseException) -> str:
+    """One line from an Orbax/tensorstore/JSON error (their messages run to many lines)."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
+
+
+def nonfinite_leaf(variables) -> str | None:
+    """The path ('params/conv/kernel') of the first variable holding NaN or inf, else None."""
+    for name, leaf in sorted(traverse_util.flatten_dict(dict(variables), sep="/").items()):
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is not None and jnp.issubdtype(dtype, jnp.inexact) \
+                and not np.isfinite(np.asarray(jax.device_get(leaf), np.float32)).all():
+            return name
+    return None
+
+
 def _to_numpy_tree(tree):
     if isinstance(tree, Mapping):
         return {str(key): _to_numpy_tree(value) for key, value in tree.items()}
@@ -68,8 +92,22 @@ def is_variables_checkpoint(path) -> bool:
     return (path / "variables").is_dir() and (path / "metadata").is_dir()
 
 
-def save_variables(path, variables: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
-                   ) -> Path:
+def check_replaceable(path, *, overwrite: bool = False) -> None:
+    """FileExistsError unless `path` is absent, an empty directory, a variables checkpoint
+    (replaced by a newer one) or `overwrite` is set: other files are never deleted unasked."""
+    path = Path(path)
+    if overwrite or not path.exists() or is_variables_checkpoint(path):
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    kind = "a non-empty directory" if path.is_dir() else "a file"
+    raise FileExistsError(f"{path} is {kind} that is not a segjax variables checkpoint; "
+                          "refusing to replace it (choose another output, or pass "
+                          "--overwrite to delete it)")
+
+
+def save_variables(path, variables: Mapping[str, Any], metadata: Mapping[str, Any] | None = None,
+                   *, overwrite: bool = False) -> Path:
     """Writes `variables` ({'params': ..., 'batch_stats': ...}) and `metadata` to `path`.
 
     `path` becomes an Orbax checkpoint directory (items "variables" and
@@ -77,8 +115,10 @@ def save_variables(path, variables: Mapping[str, Any], metadata: Mapping[str, An
     'model' (the config.model dict) so that `load` can rebuild
     the model. Replacing an existing checkpoint is atomic for readers: the new
     one is complete on disk before the old one is moved aside and removed.
+    Anything else at `path` is replaced only with `overwrite` (`check_replaceable`).
     """
     path = Path(path).absolute()
+    check_replaceable(path, overwrite=overwrite)
     if not isinstance(variables, Mapping) or "params" not in variables:
         raise ValueError(f"save_variables({path}): expected a mapping with a 'params' entry "
                          f"(and optionally 'batch_stats'), got {type(variables).__name__} with "
@@ -174,38 +214,76 @@ def model_name(model_config) -> str:
         else str(getattr(model_config, "name", "?"))
 
 
-def _step_dir(path: Path) -> Path | None:
-    """The step directory that `path` names: a step dir, a checkpoints dir or a workdir."""
+def _step_dirs(path: Path) -> list[Path]:
+    """The step directories `path` names, newest first: itself (a step dir), or the steps
+    of a checkpoints dir or a workdir."""
     if (path / "state").is_dir():
-        return path
+        return [path]
     directory = path / CHECKPOINTS_DIR if (path / CHECKPOINTS_DIR).is_dir() else path
     steps = sorted((int(p.name) for p in directory.iterdir()
                     if p.name.isdigit() and (p / "state").is_dir()), reverse=True) \
         if directory.is_dir() else []
-    return directory / str(steps[0]) if steps else None
+    return [directory / str(step) for step in steps]
 
 
-def _locate(path: Path) -> tuple[Path, bool]:
-    """(directory, is a variables file) of the checkpoint `path` names: a variables file, or
-    the latest step of a workdir / checkpoints dir (its best variables when it has no step)."""
+def _candidates(path: Path) -> list[tuple[Path, bool]]:
+    """(directory, is a variables file) of the checkpoints `path` may mean, preferred first.
+
+    A variables file or a step dir is itself alone; a workdir or checkpoints dir gives
+    its steps newest first, then its best variables (what a run left when its steps
+    are unreadable, or the only thing when it kept none).
+    """
     if is_variables_checkpoint(path):
-        return path, True
+        return [(path, True)]
     if not path.is_dir():
         raise FileNotFoundError(f"no checkpoint at {path} (expected a variables file, a workdir, "
                                 f"a {CHECKPOINTS_DIR}/ directory or one of its step directories)")
-    step_dir = _step_dir(path)
-    if step_dir is not None:
-        return step_dir, False
+    found = [(step_dir, False) for step_dir in _step_dirs(path)]
+    if found and found[0][0] == path:
+        return found
     best = path / BEST_DIR / BEST_FILE
     if is_variables_checkpoint(best):
-        return best, True
-    raise FileNotFoundError(f"no checkpoint in {path}: no {CHECKPOINTS_DIR}/<step>/state "
-                            f"and no {BEST_DIR}/{BEST_FILE}")
+        found.append((best, True))
+    if not found:
+        raise FileNotFoundError(f"no checkpoint in {path}: no {CHECKPOINTS_DIR}/<step>/state "
+                                f"and no {BEST_DIR}/{BEST_FILE}")
+    return found
 
 
-def read_metadata(path) -> dict:
-    """The metadata `read_checkpoint(path)` would return, without reading any array."""
-    directory, is_variables = _locate(Path(path).absolute())
+_reported_unreadable: set[str] = set()  # warned once per process (load reads twice)
+
+
+def _first_readable(path, read):
+    """`read(directory, is_variables)` of the first of `path`'s candidates that reads back.
+
+    An unreadable one (a truncated file, a killed write) is skipped with a one-line
+    warning on stderr, as a resumed training run skips it; nothing is moved or
+    deleted. When none reads back: a path naming one checkpoint re-raises its error
+    if it is one of ours (ValueError, FileNotFoundError), otherwise a CheckpointError
+    names every one and why.
+    """
+    path = Path(path).absolute()  # Orbax reads no tree metadata through a relative path
+    candidates = _candidates(path)
+    failures = []
+    for directory, is_variables in candidates:
+        try:
+            result = read(directory, is_variables)
+        except Exception as error:  # pylint: disable=broad-except
+            if len(candidates) == 1 and isinstance(error, (ValueError, FileNotFoundError)):
+                raise
+            failures.append((directory, error))
+            continue
+        for skipped, error in failures:
+            if str(skipped) not in _reported_unreadable:
+                _reported_unreadable.add(str(skipped))
+                print(f"warning: checkpoint {skipped} is unreadable ({one_line_reason(error)}); "
+                      f"using {directory}", file=sys.stderr, flush=True)
+        return result
+    listed = "; ".join(f"{directory}: {one_line_reason(error)}" for directory, error in failures)
+    raise CheckpointError(f"no readable checkpoint in {path} ({listed})")
+
+
+def _read_metadata_of(directory: Path, is_variables: bool) -> dict:
     item = "metadata" if is_variables else "meta"
     ocp = orbax_checkpoint()
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler(
@@ -215,23 +293,32 @@ def read_metadata(path) -> dict:
     return dict(stored["metadata"]) if is_variables else stored
 
 
-def read_checkpoint(path) -> tuple[dict, dict]:
-    """(variables, metadata) from a variables file, a workdir, a checkpoints dir or a step dir.
+def read_metadata(path) -> dict:
+    """The metadata `read_checkpoint(path)` would return, without reading any array."""
+    return _first_readable(path, _read_metadata_of)
 
-    A workdir or checkpoints dir gives its latest training checkpoint.
-    Metadata holds 'model' (config.model as a dict) and 'step' where known.
-    """
-    # Orbax reads no tree metadata through a relative path.
-    step_dir, is_variables = _locate(Path(path).absolute())
+
+def _read_checkpoint_of(directory: Path, is_variables: bool) -> tuple[dict, dict]:
     if is_variables:
-        return load_variables(step_dir)
+        return load_variables(directory)
     import grain  # the data iterator's item of a training checkpoint
-    meta, state = _restore_on_one_device(step_dir, "state", "meta",
+    meta, state = _restore_on_one_device(directory, "state", "meta",
                                          keys=("params", "batch_stats"),
                                          other_items={"data": grain.checkpoint.CheckpointHandler()})
     variables = {"params": _to_numpy_tree(state["params"]),
                  "batch_stats": _to_numpy_tree(state.get("batch_stats") or {})}
     return variables, dict(meta)
+
+
+def read_checkpoint(path) -> tuple[dict, dict]:
+    """(variables, metadata) from a variables file, a workdir, a checkpoints dir or a step dir.
+
+    A workdir or checkpoints dir gives its latest training checkpoint that reads
+    back (an unreadable one is skipped with a warning; `_first_readable`), else
+    its best variables. Metadata holds 'model' (config.model as a dict) and 'step'
+    where known.
+    """
+    return _first_readable(path, _read_checkpoint_of)
 
 
 def load_pretrained(variables: dict, path, part: str = "all") -> dict:
@@ -332,11 +419,18 @@ def load(path, config=None) -> Checkpoint:
     """The checkpoint of a workdir (its latest), a checkpoints or step dir, or a variables file.
 
     `config` (default: `stored_config(path)`, the run's own) names the model
-    and the modules it imports (config.imports). The best-by-mIoU variables
+    and the modules it imports (config.imports). Variables holding NaN or inf
+    are refused (`CheckpointError`). The best-by-mIoU variables
     of a workdir are at `workdir/checkpoints_best/variables`.
     """
     config = stored_config(path) if config is None else config
     variables, metadata = read_checkpoint(path)
+    bad = nonfinite_leaf(variables)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path} (step {metadata.get('step', '?')}): variable "
+                              f"{bad} holds NaN or inf; a diverged run's weights predict "
+                              "nothing. Use an earlier checkpoint (a step directory, or the "
+                              f"run's {BEST_DIR}/{BEST_FILE})")
     registry.import_modules(config.get("imports", ()))
     model = registry.build(config.model)
     return Checkpoint(model, variables, config, metadata)

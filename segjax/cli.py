@@ -12,11 +12,23 @@ config, as in `segjax.main`; each call of `parse` builds its own
 `flags.FlagValues`, so entry points can be called one after another in one
 process (tests, notebooks). `--config` defaults to the run's stored config
 (`segjax.checkpoints.stored_config`), so `--config.eval.flip=True` alone
-changes one test-time option of the run's own settings.
+changes one test-time option of the run's own settings. A misspelt override
+(`--config.train.stpes=3`) is a usage error naming the key.
+
+`run(main)` is every entry point's shell wrapper (segjax.main, predict,
+evaluate, export, convert, pretrained, data.builders): an error whose message
+is meant for the user prints as `error: <message>` with exit status 2 for a
+usage error (a flag, a config value, an output it would replace: `UsageError`,
+`ConfigError`, `FileExistsError`) and 1 for
+a failure (a missing file, a damaged checkpoint, a diverged run: `ValueError`,
+`KeyError`, the file errors of `OSError`, and segjax's own exception classes);
+anything else is a bug and keeps its traceback. `--debug` shows the traceback
+of every error; Ctrl-C is `interrupted` and status 130.
 """
 
 from __future__ import annotations
 
+import difflib
 import sys
 from typing import Callable, Sequence
 
@@ -28,6 +40,8 @@ from segjax import checkpoints, config as config_lib
 
 DefineFlags = Callable[[flags.FlagValues], None]
 HELP = ("-h", "--help", "--helpfull")
+DEBUG = "--debug"
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
 
 
 class UsageError(ValueError):
@@ -66,11 +80,43 @@ def _without_config_file(argv: Sequence[str]) -> list[str]:
     return kept
 
 
+def define_debug_flag(values: flags.FlagValues) -> None:
+    """--debug: errors keep their traceback (`run` reads it from the command line)."""
+    flags.DEFINE_bool("debug", False, "Show the traceback of an error (not one line).",
+                      flag_values=values)
+
+
 def _flag_values(define_flags: DefineFlags) -> flags.FlagValues:
     values = flags.FlagValues()
     values.set_gnu_getopt(True)
+    define_debug_flag(values)
     define_flags(values)
     return values
+
+
+def _override_key(arg: str) -> str | None:
+    """'train.steps' of '--config.train.steps=3' (or '--noconfig.eval.flip'); else None."""
+    name = arg.lstrip("-").split("=", 1)[0]
+    for prefix in ("config.", "noconfig."):
+        if name.startswith(prefix) and arg.startswith("-"):
+            return name[len(prefix):]
+    return None
+
+
+def check_override_keys(argv: Sequence[str], base: ml_collections.ConfigDict) -> None:
+    """UsageError naming the first `--config.<key>` override that is not a field of `base`."""
+    for arg in argv:
+        key = _override_key(arg)
+        if not key:
+            continue
+        node, walked = base, "config"
+        for part in key.split("."):
+            fields = list(node.keys()) if hasattr(node, "keys") else []
+            if part not in fields:
+                close = difflib.get_close_matches(part, [str(f) for f in fields], n=1)
+                hint = f"; did you mean {walked}.{close[0]}?" if close else ""
+                raise UsageError(f"--config.{key}: {walked} has no field {part!r}{hint}")
+            node, walked = node[part], f"{walked}.{part}"
 
 
 def _base_config(located: flags.FlagValues, default_config) -> ml_collections.ConfigDict:
@@ -85,8 +131,9 @@ def _base_config(located: flags.FlagValues, default_config) -> ml_collections.Co
 def _with_overrides(argv: list[str], define_flags: DefineFlags,
                     base: ml_collections.ConfigDict) -> flags.FlagValues:
     """Every flag of `argv` parsed, `base` locked and changed by the --config.* overrides."""
+    check_override_keys(argv[1:], base)
     values = _flag_values(define_flags)
-    try:  # config_flags defines the override flags (and checks their fields) here
+    try:  # config_flags defines the override flags (and checks their values) here
         config_flags.DEFINE_config_dict("config", base, "The run's config.", flag_values=values,
                                         lock_config=True, sys_argv=argv)
         rest = values(argv)[1:]
@@ -132,11 +179,58 @@ def parse(argv: Sequence[str] | None, define_flags: DefineFlags, *, doc: str,
     return values, values.config
 
 
-def run(main: Callable[[], int]) -> None:
-    """Runs an entry point's `main()` from the shell: a usage error is one line and exit 2."""
+def _message(error: BaseException) -> str:
+    """An error's message (a KeyError's without the quotes its str adds)."""
+    if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error) or type(error).__name__
+
+
+# FileExistsError: an output the command would replace (predict, convert without --overwrite).
+USAGE_ERRORS: tuple[type[BaseException], ...] = (UsageError, config_lib.ConfigError,
+                                                 flags.Error, FileExistsError)
+FAILURES: tuple[type[BaseException], ...] = (
+    ValueError, KeyError, FileNotFoundError, PermissionError, IsADirectoryError,
+    NotADirectoryError, checkpoints.CheckpointError)
+
+
+def exit_code(error: BaseException) -> int | None:
+    """2 for a usage error, 1 for a failure told in its message, None for a bug (traceback).
+
+    segjax's own exception classes (TrainingDiverged, WorkdirBusy, DownloadError, ...)
+    are failures whose message says what happened; entry points need not import them.
+    """
+    if isinstance(error, USAGE_ERRORS) or type(error).__name__ == "UsageError":
+        return 2  # absl.app.UsageError too
+    if isinstance(error, FAILURES) or type(error).__module__.split(".")[0] == "segjax":
+        return 1
+    return None
+
+
+def invoke(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None
+           ) -> int:
+    """`main(argv)`'s exit status, a user's error printed as one `error:` line on stderr.
+
+    With --debug in `argv` every error propagates with its traceback.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG in argv
     try:
-        code = main()
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        code = 2
-    sys.exit(code)
+        code = main(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr, flush=True)
+        return INTERRUPTED
+    except Exception as error:  # pylint: disable=broad-except
+        code = exit_code(error)
+        if code is None or debug:
+            raise
+        print(f"error: {_message(error)}", file=sys.stderr, flush=True)
+        return code
+    return code if isinstance(code, int) else 0
+
+
+def run(main: Callable[[Sequence[str]], int | None]) -> None:
+    """Runs an entry point's `main(argv)` from the shell (`invoke`) and exits with its status."""
+    sys.exit(invoke(main))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -336,7 +337,7 @@ def load(spec: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise AttributeError(f"--config: {file} defines no get_config(arg)")
+        raise ConfigError(f"--config: {file} defines no get_config(arg)")
     return module.get_config(arg) if arg else module.get_config()
 
 
@@ -376,8 +377,8 @@ def validate(config) -> None:
             raise ConfigError(f"config.{key}={value!r}: expected a positive integer")
     for key in NON_NEGATIVE:
         value = _value(config, key)
-        if value is not None and not value >= 0:
-            raise ConfigError(f"config.{key}={value!r}: expected a number >= 0")
+        if value is not None and not (value >= 0 and math.isfinite(value)):
+            raise ConfigError(f"config.{key}={value!r}: expected a finite number >= 0")
     for key, choices in CHOICES.items():
         value = _value(config, key)
         if value is not None and value not in choices:

@@ -53,7 +53,8 @@ def define_flags(values: flags.FlagValues) -> None:
                         "expression.", flag_values=values)
     flags.DEFINE_string("output", None, "Report directory (default <run>/eval_<split>).",
                         flag_values=values)
-    flags.DEFINE_integer("limit", 0, "Evaluate the first N images only.", flag_values=values)
+    flags.DEFINE_integer("limit", 0, "Evaluate the first N images only (0: all).",
+                         lower_bound=0, flag_values=values)
     flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=values)
 
 

@@ -545,11 +545,11 @@ def define_flags(values) -> None:
                       flag_values=values)
     flags.DEFINE_integer("batch", None, "Fixed batch size (default: symbolic for jax and "
                          "savedmodel, config.eval.batch_size for tflite and onnx).",
-                         flag_values=values)
+                         lower_bound=1, flag_values=values)
     flags.DEFINE_bool("dynamic", False, "Symbolic height and width (jax, savedmodel), "
                       "multiples of --size_multiple.", flag_values=values)
     flags.DEFINE_integer("size_multiple", 32, "With --dynamic: height and width must be "
-                         "multiples of this.", flag_values=values)
+                         "multiples of this.", lower_bound=1, flag_values=values)
     flags.DEFINE_bool("bake_normalization", False, "Input raw pixels (0..255); the graph "
                       "normalises them (config.data, 'fixed' only).", flag_values=values)
     flags.DEFINE_bool("verify", True, "Compare the artifact with JAX on held-out inputs.",

@@ -34,14 +34,18 @@ function from `segjax.evaluation` (the same path as the train loop's
 validation and `segjax.evaluate`). The config is the run's own (or
 --config's), with `--config.<key>=value` overrides as for training
 (`segjax.cli`); test-time options (sliding window, scales, flip, CRF) are its
-`config.eval` (`segjax.config.EvalOptions`). An unreadable image or one whose
-channel count differs from the model's (`config.data.image_channels`) stops
-the run with an error naming the file.
+`config.eval` (`segjax.config.EvalOptions`). An unreadable image (or volume),
+or one whose channel count differs from the model's
+(`config.data.image_channels`), is skipped with a warning naming it; the
+others are predicted, and the command then exits 1 listing the skipped files. Outputs of these inputs that --output
+already holds are not replaced without `--overwrite` (the run stops before
+predicting anything).
 """
 
 from __future__ import annotations
 
 import glob
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -92,6 +96,26 @@ def output_stems(inputs: Sequence[Path], volumetric: bool) -> list[str]:
     return stems
 
 
+def existing_outputs(output: Path, stems: Sequence[str]) -> list[Path]:
+    """The files in `output`'s folders named after one of `stems` (`<stem>.png`, `.npy`,
+    `.nii.gz`): what predicting these inputs would overwrite. Files directly in `output`
+    (the inputs themselves, when --input is --output) are never written."""
+    if not output.is_dir():
+        return []
+    wanted = set(stems)
+    return sorted(p for p in output.rglob("*") if p.is_file() and p.parent != output
+                  and volume_files.volume_stem(p) in wanted)
+
+
+def check_output(output: Path, stems: Sequence[str], overwrite: bool) -> None:
+    """UsageError when outputs of these inputs exist in `output` and `overwrite` is off."""
+    existing = [] if overwrite else existing_outputs(output, stems)
+    if existing:
+        raise cli.UsageError(f"--output {output} already holds {len(existing)} output file(s) "
+                             f"of these inputs (e.g. {existing[0]}); pass --overwrite to "
+                             "replace them, or choose another --output")
+
+
 def read_image(path: Path, channels: int) -> np.ndarray:
     """uint8 (H, W, C); ValueError naming the file if unreadable or of the wrong channel count."""
     try:
@@ -139,13 +163,43 @@ def write_panoptic(panoptic_fn, config, image: np.ndarray, stem: str, output: Pa
     visualize.id_png(maps["panoptic"]).save(output / "panoptic_ids" / f"{stem}.png")
 
 
+Skipped = list[tuple[Path, str]]  # (input, why it could not be read)
+
+
+class SkippedInputs(ValueError):
+    """Some inputs could not be read; the others were predicted. The message lists them."""
+
+
+def _read_or_skip(read, path: Path, skipped: Skipped | None):
+    """`read()`, or None with `(path, reason)` added to `skipped` (when given) and a warning
+    line if the file cannot be read: one bad file does not stop a folder."""
+    if skipped is None:
+        return read()
+    try:
+        return read()
+    except ValueError as error:
+        from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+        skipped.append((path, str(error)))
+        tqdm.write(f"warning: skipped {path}: {error}", file=sys.stderr)
+        return None
+
+
+def skipped_error(skipped: Skipped, total: int) -> SkippedInputs:
+    """The error naming every skipped input (the first 10 with their reasons)."""
+    listed = "; ".join(reason if str(path) in reason else f"{path}: {reason}"
+                       for path, reason in skipped[:10])
+    more = f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    return SkippedInputs(f"{len(skipped)} of {total} inputs skipped, unreadable: {listed}{more}")
+
+
 def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
                    options: EvalOptions, *, probabilities: bool = False,
                    alpha: float = 0.5, progress: bool = True,
-                   panoptic_fn=None) -> list[Path]:
+                   panoptic_fn=None, skipped: Skipped | None = None) -> list[Path]:
     """Predicts every input; returns the label PNG paths written (a sigmoid head's: every
     class mask). With `panoptic_fn`
-    (`segjax.evaluation.make_panoptic_fn`) also the panoptic PNGs."""
+    (`segjax.evaluation.make_panoptic_fn`) also the panoptic PNGs. An unreadable input
+    raises, or with a `skipped` list is added to it (path, reason) and skipped."""
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
     num_classes = int(config.model.num_classes)
     if num_classes > 256:
@@ -157,7 +211,9 @@ def predict_folder(predict_fn, config, inputs: Sequence[Path], output: Path,
     _output_folders(output, probabilities, panoptic=panoptic_fn is not None, masks=masks)
     written = []
     for path in tqdm(inputs, desc="predict", unit="image", disable=not progress):
-        image = read_image(path, channels)
+        image = _read_or_skip(lambda: read_image(path, channels), path, skipped)
+        if image is None:
+            continue
         prediction, probs = inference.predict_labels(predict_fn, image, config.data, options,
                                                       num_classes, probabilities=probabilities)
         if masks is not None:
@@ -189,10 +245,18 @@ def _output_folders(output: Path, probabilities: bool, panoptic: bool = False,
         (output / folder).mkdir(parents=True, exist_ok=True)
 
 
+def _read_volume(path: Path, channels: int):
+    """(volume, its image array); ValueError naming the file if unreadable."""
+    volume = volume_files.read_volume(path)
+    return volume, volume_sources.image_array(volume.data, channels, str(path))
+
+
 def predict_volumes(predict_fn, config, inputs: Sequence[Path], output: Path,
                     options: EvalOptions, *, probabilities: bool = False,
-                    alpha: float = 0.5, progress: bool = True) -> list[Path]:
-    """Predicts every input volume whole; returns the NIfTI label paths written."""
+                    alpha: float = 0.5, progress: bool = True,
+                    skipped: Skipped | None = None) -> list[Path]:
+    """Predicts every input volume whole; returns the NIfTI label paths written. An
+    unreadable volume raises, or with a `skipped` list is added to it and skipped."""
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
     num_classes = int(config.model.num_classes)
     if num_classes > 256:
@@ -206,8 +270,10 @@ def predict_volumes(predict_fn, config, inputs: Sequence[Path], output: Path,
     written = []
     for path, stem in tqdm(list(zip(inputs, stems)), desc="predict", unit="volume",
                            disable=not progress):
-        volume = volume_files.read_volume(path)
-        image = volume_sources.image_array(volume.data, channels, str(path))
+        read = _read_or_skip(lambda: _read_volume(path, channels), path, skipped)
+        if read is None:
+            continue
+        volume, image = read
         probs = inference.predict_image(predict_fn, image, config.data, options, num_classes)
         if masks is not None:
             prediction = (probs > options.class_thresholds(num_classes)).astype(np.uint8)
@@ -236,7 +302,10 @@ def define_flags(values: flags.FlagValues) -> None:
     flags.DEFINE_string("output", None, "The output directory.", flag_values=values)
     flags.DEFINE_bool("probabilities", False, "Also write per-class probabilities (.npy, "
                       "float16).", flag_values=values)
-    flags.DEFINE_float("alpha", 0.5, "Overlay opacity.", flag_values=values)
+    flags.DEFINE_float("alpha", 0.5, "Overlay opacity (0 to 1).", lower_bound=0.0,
+                       upper_bound=1.0, flag_values=values)
+    flags.DEFINE_bool("overwrite", False, "Replace outputs of these inputs that --output "
+                      "already holds (refused without it).", flag_values=values)
     flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=values)
 
 
@@ -245,25 +314,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                                default_config=cli.run_config)
     if not values.input or not values.output:
         raise cli.UsageError("--input and --output are required")
+    volumetric = is_volumetric(config)
+    inputs = resolve_inputs(values.input, volumetric=volumetric)
+    output, progress = Path(values.output), not values.no_progress
+    check_output(output, output_stems(inputs, volumetric), values.overwrite)
     runtime.configure(config)
     checkpoint = checkpoints.load(cli.checkpoint_path(values), config)
     predict_fn, panoptic_fn = evaluation.predict_functions(checkpoint.model,
                                                            checkpoint.variables, config)
-    volumetric = is_volumetric(config)
-    inputs = resolve_inputs(values.input, volumetric=volumetric)
     options = EvalOptions.from_config(config)
-    output, progress = Path(values.output), not values.no_progress
+    skipped: Skipped = []
     if volumetric:
         written = predict_volumes(predict_fn, config, inputs, output, options,
                                   probabilities=values.probabilities, alpha=values.alpha,
-                                  progress=progress)
+                                  progress=progress, skipped=skipped)
     else:
         written = predict_folder(predict_fn, config, inputs, output, options,
                                  probabilities=values.probabilities, alpha=values.alpha,
-                                 progress=progress, panoptic_fn=panoptic_fn)
+                                 progress=progress, panoptic_fn=panoptic_fn, skipped=skipped)
     kind = ("class mask files" if options.activation == "sigmoid"
             else "label volumes" if volumetric else "label maps")
-    print(f"wrote {len(written)} {kind} and overlays of {len(inputs)} inputs to {output}")
+    print(f"wrote {len(written)} {kind} and overlays of {len(inputs) - len(skipped)} inputs "
+          f"to {output}")
+    if skipped:
+        raise skipped_error(skipped, len(inputs))
     return 0
 
 

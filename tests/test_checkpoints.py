@@ -100,3 +100,20 @@ def test_inference_builds_the_model_the_checkpoint_stored_not_config_json(tmp_pa
     assert stored.eval.scales == (1.0,) and stored.data.crop == tuple(later.data.crop)
     wider = checkpoints.load(path, tiny_config(model__width=8))
     assert wider.model.width == 8
+
+
+def test_save_variables_replaces_only_variables_checkpoints(tmp_path):
+    variables = {"params": {"w": np.ones(2, np.float32)}}
+    (tmp_path / "empty").mkdir()
+    checkpoints.save_variables(tmp_path / "empty", variables)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="run is a non-empty directory that is not a "
+                                              "segjax variables checkpoint"):
+        checkpoints.save_variables(tmp_path / "run", variables)
+    (tmp_path / "file").write_text("y")
+    with pytest.raises(FileExistsError, match="file is a file that is not"):
+        checkpoints.save_variables(tmp_path / "file", variables)
+    assert (tmp_path / "run" / "keep.txt").read_text() == "x"
+    checkpoints.save_variables(tmp_path / "run", variables, overwrite=True)
+    assert checkpoints.is_variables_checkpoint(tmp_path / "run")

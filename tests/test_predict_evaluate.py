@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -308,3 +309,77 @@ def test_sigmoid_predict_applies_per_class_thresholds(tmp_path, random_variables
     np.testing.assert_array_equal(
         np.asarray(Image.open(tmp_path / "out2" / "masks" / "mito_chondria" / "a.png")) == 255,
         probs[..., 0] > median)
+
+
+def test_predict_refuses_to_overwrite_label_maps_without_overwrite(run_dir, input_dir, tmp_path):
+    workdir = run_dir[0]
+    command = ["--workdir", str(workdir), "--input", str(input_dir), "--output", str(tmp_path),
+               "--no_progress"]
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "frame1.png").write_bytes(b"earlier result")
+    (tmp_path / "frame0.png").write_bytes(b"not an output")  # outputs are written in folders
+    with pytest.raises(cli.UsageError, match=r"--output .* already holds 1 output file\(s\) "
+                                             r".*labels/frame1\.png.*--overwrite"):
+        predict.main(command)
+    assert (tmp_path / "labels" / "frame1.png").read_bytes() == b"earlier result"
+    assert not (tmp_path / "overlays").exists()
+    assert predict.main([*command, "--overwrite"]) == 0
+    assert Image.open(tmp_path / "labels" / "frame1.png").mode == "P"
+
+
+def test_predict_and_evaluate_refuse_nonfinite_weights(run_dir, input_dir, tmp_path):
+    workdir, _, variables, config = run_dir
+    broken = tmp_path / "run"
+    broken.mkdir()
+    (broken / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort())
+    poisoned = jax.tree_util.tree_map(lambda x: np.asarray(x) * np.nan, variables)
+    checkpoints.save_variables(broken / checkpoints.BEST_DIR / checkpoints.BEST_FILE, poisoned,
+                               {"model": config.model.to_dict(), "step": 40})
+    with pytest.raises(checkpoints.CheckpointError, match=r"\(step 40\): variable params/.* "
+                                                          r"holds NaN or inf"):
+        predict.main(["--workdir", str(broken), "--input", str(input_dir), "--output",
+                      str(tmp_path / "out"), "--no_progress"])
+    with pytest.raises(checkpoints.CheckpointError, match="holds NaN or inf"):
+        evaluate.main(["--workdir", str(broken), "--limit", "1", "--no_progress"])
+    assert not (tmp_path / "out" / "labels").exists()
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, capsys):
+    from segjax.train import loop
+    from tests.train.conftest import tiny_config
+    workdir = tmp_path / "run"
+    loop.train_and_evaluate(tiny_config(train__steps=4, data__val_split=""), workdir)
+    (workdir / "checkpoints" / "4" / "meta" / "metadata").write_text('{"step": 4, "exa')
+    variables, metadata = checkpoints.read_checkpoint(workdir)
+    assert metadata["step"] == 2
+    err = capsys.readouterr().err
+    assert f"warning: checkpoint {workdir}/checkpoints/4 is unreadable (JSONDecodeError" in err
+    assert err.rstrip().endswith(f"; using {workdir}/checkpoints/2")
+    output = tmp_path / "eval"
+    assert evaluate.main(["--workdir", str(workdir), "--split", "train[12:14]", "--output",
+                          str(output), "--no_progress"]) == 0
+    assert json.loads((output / "metrics.json").read_text())["num_images"] == 2
+    (workdir / "checkpoints" / "2" / "meta" / "metadata").write_text("")
+    with pytest.raises(checkpoints.CheckpointError, match=r"no readable checkpoint in .*run "
+                                                          r"\(.*checkpoints/4: JSONDecodeError"):
+        checkpoints.read_checkpoint(workdir)
+
+
+def test_predict_skips_a_corrupt_image_finishes_the_others_and_exits_1(run_dir, input_dir,
+                                                                        tmp_path, capsys):
+    workdir = run_dir[0]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for path in input_dir.iterdir():
+        (inputs / path.name).write_bytes(path.read_bytes())
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    output = tmp_path / "out"
+    assert cli.invoke(predict.main, ["--workdir", str(workdir), "--input", str(inputs),
+                                     "--output", str(output), "--no_progress"]) == 1
+    assert sorted(p.name for p in (output / "labels").iterdir()) == ["frame0.png", "frame1.png"]
+    captured = capsys.readouterr()
+    assert "wrote 2 label maps and overlays of 2 inputs" in captured.out
+    err = captured.err.splitlines()
+    assert err[0].startswith(f"warning: skipped {inputs}/broken.png: cannot read image")
+    assert err[-1].startswith(f"error: 1 of 3 inputs skipped, unreadable: cannot read image "
+                              f"{inputs}/broken.png")

@@ -21,6 +21,8 @@ its fresh initialisation (train with `init_from_part='encoder'`).
 mappings: the one with rules for most tensors wins (or name it: --mapping).
 By default a tensor without a destination, or a variable in scope left
 unfilled, is an error listing them by name; `--nostrict` writes anyway.
+An --output that exists and is not a variables checkpoint (a previous
+conversion's, which is replaced) is refused unless `--overwrite`.
 Flags are absl flags and `--config` an ml_collections config file with
 `--config.<key>=value` overrides, as for training (`segjax.cli`).
 """
@@ -37,7 +39,7 @@ import jax.numpy as jnp
 from absl import flags
 
 from segjax import cli, runtime
-from segjax.checkpoints import save_variables
+from segjax.checkpoints import check_replaceable, save_variables
 from segjax.convert import core
 from segjax.convert.io import load_state_dict
 from segjax.models import registry
@@ -108,11 +110,14 @@ def output_file(output: str) -> Path:
 
 def run(checkpoint: str, config, output: str, *, part: str = "all",
         mapping_name: str | None = None, strict: bool = True, input_size=None,
-        verbose: bool = True, config_source: str = "") -> Path:
+        verbose: bool = True, config_source: str = "", overwrite: bool = False) -> Path:
     """Converts `checkpoint` into the model `config.model` describes and writes it to `output`
-    (`config.runtime` applied); `config_source` (e.g. 'configs/X.py:arg') goes to the metadata."""
+    (`config.runtime` applied); `config_source` (e.g. 'configs/X.py:arg') goes to the metadata.
+    An `output` that is neither absent, empty nor a variables checkpoint is replaced only
+    with `overwrite`."""
     if part not in ("all", "encoder"):
         raise ValueError(f"--part must be 'all' or 'encoder', got {part!r}")
+    check_replaceable(output_file(output), overwrite=overwrite)
     runtime.configure(config)
     registry.import_modules(config.get("imports", ()))
     state_dict = load_state_dict(checkpoint)
@@ -131,8 +136,8 @@ def run(checkpoint: str, config, output: str, *, part: str = "all",
                    "converted": len(report.converted),
                    "unused": sorted(report.unused), "unmapped": report.unmapped},
     }
-    path = save_variables(output_file(output), converted, json.loads(json.dumps(metadata,
-                                                                                default=str)))
+    path = save_variables(output_file(output), converted,
+                          json.loads(json.dumps(metadata, default=str)), overwrite=overwrite)
     if verbose:
         print(f"wrote {path}")
     return path
@@ -148,6 +153,8 @@ def define_flags(values: flags.FlagValues) -> None:
                         "config's model).", flag_values=values)
     flags.DEFINE_bool("strict", True, "Refuse unused tensors / unfilled variables "
                       "(--nostrict writes anyway).", flag_values=values)
+    flags.DEFINE_bool("overwrite", False, "Replace --output even when it is not a variables "
+                      "checkpoint (its files are deleted).", flag_values=values)
     flags.DEFINE_list("input_size", None, "H,W to initialise the model at (default: "
                       "config.data.crop).", flag_values=values)
 
@@ -169,13 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not values.checkpoint or not values.output:
         raise cli.UsageError("--checkpoint and --output are required")
     size = tuple(int(v) for v in values.input_size) if values.input_size else None
-    try:
-        run(values.checkpoint, config, values.output, part=values.part,
-            mapping_name=values.mapping, strict=values.strict, input_size=size,
-            config_source=_config_source(argv))
-    except (core.ConversionError, KeyError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    run(values.checkpoint, config, values.output, part=values.part, mapping_name=values.mapping,
+        strict=values.strict, input_size=size, config_source=_config_source(argv),
+        overwrite=values.overwrite)
     return 0
 
 

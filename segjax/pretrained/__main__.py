@@ -141,17 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     values = flags.FlagValues()
     values.set_gnu_getopt(True)
+    cli.define_debug_flag(values)
     define_flags(values)
     try:
         selected = values(argv)[1:]
     except flags.Error as error:
         raise cli.UsageError(str(error)) from None
     if selected:
-        try:
-            records = [get(name).as_dict() for name in selected]
-        except KeyError as error:
-            print(f"error: {error.args[0]}", file=sys.stderr)
-            return 1
+        records = [get(name).as_dict() for name in selected]  # KeyError: `cli.run`'s line
         print(json.dumps(records if len(records) > 1 else records[0], indent=2))
         return 0
     print(markdown() if values.markdown else text_table(), end="" if values.markdown else "\n")

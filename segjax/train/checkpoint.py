@@ -15,7 +15,8 @@ size continues with the next unseen example (`stream_position`). The best state
 by validation mIoU is kept apart as a plain variables checkpoint,
 `workdir/checkpoints_best/variables` (its metadata holds the step and mIoU):
 it serves inference and init_from directly and is never deleted by the
-`keep_checkpoints` rotation.
+`keep_checkpoints` rotation; a damaged one is moved aside at the next start
+(`best_record`), like a damaged step checkpoint.
 
 The variables format, reading any checkpoint for inference or init_from, and
 the workdir layout are in `segjax.checkpoints`, which never imports this package.
@@ -31,8 +32,9 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from segjax.checkpoints import (BEST_DIR, BEST_FILE, CHECKPOINTS_DIR, first_mismatch,
-                                is_variables_checkpoint, load_variables, orbax_checkpoint,
+from segjax.checkpoints import (BEST_DIR, BEST_FILE, CHECKPOINTS_DIR, CheckpointError,
+                                first_mismatch, is_variables_checkpoint, load_variables,
+                                nonfinite_leaf, one_line_reason, orbax_checkpoint,
                                 save_variables)
 from segjax.models.registry import architecture
 
@@ -47,10 +49,6 @@ def _handlers():
 
 
 CORRUPT_DIR = "checkpoints_corrupt"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used; the message says why and what to do."""
 
 
 class ConfigChanged(CheckpointError):
@@ -94,12 +92,6 @@ def _abstract(leaf) -> jax.ShapeDtypeStruct:
         return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding)
     value = np.asarray(leaf)
     return jax.ShapeDtypeStruct(value.shape, value.dtype)
-
-
-def _reason(error: BaseException) -> str:
-    """One line from an Orbax/tensorstore error (their messages run to many lines)."""
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
 
 
 class TrainingCheckpoints:
@@ -175,7 +167,7 @@ class TrainingCheckpoints:
         except Exception as error:  # Orbax wraps OSErrors in its own and tensorstore's types
             kept = f"step {previous} is intact" if previous is not None else "none was saved"
             raise CheckpointError(f"saving checkpoint step {step} in {self.directory} failed "
-                                  f"({_reason(error)}); the previous checkpoint: {kept}") from None
+                                  f"({one_line_reason(error)}); the previous checkpoint: {kept}") from None
 
     # ------------------------------------------------------------------ restoring
 
@@ -285,7 +277,7 @@ class TrainingCheckpoints:
                 meta, found = self._stored(step)
             except Exception as error:  # pylint: disable=broad-except
                 unreadable.append(step)
-                self._quarantine(step, _reason(error))
+                self._quarantine(step, one_line_reason(error))
                 continue
             self._check_model(step, meta, found, state)
             keys = STATE_KEYS if self._optimizer_matches(step, meta, found, state) \
@@ -296,7 +288,7 @@ class TrainingCheckpoints:
                 raise
             except Exception as error:  # pylint: disable=broad-except
                 unreadable.append(step)
-                self._quarantine(step, _reason(error))
+                self._quarantine(step, one_line_reason(error))
                 continue
             if unreadable:
                 self.log(f"resuming from step {step}, the newest intact checkpoint")
@@ -322,17 +314,40 @@ def _examples(meta: dict, step: int, batch_size: int) -> int:
 
 
 def save_best(workdir, variables, config, *, step: int, miou: float) -> Path:
-    """The best-so-far variables (by validation mIoU) as a plain variables file."""
+    """The best-so-far variables (by validation mIoU) as a plain variables file; weights
+    holding NaN or inf are never saved (CheckpointError naming the step and variable)."""
+    bad = nonfinite_leaf(variables)
+    if bad is not None:
+        raise CheckpointError(f"best checkpoint of step {step} not saved: variable {bad} holds "
+                              f"NaN or inf; {Path(workdir) / BEST_DIR} is unchanged")
     return save_variables(Path(workdir) / BEST_DIR / BEST_FILE, variables,
                           {"model": _model_config_dict(config), "step": int(step),
                            "miou": float(miou), "imports": list(config.imports)})
 
 
-def best_record(workdir) -> dict | None:
-    """Metadata ({'step', 'miou', ...}) of the best checkpoint of a workdir, if any."""
-    path = Path(workdir) / BEST_DIR / BEST_FILE
-    if not is_variables_checkpoint(path):
+def best_record(workdir, *, log=None) -> dict | None:
+    """Metadata ({'step', 'miou', ...}) of the best checkpoint of a workdir, if any.
+
+    A damaged one (unreadable, or not a variables checkpoint) would stop every
+    resume: it is moved to `workdir/checkpoints_corrupt/best` with a one-line
+    warning, as damaged step checkpoints are, and the best mIoU starts afresh.
+    """
+    best = Path(workdir) / BEST_DIR
+    path = best / BEST_FILE
+    if not path.exists():
         return None
-    return load_variables(path)[1]
-
-
+    try:
+        if not is_variables_checkpoint(path):
+            raise CheckpointError("its 'variables' or 'metadata' item is missing")
+        return load_variables(path)[1]
+    except Exception as error:  # pylint: disable=broad-except
+        target = Path(workdir) / CORRUPT_DIR / "best"
+        (log or (lambda message: print(message, flush=True)))(
+            f"warning: the best checkpoint {path} is unreadable ({one_line_reason(error)}); "
+            f"moved to {target}, the best mIoU starts afresh")
+        if jax.process_index() == 0:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.move(str(best), str(target))
+        return None

@@ -16,16 +16,18 @@ What a run writes under `workdir`:
 
 Restarting with the same workdir resumes from the latest checkpoint, data
 iterator included, so the run continues as if never stopped. A non-finite
-loss stops the run with `TrainingDiverged` naming the step and the last good
-checkpoint; a non-finite state is never saved. `config.train.max_minutes`
+loss, or non-finite weights, stop the run with `TrainingDiverged` naming the
+step and the last good checkpoint; a non-finite state is never evaluated or
+saved (nor kept as the best checkpoint). `config.train.max_minutes`
 bounds the training time (evaluation excluded): the step count that fits is
 set from the step time measured after warm-up and the schedule rebuilt over it
 (`segjax.train.budget`), and a run past the budget still stops at the next log
 step (decisions shared by all processes). The validation split is decoded at
-start-up, and the files of each split are recorded (`segjax.train.splits`). A SIGTERM stops the run after the current
-step with a checkpoint of it (`segjax.train.preemption`: every process
-stops after the same step), and `train_and_evaluate` returns
-`{"preempted": message}` instead of an evaluation. With several processes
+start-up, and the files of each split are recorded (`segjax.train.splits`). A
+SIGTERM or a Ctrl-C (SIGINT) stops the run after the current step with a
+checkpoint of it (`segjax.train.preemption`: every process stops after the
+same step), and `train_and_evaluate` returns `{"preempted": message,
+"signal": name}` instead of an evaluation. With several processes
 only process 0 writes files; all of them run the same steps and evaluations.
 
 The train state is created in the layout of `config.mesh` (replicated, or
@@ -64,7 +66,8 @@ from segjax.train.workdir import WorkdirLock, check_writable
 
 EVAL_FILE = "eval_metrics.json"
 PREDICTIONS_DIR = "predictions"
-PREEMPTED = "preempted"  # the result's key when a SIGTERM stopped the run
+PREEMPTED = "preempted"  # the result's key when a SIGTERM or SIGINT stopped the run
+STOP_SIGNAL = "signal"   # and the signal's name ('SIGTERM', 'SIGINT')
 
 Hook = Callable[[int, state_lib.TrainState], None]
 
@@ -229,10 +232,12 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
                     _check_finite(accumulator, state, saver)
                     saver.save(step, state, loader)
                 if preempted:
-                    return {PREEMPTED: f"SIGTERM received: stopped after step {step} and saved "
-                                       f"checkpoint step {step} in {saver.directory}; "
-                                       "run the same command to resume"}
+                    return {PREEMPTED: f"{watch.signal_name} received: stopped after step "
+                                       f"{step} and saved checkpoint step {step} in "
+                                       f"{saver.directory}; run the same command to resume",
+                            STOP_SIGNAL: watch.signal_name}
                 if validation and (step % int(train.eval_every) == 0 or last):
+                    _check_finite(accumulator, state, saver)
                     result = validation.run(step, _variables(state), writer, final=last,
                                             training=_training_record(config, schedule, step,
                                                                       total))
@@ -241,6 +246,7 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
                 if last:
                     break
             if result is None and validation:
+                _check_finite(accumulator, state, saver)
                 result = validation.run(step, _variables(state), writer, final=True,
                                         training=_training_record(config, schedule, step, total))
         record = _training_record(config, schedule, step, total)
@@ -324,19 +330,23 @@ def _disk_full_stops_the_run(workdir: Path, saver: ckpt.TrainingCheckpoints):
 
 
 def _check_finite(accumulator, state, saver: ckpt.TrainingCheckpoints) -> None:
-    """Raises TrainingDiverged when a loss since the last log step or the state is not finite."""
-    bad_step = step_lib.NO_STEP
+    """Raises TrainingDiverged when a loss since the last log step or the state is not finite.
+
+    Run before every checkpoint and every evaluation: non-finite weights are never
+    evaluated, saved, or kept as the best checkpoint."""
+    bad_step, what = step_lib.NO_STEP, "loss"
     if accumulator is not None:
         bad_step = int(sharding.local_value(accumulator["first_nonfinite_step"]))
     if bad_step == step_lib.NO_STEP and not step_lib.tree_is_finite(_variables(state)):
-        bad_step = int(sharding.local_value(state.step))
+        bad_step, what = int(sharding.local_value(state.step)), "the weights (params/batch_stats)"
     if bad_step == step_lib.NO_STEP:
         return
     saved = saver.latest_step()
     where = (f"step {saved} in {saver.directory}" if saved
              else "none (no checkpoint was saved)")
     raise TrainingDiverged(
-        f"loss is not finite (NaN or inf) at step {bad_step}; stopped without saving. "
+        f"training diverged: {what} not finite (NaN or inf) at step {bad_step}; stopped "
+        "without saving or evaluating. "
         f"Last good checkpoint: {where}. Lower config.optim.learning_rate, enable "
         "config.optim.grad_clip_norm, or check the data of that step.")
 
@@ -424,7 +434,7 @@ class _Validation:
         self.options = config_lib.EvalOptions.from_config(config)
         self.logits = evaluation.logits_program(model, mesh, policy)
         self.panoptic = evaluation.panoptic_program(model, variables, config, mesh, policy)
-        best = ckpt.best_record(workdir)
+        best = ckpt.best_record(workdir, log=_log)
         self.best_miou = float(best["miou"]) if best else -1.0
 
     def run(self, step: int, variables: dict, writer: MetricWriter, *, final: bool,

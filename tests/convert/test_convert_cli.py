@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from segjax import cli
 from segjax.convert.__main__ import main
 from segjax.models.encoders.resnet import ResNet
 from segjax.checkpoints import load_variables
@@ -64,16 +65,35 @@ def test_safetensors_round_trip_gives_torchvision_features(resnet18_checkpoint, 
 def test_cli_errors_name_the_problem(resnet18_checkpoint, tmp_path, capsys):
     _, checkpoint, config = resnet18_checkpoint
     common = ["--config", str(config), "--output", str(tmp_path / "out"), "--part", "encoder"]
-    assert main(["--checkpoint", str(tmp_path / "missing.pth"), *common]) == 1
+    assert cli.invoke(main, ["--checkpoint", str(tmp_path / "missing.pth"), *common]) == 1
     assert "--checkpoint: no file at" in capsys.readouterr().err
-    assert main(["--checkpoint", str(checkpoint), "--mapping", "nope", *common]) == 1
+    assert cli.invoke(main, ["--checkpoint", str(checkpoint), "--mapping", "nope",
+                             *common]) == 1
     assert "unknown conversion mapping 'nope'" in capsys.readouterr().err
     # The deep-stem mapping has no rule for torchvision's 7x7 stem conv and sends bn1 to a
     # stem the config's resnet18 does not have: refused, every tensor and variable named.
-    assert main(["--checkpoint", str(checkpoint), "--mapping", "resnet_deep_stem",
-                 *common]) == 1
+    assert cli.invoke(main, ["--checkpoint", str(checkpoint), "--mapping",
+                             "resnet_deep_stem", *common]) == 1
     err = capsys.readouterr().err
     assert "conv1.weight: no rule for torch module 'conv1'" in err
     assert "bn1.running_var: no flax variable at batch_stats/encoder/stem_2/norm/bn/var" in err
     assert "params/encoder/conv1/kernel" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_output_that_is_not_a_conversion_is_kept_without_overwrite(resnet18_checkpoint,
+                                                                   tmp_path, capsys):
+    _, checkpoint, config = resnet18_checkpoint
+    output = tmp_path / "results"
+    output.mkdir()
+    (output / "notes.txt").write_text("a week of work")
+    command = ["--checkpoint", str(checkpoint), "--config", str(config), "--output", str(output),
+               "--part", "encoder"]
+    assert cli.invoke(main, command) == 2
+    assert "is a non-empty directory that is not a segjax variables checkpoint; refusing " \
+           "to replace it" in capsys.readouterr().err
+    assert (output / "notes.txt").read_text() == "a week of work"
+    assert main(command + ["--overwrite"]) == 0
+    assert not (output / "notes.txt").exists()
+    assert main(command) == 0  # a previous conversion's output is replaced
+    assert load_variables(output)[1]["source"]["mapping"] == "torchvision_resnet"

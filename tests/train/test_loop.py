@@ -79,6 +79,58 @@ def test_nan_between_log_steps_is_caught_before_saving(tmp_path, monkeypatch):
     assert checkpoint.TrainingCheckpoints(tmp_path, config).latest_step() is None
 
 
+def test_nonfinite_weights_are_never_evaluated_or_kept_as_best(tmp_path, monkeypatch):
+    """Weights that turn NaN while the loss stays finite (the loss is computed before the
+    update) stop the run at the next evaluation, before the best checkpoint is written."""
+    import jax
+    from segjax.train import step as step_lib
+    compile_train_step = step_lib.compile_train_step
+
+    def poisoning_compile(*args, **kwargs):
+        train_step = compile_train_step(*args, **kwargs)
+
+        def poisoned(state, batch, rng):
+            state, metrics = train_step(state, batch, rng)
+            if int(state.step) == 1:
+                state = state.replace(params=jax.tree_util.tree_map(
+                    lambda x: x * jnp.nan, state.params))
+            return state, metrics
+        return poisoned
+
+    monkeypatch.setattr(step_lib, "compile_train_step", poisoning_compile)
+    config = tiny_config(train__steps=3, train__log_every=10, train__checkpoint_every=10,
+                         train__eval_every=1)
+    with pytest.raises(loop.TrainingDiverged, match=r"the weights \(params/batch_stats\) not "
+                                                    r"finite .* at step 1;"):
+        loop.train_and_evaluate(config, tmp_path)
+    assert checkpoint.best_record(tmp_path) is None
+    assert not (tmp_path / "eval_metrics.json").exists()
+
+
+def test_save_best_refuses_nonfinite_weights(tmp_path):
+    variables = {"params": {"w": np.array([1.0, np.inf], np.float32)}, "batch_stats": {}}
+    with pytest.raises(checkpoint.CheckpointError, match=r"best checkpoint of step 7 not "
+                                                         r"saved: variable params/w holds NaN"):
+        checkpoint.save_best(tmp_path, variables, tiny_config(), step=7, miou=0.5)
+    assert checkpoint.best_record(tmp_path) is None
+
+
+def test_a_damaged_best_checkpoint_is_moved_aside_and_the_run_resumes(tmp_path, capsys):
+    loop.train_and_evaluate(tiny_config(train__steps=2, train__eval_every=2), tmp_path)
+    assert checkpoint.best_record(tmp_path)["step"] == 2
+    metadata = tmp_path / "checkpoints_best" / "variables" / "metadata" / "metadata"
+    metadata.write_text('{"format": "segjax.vari')  # a write cut short
+    capsys.readouterr()
+    loop.train_and_evaluate(tiny_config(train__steps=4, train__eval_every=2), tmp_path)
+    out = capsys.readouterr().out
+    assert (f"warning: the best checkpoint {tmp_path}/checkpoints_best/variables is unreadable "
+            "(JSONDecodeError") in out
+    assert f"moved to {tmp_path}/checkpoints_corrupt/best, the best mIoU starts afresh" in out
+    assert "resumed at step 2" in out
+    assert (tmp_path / "checkpoints_corrupt" / "best" / "variables").is_dir()
+    assert checkpoint.best_record(tmp_path)["step"] == 4
+
+
 def test_labels_outside_num_classes_are_named(tmp_path):
     config = tiny_config(data__synthetic__num_classes=5)
     with pytest.raises(ValueError, match=r"training batch of step 1: label values \[3, 4\] "

@@ -1,4 +1,5 @@
-"""SIGTERM during training: a checkpoint at the next step boundary, exit 0, an exact resume.
+"""SIGTERM during training: a checkpoint at the next step boundary, exit 0, an exact resume;
+Ctrl-C (SIGINT) the same, exit 130.
 
 The signal goes to real `python -m segjax.main` processes: one process, and
 one of two processes joined by `jax.distributed` (experiments/launch/local.py),
@@ -47,6 +48,69 @@ def test_the_watch_notices_sigterm_and_restores_the_previous_handler():
         os.kill(os.getpid(), signal.SIGTERM)
         assert watch.should_stop(2)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_ctrl_c_stops_like_sigterm_and_a_quick_second_one_changes_nothing(monkeypatch):
+    import os
+    from segjax.train import preemption
+    before = signal.getsignal(signal.SIGINT)
+    clock = [100.0]
+    monkeypatch.setattr(preemption.time, "monotonic", lambda: clock[0])
+    with preemption.PreemptionWatch() as watch:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert watch.should_stop(1) and watch.signal_name == "SIGINT"
+        clock[0] += 0.5
+        os.kill(os.getpid(), signal.SIGINT)  # a double press: the same request
+        assert watch.should_stop(2) and watch.signal_name == "SIGINT"
+        clock[0] += 1.0
+        with pytest.raises(KeyboardInterrupt):  # asked again later: abort now
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) == before
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+    """A background job (SIGINT ignored by its shell) does not take the terminal's Ctrl-C."""
+    from segjax.train.preemption import PreemptionWatch
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with PreemptionWatch():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_during_training_saves_the_step_and_returns(tmp_path):
+    import os
+
+    def ctrl_c_twice(step, state):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    config = tiny_config(train__steps=6, train__checkpoint_every=100, data__val_split="")
+    result = loop.train_and_evaluate(config, tmp_path, hooks=[ctrl_c_twice])
+    assert result[loop.STOP_SIGNAL] == "SIGINT"
+    assert result[loop.PREEMPTED].startswith("SIGINT received: stopped after step 3 and saved "
+                                             "checkpoint step 3")
+    assert checkpoint.TrainingCheckpoints(tmp_path, config).manager.all_steps() == [3]
+
+
+@pytest.mark.slow
+def test_ctrl_c_twice_exits_130_with_a_checkpoint(tmp_path):
+    workdir = tmp_path / "interrupted"
+    run = Streamed(subprocess.Popen(
+        [sys.executable, "-m", "segjax.main", f"--config={_config_file(tmp_path)}",
+         f"--workdir={workdir}"], cwd=REPO_ROOT, **popen_options()))
+    run.wait_for(r"^step 3/100000", timeout=240)
+    run.process.send_signal(signal.SIGINT)
+    run.process.send_signal(signal.SIGINT)
+    assert run.finish(timeout=120) == 130, run.output[-4000:]
+    stopped = int(re.search(r"^preempted: SIGINT received: stopped after step (\d+)",
+                            run.output, re.M).group(1))
+    assert checkpoint.TrainingCheckpoints(workdir, tiny_config()).latest_step() == stopped >= 3
+    assert "Traceback" not in run.output and "KeyboardInterrupt" not in run.output
 
 
 @pytest.mark.slow

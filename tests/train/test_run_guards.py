@@ -163,7 +163,7 @@ sys.argv = ["segjax.main", "--config", "configs/unet_isbi.py:smoke", "--workdir"
             "--config.train.checkpoint_every=0"]
 main.run()
 """, timeout=120)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error (segjax.cli.run)
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert lines[-1] == ("error: config.train.checkpoint_every=0: expected a positive integer")
     assert "Traceback" not in result.stdout
@@ -199,7 +199,7 @@ def _raise_enospc(*args, **kwargs):
 FILL_DISK = """
 import sys
 from pathlib import Path
-from segjax import main
+from segjax import cli
 from segjax.train import loop
 from tests.train.conftest import tiny_config
 
@@ -212,12 +212,8 @@ def fill_disk(step, state):
             except OSError:
                 pass
 
-try:
-    loop.train_and_evaluate(tiny_config(train__steps=4, data__val_split=""), {workdir!r},
-                            hooks=[fill_disk])
-except main.user_errors() as error:
-    print(f"error: {{error}}", file=sys.stderr)
-    sys.exit(1)
+sys.exit(cli.invoke(lambda argv: loop.train_and_evaluate(
+    tiny_config(train__steps=4, data__val_split=""), {workdir!r}, hooks=[fill_disk]), []))
 """
 
 
