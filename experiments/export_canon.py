@@ -5,7 +5,8 @@ family's network (its registered model, or the generic "segmenter" with the
 family's decoder and head) with narrow layers, and the input sizes it
 allows: `sizes[0]` is the size the static exports are made at, `sizes[1]` a
 second, larger size that a dynamic export never saw. Both are non-square.
-`tests/test_export.py` and `experiments/export_table.py` read this table;
+The export checks across formats read this table (the family x format table of
+docs/export.md is still to be generated from it);
 every architectural feature of a family (dilations, poolings, attention,
 resizes with or without aligned corners, transposed convolutions, Caffe
 crops) stays, only widths and block counts shrink.

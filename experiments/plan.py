@@ -67,11 +67,17 @@ def _early_devices(argv) -> int | None:
     return None
 
 
+def _config_spec(argv) -> str | None:
+    """The `path.py[:arg]` of --config in argv (the record names its config by it)."""
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if spec is None and "--config" in argv[:-1]:
+        spec = argv[argv.index("--config") + 1]
+    return spec
+
+
 def _config_slice_devices(argv) -> int | None:
     """The device count of the config's slice, for when --devices is not given."""
-    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    if spec is None and "--config" in argv:
-        spec = argv[argv.index("--config") + 1]
+    spec = _config_spec(argv)
     if spec is None:
         return None
     sys.path.insert(0, str(ROOT))
@@ -100,16 +106,13 @@ if __name__ == "__main__":
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from segjax import runtime, sharding  # noqa: E402
+from segjax import cli, runtime, sharding  # noqa: E402
+from segjax import config as config_lib  # noqa: E402
 from segjax.data import panoptic  # noqa: E402
 from segjax.models import registry  # noqa: E402
 from segjax.models.policy import ApplyPolicy  # noqa: E402
-
-FLAGS = flags.FLAGS
-
 
 # ----------------------------------------------------------------------------- FLOPs
 
@@ -416,52 +419,65 @@ def write_table(markdown: str, path: Path) -> None:
     path.write_text(f"{head}{BEGIN}\n{markdown}\n{END}{rest.split(END, 1)[1]}")
 
 
-def main(argv) -> None:
-    del argv
-    if FLAGS.table or FLAGS.all:
-        paths = (plan_all(Path(FLAGS.all), FLAGS.devices or 16) if FLAGS.all
-                 else [Path(p) for p in FLAGS.table])
+def _base_config(values: flags.FlagValues):
+    """Without --config: only --table/--all, which plan no config of their own."""
+    if not (values.table or values.all):
+        raise cli.UsageError("--config path/to/config.py[:arg] is required (or --table/--all)")
+    return config_lib.base_config()
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    values, config = cli.parse(argv, define_flags, doc=__doc__,
+                               program="python experiments/plan.py",
+                               default_config=_base_config)
+    if values.table or values.all:
+        paths = (plan_all(Path(values.all), values.devices or 16) if values.all
+                 else [Path(p) for p in values.table])
         markdown = table([json.loads(p.read_text()) for p in paths])
-        if FLAGS.write:
-            write_table(markdown, Path(FLAGS.write))
+        if values.write:
+            write_table(markdown, Path(values.write))
         else:
             print(markdown)
-        return
+        return 0
     from configs import common  # pylint: disable=import-outside-toplevel
-    config = FLAGS.config
-    spec = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), None) \
-        or sys.argv[sys.argv.index("--config") + 1]
     slice_info = common.SLICES.get(str(config.reproduction.slice))
-    devices = FLAGS.devices or (slice_info.devices if slice_info else len(jax.devices()))
+    devices = values.devices or (slice_info.devices if slice_info else len(jax.devices()))
     if devices > len(jax.devices()):
-        raise app.UsageError(f"--devices={devices} but JAX has {len(jax.devices())} devices")
-    hbm = FLAGS.hbm or (slice_info.hbm_gib if slice_info else 16.0)
-    peak = FLAGS.peak_tflops or (slice_info.peak_tflops if slice_info else 197.0)
+        raise cli.UsageError(f"--devices={devices} but JAX has {len(jax.devices())} devices "
+                             "(run this script directly: it sets the count before JAX starts)")
+    hbm = values.hbm or (slice_info.hbm_gib if slice_info else 16.0)
+    peak = values.peak_tflops or (slice_info.peak_tflops if slice_info else 197.0)
     record = plan(config, devices)
-    record["config"] = spec
-    record["overrides"] = [a for a in sys.argv[1:] if a.startswith("--config.")]
-    print(describe(record, hbm, peak, FLAGS.utilization))
-    if FLAGS.json:
-        Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(FLAGS.json).write_text(json.dumps(record, indent=2) + "\n")
+    record["config"] = _config_spec(argv)
+    record["overrides"] = [a for a in argv if a.startswith("--config.")]
+    print(describe(record, hbm, peak, values.utilization))
+    if values.json:
+        Path(values.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(values.json).write_text(json.dumps(record, indent=2) + "\n")
+    return 0
 
 
-def define_flags() -> None:
-    """The command line (only when run: importing this module defines no flags)."""
-    config_flags.DEFINE_config_file("config", None, "Experiment config (path[:arg]).")
-    flags.DEFINE_integer("devices", None, "Simulated devices (default: the config's slice).")
-    flags.DEFINE_float("hbm", None, "HBM per device, GiB (default: the config's slice).")
-    flags.DEFINE_float("peak_tflops", None, "bf16 peak per device (default: the slice's).")
-    flags.DEFINE_float("utilization", 0.4, "Fraction of the peak the step time assumes.")
-    flags.DEFINE_string("json", None, "Write the plan record here.")
-    flags.DEFINE_multi_string("table", None, "Print the Markdown table of these JSON records.")
+def define_flags(values: flags.FlagValues) -> None:
+    """The command line's flags besides --config (cli.parse defines that one)."""
+    flags.DEFINE_integer("devices", None, "Simulated devices (default: the config's slice).",
+                         flag_values=values)
+    flags.DEFINE_float("hbm", None, "HBM per device, GiB (default: the config's slice).",
+                       flag_values=values)
+    flags.DEFINE_float("peak_tflops", None, "bf16 peak per device (default: the slice's).",
+                       flag_values=values)
+    flags.DEFINE_float("utilization", 0.4, "Fraction of the peak the step time assumes.",
+                       flag_values=values)
+    flags.DEFINE_string("json", None, "Write the plan record here.", flag_values=values)
+    flags.DEFINE_multi_string("table", None, "Print the Markdown table of these JSON records.",
+                              flag_values=values)
     flags.DEFINE_string("all", None, "Plan every reproduction config (configs/common.py) on "
                         "--devices, one process each, writing <dir>/<config>.json (existing "
-                        "records are kept), then print the table.")
+                        "records are kept), then print the table.", flag_values=values)
     flags.DEFINE_string("write", None, "With --table/--all: replace the table in this Markdown "
-                        "file (between the plan-table markers) instead of printing it.")
+                        "file (between the plan-table markers) instead of printing it.",
+                        flag_values=values)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main)
