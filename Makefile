@@ -38,7 +38,7 @@ LATEST_TESTS := $(REGISTRY_TESTS)::test_models_listing_prints_name_count_and_pap
 	$(REGISTRY_TESTS)::test_a_small_model_runs_forward_and_backward tests/models/test_unet.py \
 	tests/train/test_loop.py tests/train/test_step.py tests/train/test_checkpoint.py \
 	tests/train/test_fsdp.py tests/train/test_sharding.py tests/train/test_elastic.py \
-	tests/test_weights.py tests/data tests/test_notebooks.py
+	tests/test_checkpoints.py tests/data tests/test_notebooks.py
 
 .PHONY: venv install install-dev demo test test-latest test-slow bench clean
 
