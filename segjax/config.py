@@ -280,6 +280,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 2
     config.train.max_minutes = 0.0           # wall-clock budget for training (0: none)
     config.train.allow_config_change = False  # resume although config.model/optim changed
+    # Train from step 0 in a workdir whose checkpoints were all unreadable (moved to
+    # checkpoints_corrupt/); refused without it. The old metrics.jsonl is kept beside.
+    config.train.start_over = False
     config.train.progress_bar = True
     # Rematerialisation (segjax.models.policy): which modules the train step
     # recomputes in the backward pass instead of storing their activations:

@@ -39,6 +39,7 @@ from absl import flags
 from segjax import checkpoints, cli, evaluation, runtime
 from segjax.config import EvalOptions
 from segjax.data.sources import load_split
+from segjax.paths import check_writable
 
 
 def split_expression(config, split: str) -> str:
@@ -61,6 +62,9 @@ def define_flags(values: flags.FlagValues) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     values, config = cli.parse(argv, define_flags, doc=__doc__, program="python -m segjax.evaluate",
                                default_config=cli.run_config)
+    run = Path(values.workdir) if values.workdir else Path(values.checkpoint).parent
+    output = Path(values.output) if values.output else run / f"eval_{values.split}"
+    check_writable(output, holds="the reports", instead="another --output")
     runtime.configure(config)
     path = cli.checkpoint_path(values)
     checkpoint = checkpoints.load(path, config)
@@ -73,8 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         examples = examples[:values.limit]
     result, _ = evaluation.evaluate(predict_fn, config, examples, options,
                                     progress=not values.no_progress, panoptic_fn=panoptic_fn)
-    run = Path(values.workdir) if values.workdir else Path(values.checkpoint).parent
-    output = Path(values.output) if values.output else run / f"eval_{values.split}"
     evaluation.write_reports(result, config, options, split, output)
     print((output / "metrics.md").read_text())
     written = ["metrics.json", "metrics.md"] + (

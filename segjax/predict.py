@@ -56,6 +56,7 @@ from PIL import Image
 from segjax import checkpoints, cli, evaluation, inference, runtime, visualize
 from segjax.config import EvalOptions
 from segjax.data import volume_files, volume_sources
+from segjax.paths import check_writable
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".ppm", ".pgm")
 
@@ -318,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = resolve_inputs(values.input, volumetric=volumetric)
     output, progress = Path(values.output), not values.no_progress
     check_output(output, output_stems(inputs, volumetric), values.overwrite)
+    check_writable(output, holds="the predictions", instead="another --output")
     runtime.configure(config)
     checkpoint = checkpoints.load(cli.checkpoint_path(values), config)
     predict_fn, panoptic_fn = evaluation.predict_functions(checkpoint.model,

@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first. A module may import from its own layer and every layer above it in this list.
 LAYERS = (
-    ("foundation", ("segjax", "segjax.registry", "segjax.host_memory")),
+    ("foundation", ("segjax", "segjax.registry", "segjax.host_memory", "segjax.paths")),
     ("ops: pure array functions", ("segjax.ops",)),
     ("config schema", ("segjax.config",)),
     ("runtime and array-level library", ("segjax.runtime", "segjax.sharding", "segjax.losses",

@@ -383,3 +383,20 @@ def test_predict_skips_a_corrupt_image_finishes_the_others_and_exits_1(run_dir, 
     assert err[0].startswith(f"warning: skipped {inputs}/broken.png: cannot read image")
     assert err[-1].startswith(f"error: 1 of 3 inputs skipped, unreadable: cannot read image "
                               f"{inputs}/broken.png")
+
+
+def test_unwritable_outputs_are_one_line_before_anything_is_computed(run_dir, input_dir, tmp_path,
+                                                                   monkeypatch):
+    """A file where the output folder's parent should be: refused before the checkpoint loads."""
+    workdir = run_dir[0]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(checkpoints, "load", lambda *a, **k: pytest.fail("loaded a checkpoint"))
+    with pytest.raises(PermissionError, match=r"cannot create .*a_file/report: its parent "
+                                              r".*a_file is not writable .*--output"):
+        evaluate.main(["--workdir", str(workdir), "--output", str(blocker / "report"),
+                       "--no_progress"])
+    with pytest.raises(PermissionError, match=r"cannot create .*a_file/out: .*predictions go "
+                                              r"there.*another --output"):
+        predict.main(["--workdir", str(workdir), "--input", str(input_dir), "--output",
+                      str(blocker / "out"), "--no_progress"])

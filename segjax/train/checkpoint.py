@@ -49,6 +49,9 @@ def _handlers():
 
 
 CORRUPT_DIR = "checkpoints_corrupt"
+START_OVER_HINT = ("Set config.train.start_over=True to train this workdir from step 0 (its "
+                   "metrics.jsonl is kept as metrics.before_start_over.jsonl), or use another "
+                   "--workdir.")
 
 
 class ConfigChanged(CheckpointError):
@@ -77,6 +80,13 @@ def changed_fields(stored: dict, current: dict, section: str) -> list[str]:
     before, after = _flat(stored, section), _flat(current, section)
     return [f"{key}: checkpoint {before.get(key, '(absent)')!r}, config "
             f"{after.get(key, '(absent)')!r}"
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+
+
+def resume_changes(previous: dict, current: dict) -> list[str]:
+    """'config.a.b: old -> new' for every setting a resumed run changes (config.json's dicts)."""
+    before, after = _flat(previous, "config"), _flat(current, "config")
+    return [f"{key}: {before.get(key, '(absent)')!r} -> {after.get(key, '(absent)')!r}"
             for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
 
 
@@ -117,6 +127,8 @@ class TrainingCheckpoints:
         self.directory = self.workdir / CHECKPOINTS_DIR
         self.record = run_record(config)
         self.allow_config_change = bool(config.train.get("allow_config_change", False))
+        self.start_over = bool(config.train.get("start_over", False))
+        self.started_over = False  # True once restore() let a quarantined workdir start over
         self.log = log or (lambda message: print(message, flush=True))
         options = orbax_checkpoint().CheckpointManagerOptions(
             max_to_keep=max(1, int(config.train.keep_checkpoints)),
@@ -187,6 +199,14 @@ class TrainingCheckpoints:
         expected = {"params": state.params, "batch_stats": state.batch_stats}
         saved = {"params": found["params"], "batch_stats": found.get("batch_stats") or {}}
         mismatch = first_mismatch(expected, saved)
+        if mismatch and self.allow_config_change:
+            raise ConfigChanged(
+                f"checkpoint {location} cannot continue as this model even with "
+                f"config.train.allow_config_change=True: its parameters differ at {mismatch} "
+                f"({'; '.join(changes) or 'no stored field differs'}). Resume refused and "
+                "nothing in the workdir was changed. Start another --workdir with "
+                "config.model.init_from pointing at this one (init_from_part='encoder' keeps "
+                "only the encoder).")
         if (changes and not self.allow_config_change) or mismatch:
             listed = "; ".join(changes) or "(no stored field differs)"
             raise ConfigChanged(
@@ -272,6 +292,8 @@ class TrainingCheckpoints:
         `CheckpointError` when checkpoints exist and none reads back.
         """
         unreadable = []
+        if not self.manager.all_steps():
+            self._check_quarantined_only()
         for step in sorted(self.manager.all_steps(), reverse=True):
             try:
                 meta, found = self._stored(step)
@@ -296,9 +318,22 @@ class TrainingCheckpoints:
         if unreadable:
             raise CheckpointError(
                 f"no intact checkpoint in {self.directory}: step(s) {unreadable} are unreadable "
-                f"(moved to {self.workdir / CORRUPT_DIR}). Remove the workdir's checkpoints to "
-                "start over, or use another --workdir.")
+                f"(moved to {self.workdir / CORRUPT_DIR}). {START_OVER_HINT}")
         return state, 0
+
+    def _check_quarantined_only(self) -> None:
+        """Refuses a workdir whose every checkpoint was quarantined, unless config says start over."""
+        quarantined = sorted(int(path.name) for path in (self.workdir / CORRUPT_DIR).glob("*")
+                             if path.name.isdigit())
+        if not quarantined:
+            return
+        if not self.start_over:
+            raise CheckpointError(
+                f"{self.workdir} holds no intact checkpoint, only the unreadable step(s) "
+                f"{quarantined} in {self.workdir / CORRUPT_DIR}. {START_OVER_HINT}")
+        self.started_over = True
+        self.log(f"config.train.start_over: training {self.workdir} from step 0 (its "
+                 f"unreadable step(s) {quarantined} stay in {CORRUPT_DIR}/)")
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -55,6 +55,7 @@ import tqdm
 
 from segjax import config as config_lib, evaluation, metrics as metrics_lib, optim, runtime
 from segjax import checkpoints, pretrained, sharding, visualize
+from segjax.paths import check_writable
 from segjax.models.policy import ApplyPolicy
 from segjax.models.segmenter import count_params
 from segjax.panoptic import quality as panoptic_quality
@@ -62,7 +63,7 @@ from segjax.train import checkpoint as ckpt
 from segjax.train import budget as budget_lib, splits, state as state_lib, step as step_lib
 from segjax.train.logging import METRICS_FILE, TENSORBOARD_DIR, MetricWriter, ProgressBar
 from segjax.train.preemption import PreemptionWatch
-from segjax.train.workdir import WorkdirLock, check_writable
+from segjax.train.workdir import WorkdirLock
 
 EVAL_FILE = "eval_metrics.json"
 PREDICTIONS_DIR = "predictions"
@@ -79,6 +80,32 @@ class TrainingDiverged(RuntimeError):
 def write_config(config, workdir: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort(indent=2) + "\n")
+
+
+def _report_changes(config, workdir: Path, step: int) -> None:
+    """Logs each setting that differs from the config.json of the run being resumed."""
+    stored = workdir / checkpoints.CONFIG_FILE
+    if not stored.is_file():
+        return
+    changes = ckpt.resume_changes(json.loads(stored.read_text()),
+                                  json.loads(config.to_json_best_effort()))
+    if changes:
+        _log(f"resuming at step {step} with {len(changes)} changed setting(s):")
+    for change in changes:
+        _log(f"  {change}")
+
+
+def _keep_old_metrics(workdir: Path) -> None:
+    """Moves a started-over workdir's metrics.jsonl aside (numbered if one is there already)."""
+    metrics = workdir / METRICS_FILE
+    if not metrics.is_file():
+        return
+    kept, number = workdir / "metrics.before_start_over.jsonl", 1
+    while kept.exists():
+        number += 1
+        kept = workdir / f"metrics.before_start_over.{number}.jsonl"
+    metrics.rename(kept)
+    _log(f"the earlier run's {METRICS_FILE} is kept as {kept.name}")
 
 
 def _is_main() -> bool:
@@ -131,11 +158,11 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
     if _is_main():  # before the workdir exists: a run without its data leaves none behind
         data_lib.sources.ensure_dataset(config.data)
     train = config.train
+    if _is_main():  # before the lock file is opened in it
+        check_writable(workdir, workdir / checkpoints.CHECKPOINTS_DIR)
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(WorkdirLock(workdir, enabled=_is_main()))
         watch = cleanup.enter_context(PreemptionWatch())
-        if _is_main():
-            check_writable(workdir, workdir / checkpoints.CHECKPOINTS_DIR)
         registry.import_modules(config.imports)
         model = registry.build(config.model)
         mesh = sharding.make_mesh(config.mesh)
@@ -154,6 +181,10 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
             state, schedule = state_lib.create_train_state(config, model, input_shape, mesh)
         splits.check_and_record(config, workdir, start_step, write=_is_main(), log=_log)
         if _is_main():
+            if start_step:
+                _report_changes(config, workdir, start_step)
+            if saver.started_over:
+                _keep_old_metrics(workdir)
             write_config(config, workdir)
         _log(_run_line(config, mesh, state, policy, start_step))
 

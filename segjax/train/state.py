@@ -19,8 +19,12 @@ default, `segjax.runtime`) for a replicated state; threefry2x32 in JAX's
 partitionable mode when config.mesh shards the state (`param_sharding='fsdp'`
 or `param_rules`): XLA draws an rbg array whole on every device and then
 slices it, while partitionable threefry draws each device's shard only
-(docs/scale.md has the figures). Either way the values depend on the seed
-and the config, not on the number of devices or processes.
+(docs/scale.md has the figures). Either way the random stream depends on the
+seed and the config, not on the number of devices or processes. The values
+follow it bit for bit where XLA's elementwise math does not depend on an
+array's shape; XLA:CPU since jax 0.12 rounds `log` (inside the normal draws'
+erf_inv) differently in its vector and scalar loops, so there a shard's value
+can differ from the whole array's by 1-2 ulps (tests/train/test_fsdp.py).
 """
 
 from __future__ import annotations

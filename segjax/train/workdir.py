@@ -7,9 +7,9 @@ without any clean-up; a live one refuses the second run with a message
 naming the holder (host, pid, start time, command). With several processes
 only process 0 takes it: they are one run.
 
-`check_writable(workdir)` creates the workdir and its checkpoint directory
-and writes a probe file in each, so a read-only directory is reported before
-the model is built or a step is taken.
+Whether the workdir is writable is checked before the lock is taken
+(`segjax.paths.check_writable`), so a read-only directory is reported in one
+line before anything else happens.
 """
 
 from __future__ import annotations
@@ -63,17 +63,3 @@ class WorkdirLock:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None
-
-
-def check_writable(*directories: str | Path) -> None:
-    """Creates each directory and writes a probe file in it; an error names the one that fails."""
-    for directory in map(Path, directories):
-        probe = directory / f".write-test-{os.getpid()}"
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as error:
-            raise PermissionError(f"cannot write in {directory} ({error.strerror or error}); "
-                                  "checkpoints and logs go there: make it writable or use "
-                                  "another --workdir") from None

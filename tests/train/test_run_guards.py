@@ -115,6 +115,54 @@ def test_no_intact_checkpoint_is_one_clear_error(trained, tmp_path):
         _train(workdir, train__steps=6)
 
 
+def test_a_quarantined_workdir_stays_refused_until_start_over(trained, tmp_path, capsys):
+    workdir = _copy(trained, tmp_path)
+    _break(workdir / "checkpoints" / "4", "metadata")
+    _break(workdir / "checkpoints" / "2", "state")
+    old_metrics = (workdir / "metrics.jsonl").read_text()
+    with pytest.raises(checkpoint.CheckpointError, match="config.train.start_over=True"):
+        _train(workdir, train__steps=6)
+    # The same command again: the checkpoints folder is empty now, and it is still refused.
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"no intact checkpoint, only the unreadable step\(s\) \[2, 4\] .*"
+                             r"config.train.start_over=True"):
+        _train(workdir, train__steps=6)
+    assert (workdir / "metrics.jsonl").read_text() == old_metrics
+    _train(workdir, train__steps=6, train__start_over=True)
+    assert "config.train.start_over: training" in capsys.readouterr().out
+    assert (workdir / "metrics.before_start_over.jsonl").read_text() == old_metrics
+    steps = [json.loads(line)["step"] for line in
+             (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert steps and min(steps) <= 2 and max(steps) == 6
+    assert checkpoint.TrainingCheckpoints(workdir, tiny_config()).latest_step() == 6
+
+
+def test_a_resume_reports_every_changed_setting_old_to_new(trained, tmp_path, capsys):
+    workdir = _copy(trained, tmp_path)
+    stored = json.loads((workdir / checkpoints.CONFIG_FILE).read_text())
+    learning_rate = stored["optim"]["learning_rate"]
+    capsys.readouterr()
+    _train(workdir, train__steps=6, optim__learning_rate=learning_rate / 2,
+           train__log_every=3)
+    out = capsys.readouterr().out
+    assert f"config.optim.learning_rate: {learning_rate!r} -> {learning_rate / 2!r}" in out
+    assert f"config.train.steps: {stored['train']['steps']!r} -> 6" in out
+    assert f"config.train.log_every: {stored['train']['log_every']!r} -> 3" in out
+    assert "changed setting(s)" in out and "config.model" not in out
+
+
+def test_a_shape_change_with_allow_config_change_points_to_init_from(trained, tmp_path):
+    workdir = _copy(trained, tmp_path)
+    stored = json.loads((workdir / checkpoints.CONFIG_FILE).read_text())
+    with pytest.raises(checkpoint.ConfigChanged) as refused:
+        _train(workdir, train__steps=6, model__width=2 * stored["model"]["width"],
+               train__allow_config_change=True)
+    message = str(refused.value)
+    assert "even with config.train.allow_config_change=True" in message
+    assert "parameters differ at" in message and "config.model.init_from" in message
+    assert "allow_config_change=True to continue" not in message
+
+
 def _leaves(tree):
     import jax
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
@@ -174,6 +222,15 @@ def test_an_unwritable_checkpoint_directory_is_reported_before_training(tmp_path
     with pytest.raises(PermissionError, match=r"cannot write in .*checkpoints"):
         _train(tmp_path)
     assert not (tmp_path / checkpoints.CONFIG_FILE).exists()
+
+
+def test_a_workdir_that_cannot_be_created_is_reported_before_its_lock(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("where the workdir's parent should be a folder")
+    with pytest.raises(PermissionError, match=r"cannot create .*a_file/run: its parent .*a_file "
+                                              r"is not writable .*another --workdir"):
+        _train(blocker / "run")
+    assert blocker.read_text().startswith("where")
 
 
 def test_a_failed_save_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
