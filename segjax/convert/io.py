@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from segjax.convert.core import as_numpy
+from segjax.convert.core import ConversionError, as_numpy
 
 # Keys under which training scripts commonly nest the state dict.
 WRAPPER_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "module")
@@ -56,5 +56,17 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
             state = {name: as_numpy(t) for name, t in load_file(str(path)).items()}
         return unwrap(state, str(path))
     import torch  # only here: segjax never imports torch on its import path
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise ConversionError(
+            f"--checkpoint: {path} is not a PyTorch checkpoint that torch.load reads "
+            f"({_first_line(error)}); expected a state dict saved with torch.save, or a "
+            ".safetensors file") from None
     return {name: as_numpy(value) for name, value in unwrap(checkpoint, str(path)).items()}
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's first line: torch's own advice (weights_only=False) does not apply here."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -79,6 +79,12 @@ def test_cli_errors_name_the_problem(resnet18_checkpoint, tmp_path, capsys):
     assert "bn1.running_var: no flax variable at batch_stats/encoder/stem_2/norm/bn/var" in err
     assert "params/encoder/conv1/kernel" in err
     assert not (tmp_path / "out").exists()
+    text = tmp_path / "notes.pth"
+    text.write_text("a text file with a checkpoint's name\n")
+    assert cli.invoke(main, ["--checkpoint", str(text), *common]) == 1
+    err = capsys.readouterr().err
+    assert f"--checkpoint: {text} is not a PyTorch checkpoint that torch.load reads" in err
+    assert "weights_only" not in err and "Traceback" not in err and len(err.splitlines()) == 1
 
 
 def test_output_that_is_not_a_conversion_is_kept_without_overwrite(resnet18_checkpoint,
