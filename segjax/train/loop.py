@@ -236,6 +236,16 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
                     _log_train_metrics(config, schedule, writer, bar, accumulator, step,
                                        rate(step), total)
                     accumulator = None
+                    review = plan.review(step, train_seconds) if budget else None
+                    shorter = _agree_int(review[0] if review else 0) if budget else 0
+                    if shorter:  # process 0's review decides for every process
+                        _log(review[1] if review else
+                             f"time budget: the schedule now runs over {shorter} steps")
+                        total = saver.schedule_steps = shorter
+                        plan.adopt(total, step, train_seconds, recompiled=True)
+                        state, schedule, train_step = _shorten(config, state, total, bar,
+                                                               compile_step)
+                        last = last or step >= total
                     if budget and _agree(train_seconds > budget):
                         _log(f"stopping at step {step}: config.train.max_minutes="
                              f"{train.max_minutes} reached")
@@ -243,20 +253,19 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
                 else:
                     train_seconds += budget_lib.clock() - started
                     bar.update(step)
-                if step == start_step + 1:
-                    plan.first_step_seconds = train_seconds
+                plan.step_done(step, train_seconds)
                 if plan.due(step):
                     synced = budget_lib.clock()
                     jax.block_until_ready(metrics)
                     train_seconds += budget_lib.clock() - synced
                     planned, line = plan.decide(step, train_seconds)
-                    plan.planned_steps = total = _agree_int(planned)
                     _log(line)
-                    saver.schedule_steps = total
-                    if total < int(train.steps):
-                        state, schedule = _with_schedule(config, state, total)
-                        train_step = compile_step(state)
-                        bar.set_total(total)
+                    total = saver.schedule_steps = _agree_int(planned)
+                    recompiled = total < int(train.steps)
+                    plan.adopt(total, step, train_seconds, recompiled=recompiled)
+                    if recompiled:
+                        state, schedule, train_step = _shorten(config, state, total, bar,
+                                                               compile_step)
                     last = last or step >= total
                 preempted = watch.should_stop(step)
                 if step % int(train.checkpoint_every) == 0 or last or preempted:
@@ -393,6 +402,13 @@ class _Rate:
         rate = (step - self.step) / max(now - self.time, 1e-9)
         self.step, self.time = step, now
         return rate
+
+
+def _shorten(config, state, total: int, bar: ProgressBar, compile_step):
+    """(state, schedule, train step) of a plan of `total` steps (segjax.train.budget)."""
+    state, schedule = _with_schedule(config, state, total)
+    bar.set_total(total)
+    return state, schedule, compile_step(state)
 
 
 def _with_schedule(config, state, steps: int):

@@ -12,10 +12,17 @@ from tests.train.conftest import tiny_config
 STEP_SECONDS, COMPILE_SECONDS = 5.0, 20.0
 
 
+class FakeClock(list):
+    """[now]; steps after `slows_after` steps take `slow_seconds` each instead."""
+    slows_after: int | None = None
+    slow_seconds: float = STEP_SECONDS
+    steps: int = 0
+
+
 @pytest.fixture
 def slow_machine(monkeypatch):
     """Every train step takes 5 fake seconds, the first call of each compiled step 20 more."""
-    now = [0.0]
+    now = FakeClock([0.0])
     compiled = step_lib.compile_train_step
 
     def slow_compile(*args, **kwargs):
@@ -23,8 +30,11 @@ def slow_machine(monkeypatch):
         calls = [0]
 
         def slow_step(*step_args):
-            now[0] += STEP_SECONDS + (COMPILE_SECONDS if calls[0] == 0 else 0.0)
+            slow = now.slows_after is not None and now.steps >= now.slows_after
+            now[0] += (now.slow_seconds if slow else STEP_SECONDS) + (
+                COMPILE_SECONDS if calls[0] == 0 else 0.0)
             calls[0] += 1
+            now.steps += 1
             return step(*step_args)
 
         return slow_step
@@ -63,6 +73,32 @@ def test_a_slow_machine_still_ends_the_schedule(tmp_path, slow_machine, capsys):
             "config.train.steps=40") in output
     assert "trained 21 steps (schedule over 21, config.train.steps=40); final learning rate" \
         in output
+
+
+def test_a_machine_that_slows_after_the_plan_still_ends_the_schedule(tmp_path, slow_machine,
+                                                                     capsys):
+    """The 21-step plan after step 11, then from step 13 on 7 s a step (another job started).
+    The review at log step 15 measures steps 13-15 (7 s; step 12 compiled the new schedule):
+    121 s + 6 x 7 s > 150 s, so it plans again: floor(0.95 x (150 - 121 - 18) / 7) = 1 more
+    step, 16 in all, compiled once more (27 s): 148 s. Without the review the run passed its
+    budget at step 20 with the schedule cut before its end."""
+    slow_machine.slows_after, slow_machine.slow_seconds = 12, 7.0
+    config = tiny_config(train__steps=40, train__log_every=5, train__checkpoint_every=100,
+                         train__eval_every=100, train__max_minutes=2.5,
+                         optim__schedule="cosine", optim__learning_rate=0.01)
+    loop.train_and_evaluate(config, tmp_path)
+    assert slow_machine[0] == pytest.approx(148.0)
+    final = optim.make_schedule(config.optim, 16)(15)
+    assert final < 0.01 * 0.01
+    rates = _learning_rates(tmp_path)
+    assert max(rates) == 16 and rates[16] == pytest.approx(float(final))
+    saved = json.loads((tmp_path / "eval_metrics.json").read_text())
+    assert saved["training"]["steps"] == saved["training"]["schedule_steps"] == 16
+    output = capsys.readouterr().out
+    assert "the schedule now runs over 21 steps" in output
+    assert ("time budget: steps 13-15 took 7 s each, so 21 steps no longer fit "
+            "config.train.max_minutes=2.5; the schedule now runs over 16 steps") in output
+    assert "max_minutes=2.5 reached" not in output
 
 
 def test_the_plan_survives_a_resume(tmp_path, slow_machine):
