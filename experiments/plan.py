@@ -186,6 +186,7 @@ def plan_mesh(config, devices: int) -> tuple[dict, str]:
     batch = int(config.data.batch_size)
     data, model = int(mesh["data"]), int(mesh["model"])
     if data == -1 and devices % model == 0 and batch % (devices // model) == 0:
+        mesh.update(data=devices // model)  # what sharding.make_mesh resolves -1 to
         return mesh, ""
     if data * model == devices and batch % data == 0:
         return mesh, ""
