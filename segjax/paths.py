@@ -10,7 +10,8 @@ here, so the same code serves a local (or NFS) folder and an object store:
   (`gs://bucket/run`, anything with `://`) becomes an `etils.epath.Path`,
   never resolved. epath is what Orbax uses: it reaches gs:// through gcsfs
   (or TensorFlow's gfile when installed).
-- `is_local(path)`: False for a URI.
+- `is_local(path)`: False for a URI. `as_path(path)` and `absolute(path)`:
+  the same types for paths given by a caller (not resolved).
 - `write_text(path, text)`: a complete file or nothing. Local: written to a
   temporary name beside it, then renamed over it. Object store: one put,
   which is atomic there (readers see the old object or the new one).
@@ -55,12 +56,22 @@ def scheme(path) -> str:
     return text.split(URI_MARK, 1)[0] if URI_MARK in text else ""
 
 
-def workdir_path(path):
-    """A local path as an absolute resolved `pathlib.Path`; a URI as an `etils.epath.Path`."""
+def as_path(path):
+    """A local path as a `pathlib.Path` (as given); a URI as an `etils.epath.Path`."""
     if is_local(path):
-        return Path(path).resolve()
+        return Path(path)
     from etils import epath
     return epath.Path(os.fspath(path))
+
+
+def workdir_path(path):
+    """A local path as an absolute resolved `pathlib.Path`; a URI as an `etils.epath.Path`."""
+    return Path(path).resolve() if is_local(path) else as_path(path)
+
+
+def absolute(path):
+    """A local path made absolute (not resolved); a URI as an `etils.epath.Path`."""
+    return Path(path).absolute() if is_local(path) else as_path(path)
 
 
 def checkpoint_path(path):
@@ -92,12 +103,20 @@ def move_tree(source, target) -> None:
     if is_local(source):
         shutil.move(str(source), str(target))
         return
-    for root, _, files in source.walk():
-        for name in files:
-            relative = (root / name).relative_to(source)
-            (target / relative).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).copy(target / relative, overwrite=True)
+    for item in _files_under(source):
+        copy = target / item.relative_to(source)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        item.copy(copy, overwrite=True)
     source.rmtree()
+
+
+def _files_under(folder):
+    """The files under `folder`, at any depth (listed by prefix: objects have no folders)."""
+    for item in folder.iterdir():
+        if item.is_dir():
+            yield from _files_under(item)
+        else:
+            yield item
 
 
 # --------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ import tqdm
 
 from segjax import config as config_lib, evaluation, metrics as metrics_lib, optim, runtime
 from segjax import checkpoints, pretrained, sharding, visualize
+from segjax import paths
 from segjax.paths import check_writable
 from segjax.models.policy import ApplyPolicy
 from segjax.models.segmenter import count_params
@@ -79,7 +80,8 @@ class TrainingDiverged(RuntimeError):
 
 def write_config(config, workdir: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort(indent=2) + "\n")
+    paths.write_text(workdir / checkpoints.CONFIG_FILE,
+                     config.to_json_best_effort(indent=2) + "\n")
 
 
 def _report_changes(config, workdir: Path, step: int) -> None:
@@ -151,7 +153,7 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
     from segjax import data as data_lib
     from segjax.models import registry
 
-    workdir = Path(workdir).resolve()
+    workdir = paths.workdir_path(workdir)  # a gs:// URI stays one (segjax.paths)
     config_lib.validate(config)
     runtime.configure(config)
     pretrained.configure(config, log=_log)   # a preset's input normalisation
@@ -503,7 +505,8 @@ class _Validation:
                   "options": evaluation.options_record(self.options), **result}
         if training:
             record["training"] = training
-        (self.workdir / EVAL_FILE).write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+        paths.write_text(self.workdir / EVAL_FILE,
+                         json.dumps(record, indent=2, allow_nan=True) + "\n")
         examples = self.examples[:len(predictions)]
         colours = visualize.class_colours(config)
         ignore_index = int(config.data.ignore_index)
