@@ -33,6 +33,7 @@ import struct
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -85,11 +86,12 @@ class MetricWriter:
             self.workdir.mkdir(parents=True, exist_ok=True)
             if resume_step is not None:
                 drop_records_after(self.workdir / METRICS_FILE, resume_step)
-            logdir = self.workdir / TENSORBOARD_DIR
+            logdir, suffix = self.workdir / TENSORBOARD_DIR, ""
             if not paths.is_local(self.workdir):
                 self._staging = Path(tempfile.mkdtemp(prefix="segjax-tensorboard-"))
-                logdir = self._staging
-            self._tensorboard = SummaryWriter(logdir=str(logdir))
+                # Uploaded under the local file's name: unique, so no earlier file is replaced.
+                logdir, suffix = self._staging, f".{uuid.uuid4().hex[:8]}"
+            self._tensorboard = SummaryWriter(logdir=str(logdir), filename_suffix=suffix)
             self._jsonl = (open(self.workdir / METRICS_FILE, "a", encoding="utf-8")
                            if paths.is_local(self.workdir)
                            else _RewrittenObject(self.workdir / METRICS_FILE))

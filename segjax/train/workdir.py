@@ -74,7 +74,7 @@ class WorkdirLock:
 
     def __init__(self, workdir, *, enabled: bool = True, lease_seconds: float = LEASE_SECONDS,
                  refresh_seconds: float = REFRESH_SECONDS):
-        self.workdir = workdir if not paths.is_local(workdir) else Path(workdir)
+        self.workdir = paths.as_path(workdir)
         self.path = self.workdir / LOCK_FILE
         self.enabled = enabled
         self._held = None
