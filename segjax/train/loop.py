@@ -13,6 +13,12 @@ What a run writes under `workdir`:
     eval_metrics.json             the last evaluation (mIoU, per-class IoU, pixel accuracy, ...;
                                   PQ, SQ, RQ for panoptic models)
     predictions/<name>.png        image | prediction overlay | errors vs label (last evaluation)
+    .lock                         the run's lock (segjax.train.workdir)
+
+`workdir` is a local path or a bucket URI (gs://bucket/runs/name): every file
+above is written through `segjax.paths`, which keeps a local path a resolved
+`pathlib.Path` and a URI an `etils.epath.Path` (what each file becomes in a
+bucket, and the lease that locks it there: docs/scale.md).
 
 Restarting with the same workdir resumes from the latest checkpoint, data
 iterator included, so the run continues as if never stopped. A non-finite
