@@ -82,7 +82,7 @@ def checkpoint_path(path):
 def write_text(path, text: str) -> None:
     """Writes `text` to `path` whole: a temporary file renamed over it (local), or one put."""
     if not is_local(path):
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
         return
     path = Path(path)
     fresh = path.with_name(f".{path.name}.new-{os.getpid()}")
@@ -103,18 +103,19 @@ def move_tree(source, target) -> None:
     if is_local(source):
         shutil.move(str(source), str(target))
         return
-    for item in _files_under(source):
+    for item in files_under(source):
         copy = target / item.relative_to(source)
         copy.parent.mkdir(parents=True, exist_ok=True)
         item.copy(copy, overwrite=True)
     source.rmtree()
 
 
-def _files_under(folder):
-    """The files under `folder`, at any depth (listed by prefix: objects have no folders)."""
+def files_under(folder):
+    """The files under `folder`, at any depth (in a bucket: listed level by level, since
+    epath's recursive glob and walk do not work there)."""
     for item in folder.iterdir():
         if item.is_dir():
-            yield from _files_under(item)
+            yield from files_under(item)
         else:
             yield item
 
@@ -147,14 +148,23 @@ class ObjectGenerations(Protocol):
 class _GcsGenerations:
     """Google Cloud Storage's generation preconditions, through google-cloud-storage."""
 
-    def _blob(self, uri: str):
+    def __init__(self):
+        self._client = None
+
+    def _bucket_and_name(self, uri: str):
         try:
             from google.cloud import storage
         except ImportError:
             raise ImportError(f"the lock of a gs:// workdir ({uri}) needs google-cloud-storage "
                               "(pip install google-cloud-storage gcsfs)") from None
+        if self._client is None:
+            self._client = storage.Client()
         bucket, _, name = uri.split(URI_MARK, 1)[1].partition("/")
-        return storage.Client().bucket(bucket).blob(name)
+        return self._client.bucket(bucket), name
+
+    def _blob(self, uri: str):
+        bucket, name = self._bucket_and_name(uri)
+        return bucket.blob(name)
 
     def _run(self, call):
         from google.api_core import exceptions
@@ -166,9 +176,16 @@ class _GcsGenerations:
             raise FileNotFoundError(str(error)) from None
 
     def read(self, uri: str) -> tuple[bytes, int]:
-        blob = self._blob(uri)
-        data = self._run(blob.download_as_bytes)
-        return data, int(blob.generation)
+        bucket, name = self._bucket_and_name(uri)
+        while True:
+            blob = self._run(lambda: bucket.get_blob(name))  # its generation, or None
+            if blob is None:
+                raise FileNotFoundError(uri)
+            try:  # the bytes of that generation; rewritten in between: read again
+                return self._run(lambda: blob.download_as_bytes(
+                    if_generation_match=blob.generation)), int(blob.generation)
+            except (PreconditionFailed, FileNotFoundError):
+                continue
 
     def write(self, uri: str, data: bytes, *, if_generation_match: int) -> int:
         blob = self._blob(uri)

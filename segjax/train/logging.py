@@ -19,9 +19,11 @@ appended to, so the writer keeps metrics.jsonl's text and rewrites the whole
 object at every write (one put each: a reader sees the file before or after
 a record, never half of one; the file is small, a line per log step).
 tensorboardX writes local files only (its gs:// support needs TensorFlow), so
-the event files go to a local temporary folder and each is copied up to
-`workdir/tensorboard/` at every flush (and at close); a killed run loses at
-most the events since its last write.
+the event files go to a local temporary folder and each is copied up whole
+to `workdir/tensorboard/` at every flush (what tensorboardX's writer thread
+has written by then) and at close; a killed run loses the events its last
+copy did not hold. Each event file name gets a random suffix, so a resumed
+run's file never replaces an earlier one.
 """
 
 from __future__ import annotations
@@ -235,9 +237,9 @@ def _masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def _read_records(path: Path):
+def _read_records(path):
     """The payloads of a TFRecord file, checking both CRCs."""
-    with open(path, "rb") as stream:
+    with path.open("rb") as stream:
         while header := stream.read(12):
             if len(header) < 12:
                 return  # a record cut short by a killed writer
@@ -253,10 +255,20 @@ def _read_records(path: Path):
             yield data
 
 
+def _event_files(logdir) -> list:
+    if paths.is_local(logdir):
+        return sorted(logdir.rglob("events.out.tfevents.*"))
+    if not logdir.is_dir():
+        return []
+    return sorted((path for path in paths.files_under(logdir)
+                   if path.name.startswith("events.out.tfevents.")), key=str)
+
+
 def read_tensorboard_scalars(logdir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """{tag: [(step, value), ...]} from every event file under `logdir`, in file order."""
-    logdir = Path(logdir)
-    files = sorted(logdir.rglob("events.out.tfevents.*"))
+    """{tag: [(step, value), ...]} from every event file under `logdir` (a local folder or
+    a bucket's), in file order."""
+    logdir = paths.as_path(logdir)
+    files = _event_files(logdir)
     if not files:
         raise FileNotFoundError(f"read_tensorboard_scalars: no event files under {logdir}")
     scalars: dict[str, list[tuple[int, float]]] = {}

@@ -16,7 +16,8 @@ import pytest
 
 from segjax import checkpoints, paths
 from segjax.train import loop
-from segjax.train.logging import METRICS_FILE, TENSORBOARD_DIR, MetricWriter, read_metrics
+from segjax.train.logging import (METRICS_FILE, TENSORBOARD_DIR, MetricWriter, read_metrics,
+                                  read_tensorboard_scalars)
 from segjax.train.workdir import LOCK_FILE, WorkdirBusy, WorkdirLock
 from tests import fake_bucket
 from tests.train.conftest import tiny_config
@@ -72,14 +73,39 @@ def test_check_writable_names_a_bucket_that_refuses_writes(bucket, monkeypatch):
 def test_metrics_in_a_bucket_are_rewritten_whole_and_resume_drops_replayed_steps(bucket):
     with MetricWriter(WORKDIR, console=False) as writer:
         writer.write_scalars(1, {"train/loss": 2.0})
-        writer.write_scalars(2, {"train/loss": float("nan")})
+        writer.write_scalars(2, {"train/loss": 3.0})
         assert [r["step"] for r in read_metrics(f"{WORKDIR}/{METRICS_FILE}")] == [1, 2]
+        # Copied up at each flush (what tensorboardX's writer thread has written by then).
+        assert any(key.startswith(f"{TENSORBOARD_DIR}/events.out") for key in _keys(bucket))
+    assert read_tensorboard_scalars(f"{WORKDIR}/{TENSORBOARD_DIR}")["train/loss"] == [
+        (1, 2.0), (2, 3.0)]  # all of it at close
     with MetricWriter(WORKDIR, console=False, resume_step=1) as writer:
         writer.write_scalars(2, {"train/loss": 1.5})
     records = read_metrics(WORKDIR)
     assert [(r["step"], r["train/loss"]) for r in records] == [(1, 2.0), (2, 1.5)]
     events = [key for key in _keys(bucket) if key.startswith(f"{TENSORBOARD_DIR}/events.out")]
-    assert len(events) == 2  # one event file per writer, copied up whole
+    assert len(events) == 2  # one event file per writer, copied up whole; none replaced
+    assert sorted(read_tensorboard_scalars(f"{WORKDIR}/{TENSORBOARD_DIR}")["train/loss"]) == [
+        (1, 2.0), (2, 1.5), (2, 3.0)]
+
+
+def test_an_object_store_cannot_append_so_metrics_never_open_for_append(bucket):
+    with pytest.raises(OSError, match="cannot append"):
+        with paths.as_path(f"{WORKDIR}/{METRICS_FILE}").open("a") as stream:
+            stream.write("{}\n")
+
+
+def test_move_and_remove_a_tree_in_a_bucket(bucket):
+    for key in ("checkpoints/7/state/a", "checkpoints/7/meta/b", "checkpoints/8/state/a"):
+        bucket.pipe_file(f"bucket/runs/tiny/{key}", key.encode())
+    workdir = paths.as_path(WORKDIR)
+    paths.move_tree(workdir / "checkpoints" / "7", workdir / "checkpoints_corrupt" / "7")
+    assert _keys(bucket) == {"checkpoints/8/state/a", "checkpoints_corrupt/7/state/a",
+                             "checkpoints_corrupt/7/meta/b"}
+    assert bucket.cat_file("bucket/runs/tiny/checkpoints_corrupt/7/meta/b") == \
+        b"checkpoints/7/meta/b"
+    paths.remove_tree(workdir / "checkpoints_corrupt")
+    assert _keys(bucket) == {"checkpoints/8/state/a"}
 
 
 # ------------------------------------------------------------------ the lease lock
