@@ -78,16 +78,18 @@ class WorkdirLock:
         self.path = self.workdir / LOCK_FILE
         self.enabled = enabled
         self._held = None
+        if not 0 < refresh_seconds < lease_seconds:
+            raise ValueError(f"WorkdirLock: refresh_seconds={refresh_seconds} must be positive "
+                             f"and less than lease_seconds={lease_seconds}")
         self.lease_seconds, self.refresh_seconds = float(lease_seconds), float(refresh_seconds)
 
     def __enter__(self) -> "WorkdirLock":
         if not self.enabled:
             return self
-        if paths.is_local(self.path):
-            self._held = _FileLock(self.path)
-        else:
-            self._held = _Lease(str(self.path), self.lease_seconds, self.refresh_seconds)
-        self._held.acquire(self.workdir)
+        held = (_FileLock(self.path) if paths.is_local(self.path) else
+                _Lease(str(self.path), self.lease_seconds, self.refresh_seconds))
+        held.acquire(self.workdir)
+        self._held = held
         return self
 
     def __exit__(self, *exc_info) -> None:

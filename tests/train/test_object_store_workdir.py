@@ -145,15 +145,21 @@ def test_an_expired_lease_is_taken_over(bucket):
 
 
 def test_a_holder_whose_lease_was_taken_over_stops_and_leaves_the_new_lease(bucket, capsys):
-    lock = WorkdirLock(WORKDIR, lease_seconds=0.1, refresh_seconds=0.3)
-    lock.__enter__()
-    time.sleep(0.15)  # expired: the holder stalled past its lease
-    with WorkdirLock(WORKDIR, lease_seconds=30) as taker:
-        time.sleep(0.4)  # the stalled holder's next refresh fails its precondition
-        lock.__exit__(None, None, None)
-        assert "was taken over by another run" in capsys.readouterr().err
-        assert _lease(bucket)["expires"] > time.time() + 20  # the taker's lease is intact
-        assert taker._held.lost is None
+    uri = f"{WORKDIR}/{LOCK_FILE}"
+    lock = WorkdirLock(WORKDIR, lease_seconds=30, refresh_seconds=0.05).__enter__()
+    # What a run does with a lease whose holder stalled past its expiry: compare-and-swap.
+    taker = json.dumps({"pid": 7, "expires": time.time() + 30}).encode()
+    taken = bucket.write(uri, taker, if_generation_match=bucket.read(uri)[1])
+    time.sleep(0.3)  # the holder's next refresh fails its precondition
+    assert "was taken over by another run" in capsys.readouterr().err
+    lock.__exit__(None, None, None)
+    assert bucket.read(uri) == (taker, taken)  # neither refreshed nor deleted
+
+
+def test_a_lease_shorter_than_its_refresh_is_refused():
+    with pytest.raises(ValueError, match="refresh_seconds=60 must be positive and less than "
+                                         "lease_seconds=30"):
+        WorkdirLock(WORKDIR, lease_seconds=30, refresh_seconds=60)
 
 
 def _race(count: int) -> tuple[list, list]:
