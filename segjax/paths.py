@@ -156,7 +156,7 @@ class _GcsGenerations:
             from google.cloud import storage
         except ImportError:
             raise ImportError(f"the lock of a gs:// workdir ({uri}) needs google-cloud-storage "
-                              "(pip install google-cloud-storage gcsfs)") from None
+                              "(pip install segjax[gcs]: gcsfs, google-cloud-storage)") from None
         if self._client is None:
             self._client = storage.Client()
         bucket, _, name = uri.split(URI_MARK, 1)[1].partition("/")

@@ -10,8 +10,8 @@
 # slice, and each host loads only its own rows of every global batch
 # (data.batch_size / number of hosts; segjax.data.pipeline). WORKDIR must be one
 # place all hosts see, where every host writes its shards of each checkpoint: a
-# bucket, gs://bucket/path (no NFS needed; the hosts need gcsfs and
-# google-cloud-storage, and the workdir lock is a lease object), or a Filestore/NFS
+# bucket, gs://bucket/path (no NFS needed; the hosts need segjax[gcs]: gcsfs and
+# google-cloud-storage; the workdir lock is a lease object), or a Filestore/NFS
 # mount. Preemption: the hosts get SIGTERM; the run saves a
 # checkpoint at a step all hosts agree on and exits 0; run this script again to
 # resume (on the same or another slice size). See docs/scale.md.
