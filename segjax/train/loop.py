@@ -70,7 +70,7 @@ from segjax.train import checkpoint as ckpt
 from segjax.train import budget as budget_lib, splits, state as state_lib, step as step_lib
 from segjax.train.logging import METRICS_FILE, TENSORBOARD_DIR, MetricWriter, ProgressBar
 from segjax.train.preemption import PreemptionWatch
-from segjax.train.workdir import WorkdirLock
+from segjax.train.workdir import WorkdirBusy, WorkdirLock
 
 EVAL_FILE = "eval_metrics.json"
 PREDICTIONS_DIR = "predictions"
@@ -169,7 +169,7 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
     if _is_main():  # before the lock file is opened in it
         check_writable(workdir, workdir / checkpoints.CHECKPOINTS_DIR)
     with contextlib.ExitStack() as cleanup:
-        cleanup.enter_context(WorkdirLock(workdir, enabled=_is_main()))
+        lock = cleanup.enter_context(WorkdirLock(workdir, enabled=_is_main()))
         watch = cleanup.enter_context(PreemptionWatch())
         registry.import_modules(config.imports)
         model = registry.build(config.model)
@@ -269,6 +269,7 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
                 preempted = watch.should_stop(step)
                 if step % int(train.checkpoint_every) == 0 or last or preempted:
                     _check_finite(accumulator, state, saver)
+                    _check_lock(lock)
                     saver.save(step, state, loader)
                 if preempted:
                     return {PREEMPTED: f"{watch.signal_name} received: stopped after step "
@@ -366,6 +367,18 @@ def _disk_full_stops_the_run(workdir: Path, saver: ckpt.TrainingCheckpoints):
             f"the disk is full ({error.filename or workdir}: {error.strerror}); training "
             f"stopped, the latest checkpoint (step {saver.latest_step()}) is intact"
         ) from None
+
+
+def _check_lock(lock: WorkdirLock) -> None:
+    """Stops every process when process 0's workdir lease was taken over (`WorkdirLock.check`)."""
+    try:
+        lock.check()
+        lost = None
+    except WorkdirBusy as error:
+        lost = error
+    if _agree(lost is not None):
+        raise lost or WorkdirBusy("the workdir's lease was taken over by another run (process 0 "
+                                  "found out); stopped before writing")
 
 
 def _check_finite(accumulator, state, saver: ckpt.TrainingCheckpoints) -> None:

@@ -23,8 +23,11 @@ it over by replacing exactly the generation it read (compare-and-swap), so
 of two runs taking over at once exactly one succeeds. A refresh is
 conditional on the holder's own last generation: a holder whose lease was
 taken over (it stalled for longer than the lease) finds out at its next
-refresh, says so on stderr, and stops refreshing. Leaving the run deletes the
-lease (conditionally: never another holder's). Guarantee: one holder at a
+refresh, says so on stderr, and stops refreshing; `WorkdirLock.check()`
+(called by the training loop before each checkpoint) also reads the lease
+back and raises `WorkdirBusy` when it is no longer this run's, so a run that
+lost its workdir stops before writing a checkpoint over the new holder's.
+Leaving the run deletes the lease (conditionally: never another holder's). Guarantee: one holder at a
 time as long as a live holder refreshes within `lease_seconds` and the
 hosts' clocks differ by much less than `lease_seconds - refresh_seconds`;
 a holder killed without releasing blocks the workdir for at most
@@ -92,6 +95,14 @@ class WorkdirLock:
         self._held = held
         return self
 
+    def check(self) -> None:
+        """WorkdirBusy when another run has taken this run's lease over (a bucket workdir whose
+        holder stalled past its lease): called before each checkpoint, so that a run that
+        lost its workdir stops before writing over the new holder's files."""
+        if self._held is not None and not self._held.still_held():
+            raise WorkdirBusy(f"{self._held.lost}. Stopped before writing; use another "
+                              "--workdir, or wait for the other run to finish and resume.")
+
     def __exit__(self, *exc_info) -> None:
         if self._held is not None:
             self._held.release()
@@ -102,7 +113,10 @@ class _FileLock:
     """An exclusive flock on a local lock file, whose text names the holder."""
 
     def __init__(self, path: Path):
-        self.path, self._file = path, None
+        self.path, self._file, self.lost = path, None, None
+
+    def still_held(self) -> bool:
+        return True  # the kernel holds it until this process ends
 
     def acquire(self, workdir) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +150,7 @@ class _Lease:
         self.lost: str | None = None  # set when another run took the lease over
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._writing = threading.Lock()  # a refresh and `still_held` see one generation
 
     def _payload(self) -> bytes:
         record = {**self.record, "expires": time.time() + self.lease_seconds,
@@ -179,20 +194,41 @@ class _Lease:
                 pass
             raise _busy(workdir, holder) from None
 
+    def _taken_over(self) -> None:
+        holder = "another run"
+        try:
+            holder = self.store.read(self.uri)[0].decode(errors="replace").strip() or holder
+        except FileNotFoundError:
+            pass
+        self.lost = (f"the lease {self.uri} was taken over by another run (this one did not "
+                     f"refresh it in time): {holder}; this run no longer holds the workdir")
+        print(f"warning: {self.lost}", file=sys.stderr, flush=True)
+
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.refresh_seconds):
             try:
-                self.generation = self.store.write(self.uri, self._payload(),
-                                                   if_generation_match=self.generation)
+                with self._writing:
+                    self.generation = self.store.write(self.uri, self._payload(),
+                                                       if_generation_match=self.generation)
             except (paths.PreconditionFailed, FileNotFoundError):
-                self.lost = (f"warning: the lease {self.uri} was taken over by another run "
-                             "(this one did not refresh it in time); this run no longer "
-                             "holds the workdir")
-                print(self.lost, file=sys.stderr, flush=True)
+                self._taken_over()
                 return
             except Exception as error:  # pylint: disable=broad-except  # retried next beat
                 print(f"warning: refreshing the lease {self.uri} failed ({error}); retrying",
                       file=sys.stderr, flush=True)
+
+    def still_held(self) -> bool:
+        """Reads the lease back: False (and `lost` set) when another run has replaced it."""
+        if self.lost is None:
+            with self._writing:
+                try:
+                    ours = self.store.read(self.uri)[1] == self.generation
+                except FileNotFoundError:
+                    ours = False
+            if not ours:
+                self._stop.set()
+                self._taken_over()
+        return self.lost is None
 
     def release(self) -> None:
         self._stop.set()

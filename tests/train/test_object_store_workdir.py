@@ -152,8 +152,19 @@ def test_a_holder_whose_lease_was_taken_over_stops_and_leaves_the_new_lease(buck
     taken = bucket.write(uri, taker, if_generation_match=bucket.read(uri)[1])
     time.sleep(0.3)  # the holder's next refresh fails its precondition
     assert "was taken over by another run" in capsys.readouterr().err
+    with pytest.raises(WorkdirBusy, match=r'taken over by another run .*"pid": 7.*Stopped before'):
+        lock.check()
     lock.__exit__(None, None, None)
     assert bucket.read(uri) == (taker, taken)  # neither refreshed nor deleted
+
+
+def test_check_reads_the_lease_back_between_refreshes(bucket):
+    uri = f"{WORKDIR}/{LOCK_FILE}"
+    with WorkdirLock(WORKDIR) as lock:
+        lock.check()  # still its own
+        bucket.write(uri, b'{"pid": 7}', if_generation_match=bucket.read(uri)[1])
+        with pytest.raises(WorkdirBusy, match='"pid": 7'):
+            lock.check()
 
 
 def test_a_lease_shorter_than_its_refresh_is_refused():
@@ -206,6 +217,20 @@ def test_a_lease_takeover_replaces_only_the_generation_it_read(bucket):
 
 
 # ------------------------------------------------------------------ a training run
+
+def test_a_run_whose_lease_is_taken_over_stops_before_its_next_checkpoint(bucket, tmp_path):
+    uri = f"{WORKDIR}/{LOCK_FILE}"
+
+    def steal(step, state):
+        if step == 1:
+            bucket.write(uri, b'{"pid": 7}', if_generation_match=bucket.read(uri)[1])
+    with pytest.raises(WorkdirBusy, match='taken over by another run.*"pid": 7'):
+        loop.train_and_evaluate(tiny_config(train__steps=2, train__checkpoint_every=2,
+                                            data__val_split=""), WORKDIR, hooks=[steal])
+    mirror = tmp_path / "orbax-mirror" / "bucket" / "runs" / "tiny"
+    assert not (mirror / checkpoints.CHECKPOINTS_DIR / "2").exists()
+    assert bucket.read(uri)[0] == b'{"pid": 7}'  # the new holder's lease is left alone
+
 
 def test_a_run_in_a_bucket_writes_everything_there_and_resumes(bucket, tmp_path, capsys):
     config = tiny_config(train__steps=2, train__log_every=1, train__eval_every=2)
