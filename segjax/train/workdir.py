@@ -27,11 +27,11 @@ refresh, says so on stderr, and stops refreshing; `WorkdirLock.check()`
 (called by the training loop before each checkpoint) also reads the lease
 back and raises `WorkdirBusy` when it is no longer this run's, so a run that
 lost its workdir stops before writing a checkpoint over the new holder's.
-Leaving the run deletes the lease (conditionally: never another holder's). Guarantee: one holder at a
-time as long as a live holder refreshes within `lease_seconds` and the
-hosts' clocks differ by much less than `lease_seconds - refresh_seconds`;
-a holder killed without releasing blocks the workdir for at most
-`lease_seconds`.
+Leaving the run deletes the lease (conditionally: never another holder's).
+Guarantee: one holder at a time as long as a live holder refreshes within
+`lease_seconds` and the hosts' clocks differ by much less than
+`lease_seconds - refresh_seconds`; a holder killed without releasing blocks
+the workdir for at most `lease_seconds`.
 
 Whether the workdir is writable is checked before the lock is taken
 (`segjax.paths.check_writable`), so a read-only directory is reported in one
