@@ -84,6 +84,7 @@ class MetricWriter:
         self._tensorboard = None
         self._jsonl = None
         self._staging = None  # a bucket workdir's local TensorBoard folder
+        self._uploaded: dict[Path, int] = {}  # its event files' sizes when last copied up
         if enabled:
             self.workdir.mkdir(parents=True, exist_ok=True)
             if resume_step is not None:
@@ -139,9 +140,13 @@ class MetricWriter:
         if self._staging is None:
             return
         for local in sorted(self._staging.rglob("events.out.tfevents.*")):
+            data = local.read_bytes()
+            if self._uploaded.get(local) == len(data):
+                continue  # nothing written since the last copy
             target = self.workdir / TENSORBOARD_DIR / local.relative_to(self._staging).as_posix()
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(local.read_bytes())
+            target.write_bytes(data)
+            self._uploaded[local] = len(data)
 
     def close(self) -> None:
         if self._tensorboard is not None:
