@@ -82,7 +82,7 @@ def checkpoint_path(path):
 def write_text(path, text: str) -> None:
     """Writes `text` to `path` whole: a temporary file renamed over it (local), or one put."""
     if not is_local(path):
-        path.write_text(text, encoding="utf-8")
+        as_path(path).write_text(text, encoding="utf-8")
         return
     path = Path(path)
     fresh = path.with_name(f".{path.name}.new-{os.getpid()}")
@@ -95,7 +95,7 @@ def remove_tree(path) -> None:
     if is_local(path):
         shutil.rmtree(path)
     else:
-        path.rmtree()
+        as_path(path).rmtree()
 
 
 def move_tree(source, target) -> None:
@@ -103,6 +103,7 @@ def move_tree(source, target) -> None:
     if is_local(source):
         shutil.move(str(source), str(target))
         return
+    source, target = as_path(source), as_path(target)
     for item in files_under(source):
         copy = target / item.relative_to(source)
         copy.parent.mkdir(parents=True, exist_ok=True)
