@@ -32,6 +32,9 @@ setup(
         # What the test suite needs beyond segjax: pytest, the notebook runner (colab/ is
         # executed top to bottom by tests/test_notebooks.py) and `build` for the wheel test.
         "test": TEST_REQUIREMENTS,
+        # A workdir in a bucket (--workdir gs://...): epath reaches gs:// through gcsfs; the
+        # workdir's lease lock uses google-cloud-storage's generation preconditions.
+        "gcs": ["gcsfs", "google-cloud-storage"],
         # Test-only: PyTorch references for parity tests, never imported by segjax itself.
         # torchvision, timm and segmentation_models_pytorch install with --no-deps
         # (requirements-dev-nodeps.txt). CI installs torch from constraints.txt's CPU build.

@@ -43,6 +43,7 @@ import ml_collections
 import numpy as np
 from flax import traverse_util
 
+from segjax import paths
 from segjax.config import base_config
 from segjax.models import registry
 
@@ -88,14 +89,14 @@ def _to_numpy_tree(tree):
 
 def is_variables_checkpoint(path) -> bool:
     """True when `path` is a directory written by `save_variables`."""
-    path = Path(path)
+    path = paths.as_path(path)
     return (path / "variables").is_dir() and (path / "metadata").is_dir()
 
 
 def check_replaceable(path, *, overwrite: bool = False) -> None:
     """FileExistsError unless `path` is absent, an empty directory, a variables checkpoint
     (replaced by a newer one) or `overwrite` is set: other files are never deleted unasked."""
-    path = Path(path)
+    path = paths.as_path(path)
     if overwrite or not path.exists() or is_variables_checkpoint(path):
         return
     if path.is_dir() and not any(path.iterdir()):
@@ -114,24 +115,23 @@ def save_variables(path, variables: Mapping[str, Any], metadata: Mapping[str, An
     "metadata"). `metadata` must be JSON-serialisable; by convention it holds
     'model' (the config.model dict) so that `load` can rebuild
     the model. Replacing an existing checkpoint is atomic for readers: the new
-    one is complete on disk before the old one is moved aside and removed.
+    one is complete on disk before the old one is moved aside and removed
+    (in a bucket, gs://, Orbax replaces it in place: there is no atomic rename).
     Anything else at `path` is replaced only with `overwrite` (`check_replaceable`).
     """
-    path = Path(path).absolute()
+    path = paths.absolute(path)
     check_replaceable(path, overwrite=overwrite)
     if not isinstance(variables, Mapping) or "params" not in variables:
         raise ValueError(f"save_variables({path}): expected a mapping with a 'params' entry "
                          f"(and optionally 'batch_stats'), got {type(variables).__name__} with "
                          f"keys {list(variables) if isinstance(variables, Mapping) else '-'}")
-    ocp = orbax_checkpoint()
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not paths.is_local(path):  # a bucket has no atomic folder rename: Orbax replaces it
+        _save_variables_to(path, variables, metadata)
+        return path
     fresh = path.with_name(f".{path.name}.new-{os.getpid()}")
     stale = path.with_name(f".{path.name}.old-{os.getpid()}")
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        checkpointer.save(fresh, ocp.args.Composite(
-            variables=ocp.args.StandardSave(_to_numpy_tree(variables)),
-            metadata=ocp.args.JsonSave({"format": VARIABLES_FORMAT,
-                                        "metadata": dict(metadata or {})})), force=True)
+    _save_variables_to(fresh, variables, metadata)
     if path.exists():
         os.replace(path, stale)
     os.replace(fresh, path)
@@ -140,9 +140,18 @@ def save_variables(path, variables: Mapping[str, Any], metadata: Mapping[str, An
     return path
 
 
+def _save_variables_to(path, variables, metadata) -> None:
+    ocp = orbax_checkpoint()
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        checkpointer.save(path, ocp.args.Composite(
+            variables=ocp.args.StandardSave(_to_numpy_tree(variables)),
+            metadata=ocp.args.JsonSave({"format": VARIABLES_FORMAT,
+                                        "metadata": dict(metadata or {})})), force=True)
+
+
 def load_variables(path) -> tuple[dict, dict]:
     """Reads a checkpoint written by `save_variables`: (variables, metadata)."""
-    path = Path(path).absolute()
+    path = paths.absolute(path)
     if not path.exists():
         raise FileNotFoundError(f"load_variables: no variables checkpoint at {path}")
     if not is_variables_checkpoint(path):
@@ -262,7 +271,7 @@ def _first_readable(path, read):
     if it is one of ours (ValueError, FileNotFoundError), otherwise a CheckpointError
     names every one and why.
     """
-    path = Path(path).absolute()  # Orbax reads no tree metadata through a relative path
+    path = paths.absolute(path)  # Orbax reads no tree metadata through a relative path
     candidates = _candidates(path)
     failures = []
     for directory, is_variables in candidates:
@@ -389,7 +398,7 @@ def stored_config(path) -> ml_collections.ConfigDict:
     the run that wrote this checkpoint. Without a config.json only the model
     (and config.imports) come from the checkpoint.
     """
-    path = Path(path).absolute()
+    path = paths.absolute(path)
     metadata = read_metadata(path)
     config = base_config()
     config_file = _run_config_file(path if path.is_dir() else path.parent)

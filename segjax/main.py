@@ -29,7 +29,9 @@ from segjax import cli
 
 
 def define_flags(values: flags.FlagValues) -> None:
-    flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.",
+    flags.DEFINE_string("workdir", None,
+                        "Directory for checkpoints, logs and results: a local path or "
+                        "gs://bucket/path.",
                         flag_values=values)
     flags.DEFINE_bool("distributed", False, "Join a multi-process run: jax.distributed."
                       "initialize with the cluster found by JAX (Cloud TPU pods, Slurm, "

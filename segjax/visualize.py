@@ -17,6 +17,7 @@ overlays, `segjax.predict`, `segjax.evaluate`):
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Sequence
 
@@ -207,7 +208,8 @@ def example_stem(example: dict, index: int) -> str:
 
 def write_overlays(config, examples: Sequence[dict], predictions: Sequence[np.ndarray],
                    directory: Path) -> list[Path]:
-    """One `overlay_panel` PNG per (example, prediction) pair, named by the example's stem."""
+    """One `overlay_panel` PNG per (example, prediction) pair, named by the example's stem
+    (`directory`: a local path or a bucket's `etils.epath.Path`)."""
     directory.mkdir(parents=True, exist_ok=True)
     colours = class_colours(config)
     paths = []
@@ -215,7 +217,9 @@ def write_overlays(config, examples: Sequence[dict], predictions: Sequence[np.nd
         panel = overlay_panel(example["image"], prediction, example.get("label"),
                               colours=colours, ignore_index=int(config.data.ignore_index))
         path = directory / f"{example_stem(example, index)}.png"
-        Image.fromarray(panel).save(path)
+        encoded = io.BytesIO()  # one write: `directory` may be in a bucket (segjax.paths)
+        Image.fromarray(panel).save(encoded, format="PNG")
+        path.write_bytes(encoded.getvalue())
         paths.append(path)
     return paths
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start one segjax experiment on every host of a Cloud TPU pod slice (TPU VMs).
 #
-#   TPU_NAME=my-v5e-32 ZONE=us-west4-a WORKDIR=/mnt/shared/runs/dlv3p_camvid \
+#   TPU_NAME=my-v5e-32 ZONE=us-west4-a WORKDIR=gs://my-bucket/runs/dlv3p_camvid \
 #     experiments/launch/tpu_pod.sh configs/deeplabv3plus_camvid.py --config.train.steps=30000
 #
 # Every host runs the same command: `python -m segjax.main --distributed ...`.
@@ -9,19 +9,27 @@
 # and process index from the TPU metadata; the mesh then spans every chip of the
 # slice, and each host loads only its own rows of every global batch
 # (data.batch_size / number of hosts; segjax.data.pipeline). WORKDIR must be one
-# directory all hosts see (a Filestore/NFS mount): every host writes its shards of
-# each checkpoint there. Preemption: the hosts get SIGTERM; the run saves a
+# place all hosts see, where every host writes its shards of each checkpoint: a
+# bucket, gs://bucket/path (no NFS needed; the hosts need segjax[gcs]: gcsfs and
+# google-cloud-storage; the workdir lock is a lease object), or a Filestore/NFS
+# mount. Preemption: the hosts get SIGTERM; the run saves a
 # checkpoint at a step all hosts agree on and exits 0; run this script again to
 # resume (on the same or another slice size). See docs/scale.md.
 #
-# Environment: TPU_NAME, ZONE, WORKDIR (required); PROJECT, REPO_DIR (the segjax
+# Environment: TPU_NAME, ZONE, WORKDIR (required: gs://bucket/path or a shared mount); PROJECT, REPO_DIR (the segjax
 # checkout on the hosts, default ~/segjax), PYTHON (default python3).
 set -euo pipefail
 : "${TPU_NAME:?set TPU_NAME}" "${ZONE:?set ZONE}" "${WORKDIR:?set WORKDIR}"
 if [ $# -lt 1 ]; then
-  echo "usage: $0 CONFIG[:ARG] [--config.section.key=value ...]" >&2
+  echo "usage: TPU_NAME=... ZONE=... WORKDIR=gs://bucket/path|/shared/mount/path $0 CONFIG[:ARG] [--config.section.key=value ...]" >&2
+  echo "  WORKDIR: a gs:// bucket path (no NFS needed) or a directory every host mounts" >&2
   exit 2
 fi
+case "$WORKDIR" in
+  gs://?*|/*) ;;
+  *) echo "WORKDIR=$WORKDIR: expected gs://bucket/path or an absolute path every host mounts" >&2
+     exit 2 ;;
+esac
 CONFIG=$1
 shift
 REPO_DIR=${REPO_DIR:-'~/segjax'}

@@ -25,13 +25,13 @@ the workdir layout are in `segjax.checkpoints`, which never imports this package
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import jax
 import numpy as np
 from flax import traverse_util
 
+from segjax import paths
 from segjax.checkpoints import (BEST_DIR, BEST_FILE, CHECKPOINTS_DIR, CheckpointError,
                                 first_mismatch, is_variables_checkpoint, load_variables,
                                 nonfinite_leaf, one_line_reason, orbax_checkpoint,
@@ -123,7 +123,8 @@ class TrainingCheckpoints:
     """
 
     def __init__(self, workdir, config, *, log=None):
-        self.workdir = Path(workdir).resolve()
+        # A gs:// workdir is handed to Orbax as a URI (segjax.paths.checkpoint_path).
+        self.workdir = paths.checkpoint_path(paths.workdir_path(workdir))
         self.directory = self.workdir / CHECKPOINTS_DIR
         self.record = run_record(config)
         self.allow_config_change = bool(config.train.get("allow_config_change", False))
@@ -241,8 +242,8 @@ class TrainingCheckpoints:
         if jax.process_index() == 0:
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():
-                shutil.rmtree(target)
-            shutil.move(str(self.directory / str(step)), str(target))
+                paths.remove_tree(target)
+            paths.move_tree(self.directory / str(step), target)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices(f"segjax quarantine {step}")
@@ -348,14 +349,18 @@ def _examples(meta: dict, step: int, batch_size: int) -> int:
     return int(step) * int(meta.get("batch_size", batch_size))
 
 
+def _best_dir(workdir):
+    return paths.checkpoint_path(paths.as_path(workdir)) / BEST_DIR
+
+
 def save_best(workdir, variables, config, *, step: int, miou: float) -> Path:
     """The best-so-far variables (by validation mIoU) as a plain variables file; weights
     holding NaN or inf are never saved (CheckpointError naming the step and variable)."""
     bad = nonfinite_leaf(variables)
     if bad is not None:
         raise CheckpointError(f"best checkpoint of step {step} not saved: variable {bad} holds "
-                              f"NaN or inf; {Path(workdir) / BEST_DIR} is unchanged")
-    return save_variables(Path(workdir) / BEST_DIR / BEST_FILE, variables,
+                              f"NaN or inf; {_best_dir(workdir)} is unchanged")
+    return save_variables(_best_dir(workdir) / BEST_FILE, variables,
                           {"model": _model_config_dict(config), "step": int(step),
                            "miou": float(miou), "imports": list(config.imports)})
 
@@ -367,7 +372,7 @@ def best_record(workdir, *, log=None) -> dict | None:
     resume: it is moved to `workdir/checkpoints_corrupt/best` with a one-line
     warning, as damaged step checkpoints are, and the best mIoU starts afresh.
     """
-    best = Path(workdir) / BEST_DIR
+    best = _best_dir(workdir)
     path = best / BEST_FILE
     if not path.exists():
         return None
@@ -376,13 +381,13 @@ def best_record(workdir, *, log=None) -> dict | None:
             raise CheckpointError("its 'variables' or 'metadata' item is missing")
         return load_variables(path)[1]
     except Exception as error:  # pylint: disable=broad-except
-        target = Path(workdir) / CORRUPT_DIR / "best"
+        target = paths.checkpoint_path(paths.as_path(workdir)) / CORRUPT_DIR / "best"
         (log or (lambda message: print(message, flush=True)))(
             f"warning: the best checkpoint {path} is unreadable ({one_line_reason(error)}); "
             f"moved to {target}, the best mIoU starts afresh")
         if jax.process_index() == 0:
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():
-                shutil.rmtree(target)
-            shutil.move(str(best), str(target))
+                paths.remove_tree(target)
+            paths.move_tree(best, target)
         return None

@@ -13,16 +13,29 @@ which the resumed run replays (`drop_records_after`).
 
 On multi-host runs create the writer with `enabled=jax.process_index() == 0`
 so only one process writes.
+
+A workdir in a bucket (gs://..., `segjax.paths`): an object cannot be
+appended to, so the writer keeps metrics.jsonl's text and rewrites the whole
+object at every write (one put each: a reader sees the file before or after
+a record, never half of one; the file is small, a line per log step).
+tensorboardX writes local files only (its gs:// support needs TensorFlow), so
+the event files go to a local temporary folder and each is copied up whole
+to `workdir/tensorboard/` at every flush (what tensorboardX's writer thread
+has written by then) and at close; a killed run loses the events its last
+copy did not hold. Each event file name gets a random suffix, so a resumed
+run's file never replaces an earlier one.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
+import shutil
 import struct
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,6 +45,8 @@ import tqdm
 from tensorboardX import SummaryWriter
 from tensorboardX.crc32c import crc32c
 from tensorboardX.proto import event_pb2
+
+from segjax import paths
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -63,17 +78,26 @@ class MetricWriter:
 
     def __init__(self, workdir: str | Path, *, console: bool = True, enabled: bool = True,
                  resume_step: int | None = None):
-        self.workdir = Path(workdir)
+        self.workdir = paths.as_path(workdir)
         self.console = console
         self.enabled = enabled
         self._tensorboard = None
         self._jsonl = None
+        self._staging = None  # a bucket workdir's local TensorBoard folder
+        self._uploaded: dict[Path, int] = {}  # its event files' sizes when last copied up
         if enabled:
             self.workdir.mkdir(parents=True, exist_ok=True)
             if resume_step is not None:
                 drop_records_after(self.workdir / METRICS_FILE, resume_step)
-            self._tensorboard = SummaryWriter(logdir=str(self.workdir / TENSORBOARD_DIR))
-            self._jsonl = open(self.workdir / METRICS_FILE, "a", encoding="utf-8")
+            logdir, suffix = self.workdir / TENSORBOARD_DIR, ""
+            if not paths.is_local(self.workdir):
+                self._staging = Path(tempfile.mkdtemp(prefix="segjax-tensorboard-"))
+                # Uploaded under the local file's name: unique, so no earlier file is replaced.
+                logdir, suffix = self._staging, f".{uuid.uuid4().hex[:8]}"
+            self._tensorboard = SummaryWriter(logdir=str(logdir), filename_suffix=suffix)
+            self._jsonl = (open(self.workdir / METRICS_FILE, "a", encoding="utf-8")
+                           if paths.is_local(self.workdir)
+                           else _RewrittenObject(self.workdir / METRICS_FILE))
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         if not self.enabled:
@@ -82,7 +106,7 @@ class MetricWriter:
         values = {name: _to_float(name, value) for name, value in scalars.items()}
         for name, value in values.items():
             self._tensorboard.add_scalar(name, value, step)
-        self._tensorboard.flush()
+        self._flush_tensorboard()
         record = {"step": step, **{name: _json_value(v) for name, v in values.items()}}
         self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
         self._jsonl.flush()
@@ -97,7 +121,7 @@ class MetricWriter:
         for name, image in images.items():
             array, dataformats = _check_image(name, image)
             self._tensorboard.add_image(name, array, int(step), dataformats=dataformats)
-        self._tensorboard.flush()
+        self._flush_tensorboard()
 
     def write_text(self, step: int, texts: Mapping[str, str]) -> None:
         """Markdown text (e.g. a per-class metrics table), one per tag."""
@@ -105,12 +129,33 @@ class MetricWriter:
             return
         for name, text in texts.items():
             self._tensorboard.add_text(name, str(text), int(step))
+        self._flush_tensorboard()
+
+    def _flush_tensorboard(self) -> None:
         self._tensorboard.flush()
+        self._upload_events()
+
+    def _upload_events(self) -> None:
+        """A bucket workdir: copies each local event file up whole (objects are not appended)."""
+        if self._staging is None:
+            return
+        for local in sorted(self._staging.rglob("events.out.tfevents.*")):
+            data = local.read_bytes()
+            if self._uploaded.get(local) == len(data):
+                continue  # nothing written since the last copy
+            target = self.workdir / TENSORBOARD_DIR / local.relative_to(self._staging).as_posix()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            self._uploaded[local] = len(data)
 
     def close(self) -> None:
         if self._tensorboard is not None:
             self._tensorboard.close()
             self._tensorboard = None
+            self._upload_events()
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
         if self._jsonl is not None:
             self._jsonl.close()
             self._jsonl = None
@@ -122,7 +167,28 @@ class MetricWriter:
         self.close()
 
 
-def drop_records_after(path: Path, step: int) -> int:
+class _RewrittenObject:
+    """An append-only text object in a bucket: the text is kept and the object rewritten
+    whole at each flush (an object store has no append)."""
+
+    def __init__(self, path):
+        self.path = path
+        self._text = path.read_text(encoding="utf-8") if path.exists() else ""
+        self._written = self._text
+
+    def write(self, text: str) -> None:
+        self._text += text
+
+    def flush(self) -> None:
+        if self._text != self._written:
+            paths.write_text(self.path, self._text)
+            self._written = self._text
+
+    def close(self) -> None:
+        self.flush()
+
+
+def drop_records_after(path, step: int) -> int:
     """Removes the records of steps > `step` from a metrics.jsonl; returns how many.
 
     A run resumed from the checkpoint of `step` replays the steps after it, so
@@ -143,9 +209,7 @@ def drop_records_after(path: Path, step: int) -> int:
         else:
             kept.append(line)
     if dropped:
-        fresh = path.with_name(f".{path.name}.new")
-        fresh.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(fresh, path)
+        paths.write_text(path, "".join(line + "\n" for line in kept))
     return dropped
 
 
@@ -155,7 +219,7 @@ def read_metrics(path: str | Path) -> list[dict]:
     A truncated last line (a run killed mid-write) is skipped; a bad line
     elsewhere is an error naming the file and line.
     """
-    path = Path(path)
+    path = paths.as_path(path)
     if path.is_dir():
         path = path / METRICS_FILE
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -178,9 +242,9 @@ def _masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def _read_records(path: Path):
+def _read_records(path):
     """The payloads of a TFRecord file, checking both CRCs."""
-    with open(path, "rb") as stream:
+    with path.open("rb") as stream:
         while header := stream.read(12):
             if len(header) < 12:
                 return  # a record cut short by a killed writer
@@ -196,10 +260,20 @@ def _read_records(path: Path):
             yield data
 
 
+def _event_files(logdir) -> list:
+    if paths.is_local(logdir):
+        return sorted(logdir.rglob("events.out.tfevents.*"))
+    if not logdir.is_dir():
+        return []
+    return sorted((path for path in paths.files_under(logdir)
+                   if path.name.startswith("events.out.tfevents.")), key=str)
+
+
 def read_tensorboard_scalars(logdir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """{tag: [(step, value), ...]} from every event file under `logdir`, in file order."""
-    logdir = Path(logdir)
-    files = sorted(logdir.rglob("events.out.tfevents.*"))
+    """{tag: [(step, value), ...]} from every event file under `logdir` (a local folder or
+    a bucket's), in file order."""
+    logdir = paths.as_path(logdir)
+    files = _event_files(logdir)
     if not files:
         raise FileNotFoundError(f"read_tensorboard_scalars: no event files under {logdir}")
     scalars: dict[str, list[tuple[int, float]]] = {}

@@ -13,6 +13,12 @@ What a run writes under `workdir`:
     eval_metrics.json             the last evaluation (mIoU, per-class IoU, pixel accuracy, ...;
                                   PQ, SQ, RQ for panoptic models)
     predictions/<name>.png        image | prediction overlay | errors vs label (last evaluation)
+    .lock                         the run's lock (segjax.train.workdir)
+
+`workdir` is a local path or a bucket URI (gs://bucket/runs/name): every file
+above is written through `segjax.paths`, which keeps a local path a resolved
+`pathlib.Path` and a URI an `etils.epath.Path` (what each file becomes in a
+bucket, and the lease that locks it there: docs/scale.md).
 
 Restarting with the same workdir resumes from the latest checkpoint, data
 iterator included, so the run continues as if never stopped. A non-finite
@@ -55,6 +61,7 @@ import tqdm
 
 from segjax import config as config_lib, evaluation, metrics as metrics_lib, optim, runtime
 from segjax import checkpoints, pretrained, sharding, visualize
+from segjax import paths
 from segjax.paths import check_writable
 from segjax.models.policy import ApplyPolicy
 from segjax.models.segmenter import count_params
@@ -63,7 +70,7 @@ from segjax.train import checkpoint as ckpt
 from segjax.train import budget as budget_lib, splits, state as state_lib, step as step_lib
 from segjax.train.logging import METRICS_FILE, TENSORBOARD_DIR, MetricWriter, ProgressBar
 from segjax.train.preemption import PreemptionWatch
-from segjax.train.workdir import WorkdirLock
+from segjax.train.workdir import WorkdirBusy, WorkdirLock
 
 EVAL_FILE = "eval_metrics.json"
 PREDICTIONS_DIR = "predictions"
@@ -79,7 +86,8 @@ class TrainingDiverged(RuntimeError):
 
 def write_config(config, workdir: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / checkpoints.CONFIG_FILE).write_text(config.to_json_best_effort(indent=2) + "\n")
+    paths.write_text(workdir / checkpoints.CONFIG_FILE,
+                     config.to_json_best_effort(indent=2) + "\n")
 
 
 def _report_changes(config, workdir: Path, step: int) -> None:
@@ -151,7 +159,7 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
     from segjax import data as data_lib
     from segjax.models import registry
 
-    workdir = Path(workdir).resolve()
+    workdir = paths.workdir_path(workdir)  # a gs:// URI stays one (segjax.paths)
     config_lib.validate(config)
     runtime.configure(config)
     pretrained.configure(config, log=_log)   # a preset's input normalisation
@@ -161,7 +169,7 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
     if _is_main():  # before the lock file is opened in it
         check_writable(workdir, workdir / checkpoints.CHECKPOINTS_DIR)
     with contextlib.ExitStack() as cleanup:
-        cleanup.enter_context(WorkdirLock(workdir, enabled=_is_main()))
+        lock = cleanup.enter_context(WorkdirLock(workdir, enabled=_is_main()))
         watch = cleanup.enter_context(PreemptionWatch())
         registry.import_modules(config.imports)
         model = registry.build(config.model)
@@ -270,6 +278,7 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
                 preempted = watch.should_stop(step)
                 if step % int(train.checkpoint_every) == 0 or last or preempted:
                     _check_finite(accumulator, state, saver)
+                    _check_lock(lock)
                     saver.save(step, state, loader)
                 if preempted:
                     return {PREEMPTED: f"{watch.signal_name} received: stopped after step "
@@ -367,6 +376,18 @@ def _disk_full_stops_the_run(workdir: Path, saver: ckpt.TrainingCheckpoints):
             f"the disk is full ({error.filename or workdir}: {error.strerror}); training "
             f"stopped, the latest checkpoint (step {saver.latest_step()}) is intact"
         ) from None
+
+
+def _check_lock(lock: WorkdirLock) -> None:
+    """Stops every process when process 0's workdir lease was taken over (`WorkdirLock.check`)."""
+    try:
+        lock.check()
+        lost = None
+    except WorkdirBusy as error:
+        lost = error
+    if _agree(lost is not None):
+        raise lost or WorkdirBusy("the workdir's lease was taken over by another run (process 0 "
+                                  "found out); stopped before writing")
 
 
 def _check_finite(accumulator, state, saver: ckpt.TrainingCheckpoints) -> None:
@@ -519,7 +540,8 @@ class _Validation:
                   "options": evaluation.options_record(self.options), **result}
         if training:
             record["training"] = training
-        (self.workdir / EVAL_FILE).write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+        paths.write_text(self.workdir / EVAL_FILE,
+                         json.dumps(record, indent=2, allow_nan=True) + "\n")
         examples = self.examples[:len(predictions)]
         colours = visualize.class_colours(config)
         ignore_index = int(config.data.ignore_index)

@@ -16,8 +16,8 @@ change: its new files are recorded.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from segjax import paths
 from segjax.train.checkpoint import CheckpointError
 
 SPLITS_FILE = "splits.json"
@@ -61,7 +61,7 @@ def check_and_record(config, workdir, resumed_step: int, *, write: bool = True,
                      log=print) -> dict:
     """Refuses a resume whose splits select other files (see the module docstring); writes
     the current files to workdir/splits.json when `write`. Returns the record."""
-    path = Path(workdir) / SPLITS_FILE
+    path = paths.as_path(workdir) / SPLITS_FILE
     current = manifest(config.data)
     if resumed_step and path.is_file():
         stored = json.loads(path.read_text())
@@ -80,5 +80,5 @@ def check_and_record(config, workdir, resumed_step: int, *, write: bool = True,
                 "(config.train.allow_config_change)")
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(current, indent=1) + "\n")
+        paths.write_text(path, json.dumps(current, indent=1) + "\n")
     return current
