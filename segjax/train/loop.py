@@ -62,7 +62,6 @@ import tqdm
 from segjax import config as config_lib, evaluation, metrics as metrics_lib, optim, runtime
 from segjax import checkpoints, pretrained, sharding, visualize
 from segjax import paths
-from segjax.paths import check_writable
 from segjax.models.policy import ApplyPolicy
 from segjax.models.segmenter import count_params
 from segjax.panoptic import quality as panoptic_quality
@@ -167,7 +166,7 @@ def train_and_evaluate(config, workdir, *, hooks: Sequence[Hook] = ()) -> dict:
         data_lib.sources.ensure_dataset(config.data)
     train = config.train
     if _is_main():  # before the lock file is opened in it
-        check_writable(workdir, workdir / checkpoints.CHECKPOINTS_DIR)
+        paths.check_writable(workdir, workdir / checkpoints.CHECKPOINTS_DIR)
     with contextlib.ExitStack() as cleanup:
         lock = cleanup.enter_context(WorkdirLock(workdir, enabled=_is_main()))
         watch = cleanup.enter_context(PreemptionWatch())
