@@ -19,7 +19,9 @@ weights are TensorFlow checkpoints (deeplab2) that segjax does not convert,
 so this config starts from random weights (pass a converted checkpoint with
 `--config.model.init_from=PATH`).
 
-Mesh: a v4-32 (16 chips), 2 crops per chip.
+Mesh: a v4-32 (16 chips), 2 crops per chip, as the paper's 32 TPU cores. It does not fit
+there (experiments/plan.py: 310 GiB per chip for L; 41 GiB with --config.train.remat=blocks
+and one crop per chip): docs/reproductions.md says what does.
 
     WORKDIR=/mnt/shared/runs/axial_xl experiments/launch/tpu_pod.sh configs/axial_deeplab_cityscapes.py:xl
     WORKDIR=/mnt/shared/runs/axial_l_sem experiments/launch/tpu_pod.sh configs/axial_deeplab_cityscapes.py:l,semantic
