@@ -55,10 +55,15 @@ def fixture(dataset: str, data_dir: Path, images: int, size: tuple[int, int]) ->
     return str(root)
 
 
+def smoke_spec(spec: str) -> str:
+    """configs/X.py[:variant] -> its :smoke variant's spec."""
+    return spec + (",smoke" if ":" in spec else ":smoke")
+
+
 def reduced_config(spec: str, data_dir: Path, args: argparse.Namespace):
     from segjax import config as config_lib
 
-    config = config_lib.load(spec + (",smoke" if ":" in spec else ":smoke"))
+    config = config_lib.load(smoke_spec(spec))
     config.unlock()
     size = tuple(int(v) for v in args.size.split("x"))
     config.data.root = fixture(config.reproduction.dataset, data_dir, args.images, size)
@@ -102,7 +107,7 @@ def main(argv=None) -> int:
     for spec in args.configs:
         name = Path(spec.split(":")[0]).stem + spec.partition(":")[2].replace(",", "_")
         row = run(spec, args.workdir / name, data_dir, args)
-        print(f"| `{spec}:smoke` | {row['model']} | {row['dataset']}: {args.images} x "
+        print(f"| `{smoke_spec(spec)}` | {row['model']} | {row['dataset']}: {args.images} x "
               f"{args.size} per split, {args.crop}^2 crops, batch {args.batch} | "
               f"{row['steps']} | {row['first_loss']:.3f} -> {row['last_loss']:.3f} | "
               f"{row['miou']:.3f} | {row['pixel_accuracy']:.3f} | {row['minutes']:.1f} |",
