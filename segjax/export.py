@@ -309,6 +309,63 @@ def _select_as_where(ctx, node, name, args):  # tf2onnx's old-style custom handl
 
 
 STANDARD_DOMAINS = ("", "ai.onnx")
+_UNKNOWN_LITERT_OP = re.compile(r"Can't lookup value (?P<code>\d+) for tflite enum BuiltinOperator")
+
+
+def litert_operator_sites(tflite: Path, code: int) -> tuple[str, list[str]]:
+    """The name of LiteRT builtin operator `code` and the JAX op paths of its outputs in the
+    model (the converter names tensors after the JAX ops they come from)."""
+    from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=import-outside-toplevel
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items()
+             if not name.startswith("_")}
+    model = schema.ModelT.InitFromPackedBuf(Path(tflite).read_bytes(), 0)
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    sites = []
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators:
+            if codes[operator.opcodeIndex] == code:
+                name = subgraph.tensors[operator.outputs[0]].name
+                sites.append(_jax_op_path(name.decode() if isinstance(name, bytes) else name))
+    return names.get(code, f"builtin operator {code}"), sites
+
+
+def _jax_op_path(tensor_name: str) -> str:
+    """'CGNet/reduce_window_sum' from a converted tensor's name 'jit(logits)/CGNet/...;...'."""
+    parts = tensor_name.split(";")
+    path = next((part for part in parts if part.startswith("jit(")), parts[0])
+    return re.sub(r"^jit\([^)]*\)/", "", path)
+
+
+def _tf2onnx_error(tflite: Path, error: Exception) -> str:
+    """tf2onnx's failure, naming the LiteRT op (and where the model uses it) it lacks."""
+    unknown = _UNKNOWN_LITERT_OP.search(str(error))
+    if not unknown:
+        return f"tf2onnx cannot convert the LiteRT model: {_first_line(error)}"
+    name, sites = litert_operator_sites(tflite, int(unknown.group("code")))
+    where = f" (from {', '.join(sorted(set(sites)))})" if sites else ""
+    return f"tf2onnx {tf2onnx_version()} has no conversion of the LiteRT op {name}{where}"
+
+
+def tf2onnx_version() -> str:
+    return getattr(_import("tf2onnx"), "__version__", "?")
+
+
+def _one_dimensional_biases(proto) -> None:
+    """Reshapes (1, ..., 1, M) bias initializers of Conv/ConvTranspose nodes to (M,) in place:
+    tf2onnx keeps LiteRT's fused TRANSPOSE_CONV bias 4-D, which onnxruntime rejects."""
+    numpy_helper = _import("onnx.numpy_helper")
+    initializers = {tensor.name: tensor for tensor in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 3:
+            continue
+        bias = initializers.get(node.input[2])
+        if bias is None or len(bias.dims) == 1:
+            continue
+        values = numpy_helper.to_array(bias).reshape(-1)
+        flat = numpy_helper.from_array(values, f"{bias.name}/1d")
+        proto.graph.initializer.append(flat)
+        initializers[flat.name] = flat
+        node.input[2] = flat.name
 
 
 def to_onnx(tflite: Path, path) -> Path:
@@ -320,8 +377,8 @@ def to_onnx(tflite: Path, path) -> Path:
         proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=ONNX_OPSET,
                                                custom_op_handlers=handlers)
     except Exception as error:
-        raise ExportError(f"tf2onnx cannot convert the LiteRT model: {_first_line(error)}"
-                          ) from error
+        raise ExportError(_tf2onnx_error(tflite, error)) from error
+    _one_dimensional_biases(proto)
     unconverted = sorted({node.op_type for node in proto.graph.node
                           if node.domain not in STANDARD_DOMAINS or node.op_type.startswith("TFL_")})
     if unconverted:
@@ -454,9 +511,25 @@ def _convert_tensorflow(function: Callable, fmt: str, dims: Sequence[str], outpu
 def verify_export(output: Path, fmt: str, metadata: dict, reference: Callable,
                   sizes: Sequence[Sequence[int]], pixels: bool) -> dict:
     """Runs the artifact with its runtime on held-out inputs; the comparison with JAX."""
-    predict_fn = deployed.make_predict_fn(deployed.RUNNERS[fmt](output, None), metadata)
     inputs = held_out_inputs(metadata["input_shape"], sizes, pixels=pixels)
-    return compare(predict_fn, reference, inputs)
+    try:
+        predict_fn = deployed.make_predict_fn(deployed.RUNNERS[fmt](output, None), metadata)
+        return compare(predict_fn, reference, inputs)
+    except ExportError:
+        raise
+    except Exception as error:  # the runtime's own errors (onnxruntime, LiteRT, TensorFlow)
+        raise ExportError(f"{RUNTIMES[fmt]} cannot run the {fmt} export: "
+                          f"{_runtime_reason(error)}") from error
+
+
+RUNTIMES = {"jax": "jax", "savedmodel": "TensorFlow", "tflite": "the LiteRT interpreter",
+            "onnx": "onnxruntime"}
+
+
+def _runtime_reason(error: Exception) -> str:
+    """A runtime's error in one line, its node names (long JAX op path lists) shortened."""
+    text = " ".join(str(error).split())
+    return re.sub(r"Name:'([^';]{0,80})[^']*'", r"Name:'\1...'", text)[:400]
 
 
 def export(source: Source, fmt: str, output, input_shape: Sequence[int], *,
@@ -473,9 +546,6 @@ def export(source: Source, fmt: str, output, input_shape: Sequence[int], *,
         raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
     config = source.config
     input_shape = tuple(int(s) for s in input_shape)
-    if fmt == "onnx" and len(input_shape) == 4:
-        raise ExportError("ONNX export of 3D (volumetric) models is not supported (No New-Net): "
-                          "use --format jax or savedmodel")
     if fmt in ("tflite", "onnx"):
         if size_multiple:
             raise ExportError(f"--dynamic: {fmt} exports take fixed shapes (the LiteRT converter "
