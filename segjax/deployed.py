@@ -127,8 +127,9 @@ def litert_interpreter(model_path: str, threads: int | None = None, *,
 
 def allocated_interpreter(model_path: str, threads: int | None = None):
     """A LiteRT interpreter with its tensors allocated: with the default XNNPACK delegate, or
-    without it where XNNPACK fails to prepare the model (3D convolutions: LiteRT 2.3's
-    XNNPACK rejects CONV_3D nodes, which the builtin kernels run)."""
+    without it where XNNPACK fails to prepare the model (ai-edge-litert 2.3's XNNPACK rejects
+    the REDUCE_MAX over 8-D tensors of a 3D model's 2x2x2 max pooling; the builtin kernels
+    run it)."""
     interpreter = litert_interpreter(model_path, threads)
     try:
         interpreter.allocate_tensors()
