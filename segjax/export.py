@@ -75,6 +75,7 @@ import json
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -374,8 +375,10 @@ def to_onnx(tflite: Path, path) -> Path:
     onnx = _import("onnx")
     handlers = {"Select": (_select_as_where, []), "SelectV2": (_select_as_where, [])}
     try:
-        proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=ONNX_OPSET,
-                                               custom_op_handlers=handlers)
+        with warnings.catch_warnings():  # tf2onnx reads the model with tf.lite.Interpreter
+            warnings.filterwarnings("ignore", "(?s).*tf.lite.Interpreter is deprecated")
+            proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=ONNX_OPSET,
+                                                   custom_op_handlers=handlers)
     except Exception as error:
         raise ExportError(_tf2onnx_error(tflite, error)) from error
     _one_dimensional_biases(proto)
