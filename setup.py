@@ -16,9 +16,10 @@ TEST_REQUIREMENTS = ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykerne
                      "packaging"]
 
 # tensorflow-cpu has Linux wheels only; elsewhere the full tensorflow (same API).
-EXPORT_REQUIREMENTS = ["tensorflow-cpu>=2.21; sys_platform == 'linux'",
-                       "tensorflow>=2.21; sys_platform != 'linux'",
-                       "tf2onnx>=1.17", "onnx>=1.23", "onnxruntime>=1.32", "ai-edge-litert>=2.3"]
+EXPORT_REQUIREMENTS = ["tensorflow-cpu>=2.21.0; sys_platform == 'linux'",
+                       "tensorflow>=2.21.0; sys_platform != 'linux'",
+                       "tf2onnx>=1.17.0", "onnx>=1.23.2", "onnxruntime>=1.32.0",
+                       "ai-edge-litert>=2.3.0"]
 
 # The repository: Colab notebooks' badges and install cells point here (tests/test_notebooks.py).
 REPOSITORY = "https://github.com/segjax/segjax"
