@@ -352,21 +352,31 @@ def tf2onnx_version() -> str:
 
 
 def _one_dimensional_biases(proto) -> None:
-    """Reshapes (1, ..., 1, M) bias initializers of Conv/ConvTranspose nodes to (M,) in place:
-    tf2onnx keeps LiteRT's fused TRANSPOSE_CONV bias 4-D, which onnxruntime rejects."""
+    """Reshapes (1, ..., 1, M) bias initializers of Conv/ConvTranspose nodes to (M,) in place
+    (and drops the initializers no node uses any more): tf2onnx keeps LiteRT's fused
+    TRANSPOSE_CONV bias 4-D, which onnxruntime rejects."""
     numpy_helper = _import("onnx.numpy_helper")
     initializers = {tensor.name: tensor for tensor in proto.graph.initializer}
+    replaced = set()
     for node in proto.graph.node:
         if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 3:
             continue
         bias = initializers.get(node.input[2])
         if bias is None or len(bias.dims) == 1:
             continue
-        values = numpy_helper.to_array(bias).reshape(-1)
-        flat = numpy_helper.from_array(values, f"{bias.name}/1d")
-        proto.graph.initializer.append(flat)
-        initializers[flat.name] = flat
-        node.input[2] = flat.name
+        flat_name = f"{bias.name}/1d"
+        if flat_name not in initializers:  # a bias two nodes share is reshaped once
+            flat = numpy_helper.from_array(numpy_helper.to_array(bias).reshape(-1), flat_name)
+            proto.graph.initializer.append(flat)
+            initializers[flat_name] = flat
+        node.input[2] = flat_name
+        replaced.add(bias.name)
+    used = {name for node in proto.graph.node for name in node.input} | {
+        output.name for output in proto.graph.output}
+    unused = [tensor for tensor in proto.graph.initializer
+              if tensor.name in replaced and tensor.name not in used]
+    for tensor in unused:
+        proto.graph.initializer.remove(tensor)
 
 
 def to_onnx(tflite: Path, path) -> Path:
