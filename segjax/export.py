@@ -16,7 +16,8 @@ and the graph normalises them as config.data says ('fixed' normalisation
 only: 'zscore' needs each whole image's statistics); otherwise the
 normalisation is stated in the metadata and applied by the caller.
 Panoptic models export their semantic logits (the centre/offset heads and the
-post-processing are not exported).
+post-processing are not exported). Volumetric models (a 5-D input, No New-Net)
+export to every format by the same path.
 
 Formats (`--format`):
   jax         `jax.export` StableHLO (`<output>`, any name); needs only jax to run
@@ -30,7 +31,7 @@ Formats (`--format`):
 
 Why ONNX goes through LiteRT (docs/export.md has the evidence): with jax
 0.10.2 jax2tf only serializes natively (graph-mode lowering is gone), and
-tf2onnx cannot convert the XlaCallModule op; jax2onnx 0.17.1 converted the
+tf2onnx cannot convert the XlaCallModule op (measured); jax2onnx 0.17.1 converted the
 canon incorrectly or not at all (DeepLabv3+-MobileNetV2: an invalid graph;
 Axial-DeepLab: its max-pool plugin fails), takes 15-25 s for a tiny model,
 patches flax and jax process-wide, and requires orbax-checkpoint < 0.11.37
