@@ -2,7 +2,8 @@
 # `make test` installs the dev extra at the versions of constraints.txt and runs the fast test
 # suite (the Colab notebooks included); `make test-latest` runs the tests of models, training,
 # checkpoints, data and the notebooks on the newest jax/flax/optax/orbax/grain the package index
-# serves, in a separate venv (.venv-latest) without PyTorch.
+# serves, in a separate venv (.venv-latest) without PyTorch; `make test-export` exports models to
+# ONNX and LiteRT and checks them against JAX, in a venv with TensorFlow (.venv-export).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -40,7 +41,19 @@ LATEST_TESTS := $(REGISTRY_TESTS)::test_models_listing_prints_name_count_and_pap
 	tests/train/test_fsdp.py tests/train/test_sharding.py tests/train/test_elastic.py \
 	tests/test_checkpoints.py tests/data tests/test_notebooks.py
 
-.PHONY: venv install install-dev demo test test-latest test-slow bench clean
+# test-export: the export extra (TensorFlow, tf2onnx, onnx, onnxruntime, ai-edge-litert) at the
+# versions of constraints-export.txt, on top of constraints.txt's (nothing there changes), without
+# PyTorch. The fast run exports a representative subset of the canon (convolutions, transposed
+# convolutions, attention, depthwise convolutions, pooling), No New-Net (3D) and the blocked
+# case, and runs predict through the exported models; `make test-export-slow` every family at
+# two sizes. The constrained job's venv has no TensorFlow: these tests skip there.
+VENV_EXPORT := .venv-export
+PY_EXPORT := $(VENV_EXPORT)/bin/python
+CONSTRAINTS_EXPORT := constraints-export.txt
+EXPORT_TESTS := tests/test_export.py tests/export
+
+.PHONY: venv install install-dev demo test test-latest test-slow test-export test-export-slow \
+	bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -84,8 +97,23 @@ test-latest: $(PY_LATEST)
 test-slow: install-dev
 	$(PY) -m pytest -m slow -q $(PYTEST_ARGS)
 
+$(PY_EXPORT):
+	$(PYTHON) -m venv $(VENV_EXPORT)
+	$(PY_EXPORT) -m pip install --quiet --upgrade pip
+
+$(VENV_EXPORT)/.installed: $(PY_EXPORT) setup.py pyproject.toml requirements.txt $(CONSTRAINTS) \
+		$(CONSTRAINTS_EXPORT)
+	$(PY_EXPORT) -m pip install --quiet -c $(CONSTRAINTS) -c $(CONSTRAINTS_EXPORT) -e ".[test,export]"
+	touch $@
+
+test-export: $(VENV_EXPORT)/.installed
+	$(PY_EXPORT) -m pytest -m "not slow" -q $(PYTEST_ARGS) $(EXPORT_TESTS)
+
+test-export-slow: $(VENV_EXPORT)/.installed
+	$(PY_EXPORT) -m pytest -m slow -q $(PYTEST_ARGS) $(EXPORT_TESTS)
+
 bench: install-dev
 	$(PY) experiments/bench_conv.py
 
 clean:
-	rm -rf $(VENV) $(VENV_LATEST) .pytest_cache
+	rm -rf $(VENV) $(VENV_LATEST) $(VENV_EXPORT) .pytest_cache

@@ -15,6 +15,12 @@ def requirements():
 TEST_REQUIREMENTS = ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel", "build",
                      "packaging"]
 
+# tensorflow-cpu has Linux wheels only; elsewhere the full tensorflow (same API).
+EXPORT_REQUIREMENTS = ["tensorflow-cpu>=2.21.0; sys_platform == 'linux'",
+                       "tensorflow>=2.21.0; sys_platform != 'linux'",
+                       "tf2onnx>=1.17.0", "onnx>=1.23.2", "onnxruntime>=1.32.0",
+                       "ai-edge-litert>=2.3.0"]
+
 # The repository: Colab notebooks' badges and install cells point here (tests/test_notebooks.py).
 REPOSITORY = "https://github.com/segjax/segjax"
 
@@ -49,6 +55,10 @@ setup(
             "monai==1.5.1",
             "opencv-python-headless==5.1.0.95",
         ],
+        # segjax.export and segjax.deployed (and `make test-export`): TensorFlow for jax2tf and
+        # the LiteRT converter, tf2onnx for ONNX, and the runtimes the exports are checked with.
+        # Lower bounds: the versions `make test-export` tests (constraints-export.txt).
+        "export": EXPORT_REQUIREMENTS,
     },
     entry_points={"console_scripts": ["segjax-train=segjax.main:run"]},
 )

@@ -101,23 +101,48 @@ def _onnx_runner(path: Path, threads: int | None):
     return lambda batch: session.run(None, {name: batch})[0]
 
 
-def litert_interpreter(model_path: str, threads: int | None = None):
-    """A LiteRT interpreter: ai_edge_litert's, else TensorFlow's tf.lite.Interpreter."""
+def _litert():
+    """(Interpreter, OpResolverType) of ai_edge_litert, else of TensorFlow's tf.lite."""
     try:
-        from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+        from ai_edge_litert import interpreter  # pylint: disable=import-outside-toplevel
+        return interpreter.Interpreter, interpreter.OpResolverType
     except ImportError:
         try:
             import tensorflow as tf  # pylint: disable=import-outside-toplevel
         except ImportError as error:
             raise ImportError("running a .tflite model needs ai-edge-litert (or tensorflow): "
                               "pip install 'segjax[export]'") from error
-        Interpreter = tf.lite.Interpreter  # pylint: disable=invalid-name
-    return Interpreter(model_path=model_path, num_threads=threads or os.cpu_count())
+        return tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+
+
+def litert_interpreter(model_path: str, threads: int | None = None, *,
+                       default_delegates: bool = True):
+    """A LiteRT interpreter: ai_edge_litert's, else TensorFlow's tf.lite.Interpreter.
+    `default_delegates=False` runs LiteRT's builtin kernels only (no XNNPACK)."""
+    interpreter, resolvers = _litert()
+    options = {} if default_delegates else {
+        "experimental_op_resolver_type": resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    return interpreter(model_path=model_path, num_threads=threads or os.cpu_count(), **options)
+
+
+def allocated_interpreter(model_path: str, threads: int | None = None):
+    """A LiteRT interpreter with its tensors allocated: with the default XNNPACK delegate, or
+    without it where XNNPACK fails to prepare the model (ai-edge-litert 2.3's XNNPACK rejects
+    the REDUCE_MAX over 8-D tensors of a 3D model's 2x2x2 max pooling; the builtin kernels
+    run it)."""
+    interpreter = litert_interpreter(model_path, threads)
+    try:
+        interpreter.allocate_tensors()
+    except RuntimeError as error:
+        if "delegate" not in str(error).lower():
+            raise
+        interpreter = litert_interpreter(model_path, threads, default_delegates=False)
+        interpreter.allocate_tensors()
+    return interpreter
 
 
 def _tflite_runner(path: Path, threads: int | None):
-    interpreter = litert_interpreter(str(path), threads)
-    interpreter.allocate_tensors()
+    interpreter = allocated_interpreter(str(path), threads)
     source = interpreter.get_input_details()[0]["index"]
     target = interpreter.get_output_details()[0]["index"]
 

@@ -16,7 +16,8 @@ and the graph normalises them as config.data says ('fixed' normalisation
 only: 'zscore' needs each whole image's statistics); otherwise the
 normalisation is stated in the metadata and applied by the caller.
 Panoptic models export their semantic logits (the centre/offset heads and the
-post-processing are not exported).
+post-processing are not exported). Volumetric models (a 5-D input, No New-Net)
+export to every format by the same path.
 
 Formats (`--format`):
   jax         `jax.export` StableHLO (`<output>`, any name); needs only jax to run
@@ -30,7 +31,7 @@ Formats (`--format`):
 
 Why ONNX goes through LiteRT (docs/export.md has the evidence): with jax
 0.10.2 jax2tf only serializes natively (graph-mode lowering is gone), and
-tf2onnx cannot convert the XlaCallModule op; jax2onnx 0.17.1 converted the
+tf2onnx cannot convert the XlaCallModule op (measured); jax2onnx 0.17.1 converted the
 canon incorrectly or not at all (DeepLabv3+-MobileNetV2: an invalid graph;
 Axial-DeepLab: its max-pool plugin fails), takes 15-25 s for a tiny model,
 patches flax and jax process-wide, and requires orbax-checkpoint < 0.11.37
@@ -75,6 +76,7 @@ import json
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -309,6 +311,73 @@ def _select_as_where(ctx, node, name, args):  # tf2onnx's old-style custom handl
 
 
 STANDARD_DOMAINS = ("", "ai.onnx")
+_UNKNOWN_LITERT_OP = re.compile(r"Can't lookup value (?P<code>\d+) for tflite enum BuiltinOperator")
+
+
+def litert_operator_sites(tflite: Path, code: int) -> tuple[str, list[str]]:
+    """The name of LiteRT builtin operator `code` and the JAX op paths of its outputs in the
+    model (the converter names tensors after the JAX ops they come from)."""
+    from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=import-outside-toplevel
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items()
+             if not name.startswith("_")}
+    model = schema.ModelT.InitFromPackedBuf(Path(tflite).read_bytes(), 0)
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    sites = []
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators:
+            if codes[operator.opcodeIndex] == code:
+                name = subgraph.tensors[operator.outputs[0]].name
+                sites.append(_jax_op_path(name.decode() if isinstance(name, bytes) else name))
+    return names.get(code, f"builtin operator {code}"), sites
+
+
+def _jax_op_path(tensor_name: str) -> str:
+    """'CGNet/reduce_window_sum' from a converted tensor's name 'jit(logits)/CGNet/...;...'."""
+    parts = tensor_name.split(";")
+    path = next((part for part in parts if part.startswith("jit(")), parts[0])
+    return re.sub(r"^jit\([^)]*\)/", "", path)
+
+
+def _tf2onnx_error(tflite: Path, error: Exception) -> str:
+    """tf2onnx's failure, naming the LiteRT op (and where the model uses it) it lacks."""
+    unknown = _UNKNOWN_LITERT_OP.search(str(error))
+    if not unknown:
+        return f"tf2onnx cannot convert the LiteRT model: {_first_line(error)}"
+    name, sites = litert_operator_sites(tflite, int(unknown.group("code")))
+    where = f" (from {', '.join(sorted(set(sites)))})" if sites else ""
+    return f"tf2onnx {tf2onnx_version()} has no conversion of the LiteRT op {name}{where}"
+
+
+def tf2onnx_version() -> str:
+    return getattr(_import("tf2onnx"), "__version__", "?")
+
+
+def _one_dimensional_biases(proto) -> None:
+    """Reshapes (1, ..., 1, M) bias initializers of Conv/ConvTranspose nodes to (M,) in place
+    (and drops the initializers no node uses any more): tf2onnx keeps LiteRT's fused
+    TRANSPOSE_CONV bias 4-D, which onnxruntime rejects."""
+    numpy_helper = _import("onnx.numpy_helper")
+    initializers = {tensor.name: tensor for tensor in proto.graph.initializer}
+    replaced = set()
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 3:
+            continue
+        bias = initializers.get(node.input[2])
+        if bias is None or len(bias.dims) == 1:
+            continue
+        flat_name = f"{bias.name}/1d"
+        if flat_name not in initializers:  # a bias two nodes share is reshaped once
+            flat = numpy_helper.from_array(numpy_helper.to_array(bias).reshape(-1), flat_name)
+            proto.graph.initializer.append(flat)
+            initializers[flat_name] = flat
+        node.input[2] = flat_name
+        replaced.add(bias.name)
+    used = {name for node in proto.graph.node for name in node.input} | {
+        output.name for output in proto.graph.output}
+    unused = [tensor for tensor in proto.graph.initializer
+              if tensor.name in replaced and tensor.name not in used]
+    for tensor in unused:
+        proto.graph.initializer.remove(tensor)
 
 
 def to_onnx(tflite: Path, path) -> Path:
@@ -317,11 +386,13 @@ def to_onnx(tflite: Path, path) -> Path:
     onnx = _import("onnx")
     handlers = {"Select": (_select_as_where, []), "SelectV2": (_select_as_where, [])}
     try:
-        proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=ONNX_OPSET,
-                                               custom_op_handlers=handlers)
+        with warnings.catch_warnings():  # tf2onnx reads the model with tf.lite.Interpreter
+            warnings.filterwarnings("ignore", "(?s).*tf.lite.Interpreter is deprecated")
+            proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=ONNX_OPSET,
+                                                   custom_op_handlers=handlers)
     except Exception as error:
-        raise ExportError(f"tf2onnx cannot convert the LiteRT model: {_first_line(error)}"
-                          ) from error
+        raise ExportError(_tf2onnx_error(tflite, error)) from error
+    _one_dimensional_biases(proto)
     unconverted = sorted({node.op_type for node in proto.graph.node
                           if node.domain not in STANDARD_DOMAINS or node.op_type.startswith("TFL_")})
     if unconverted:
@@ -454,9 +525,25 @@ def _convert_tensorflow(function: Callable, fmt: str, dims: Sequence[str], outpu
 def verify_export(output: Path, fmt: str, metadata: dict, reference: Callable,
                   sizes: Sequence[Sequence[int]], pixels: bool) -> dict:
     """Runs the artifact with its runtime on held-out inputs; the comparison with JAX."""
-    predict_fn = deployed.make_predict_fn(deployed.RUNNERS[fmt](output, None), metadata)
     inputs = held_out_inputs(metadata["input_shape"], sizes, pixels=pixels)
-    return compare(predict_fn, reference, inputs)
+    try:
+        predict_fn = deployed.make_predict_fn(deployed.RUNNERS[fmt](output, None), metadata)
+        return compare(predict_fn, reference, inputs)
+    except ExportError:
+        raise
+    except Exception as error:  # the runtime's own errors (onnxruntime, LiteRT, TensorFlow)
+        raise ExportError(f"{RUNTIMES[fmt]} cannot run the {fmt} export: "
+                          f"{_runtime_reason(error)}") from error
+
+
+RUNTIMES = {"jax": "jax", "savedmodel": "TensorFlow", "tflite": "the LiteRT interpreter",
+            "onnx": "onnxruntime"}
+
+
+def _runtime_reason(error: Exception) -> str:
+    """A runtime's error in one line, its node names (long JAX op path lists) shortened."""
+    text = " ".join(str(error).split())
+    return re.sub(r"Name:'([^';]{0,80})[^']*'", r"Name:'\1...'", text)[:400]
 
 
 def export(source: Source, fmt: str, output, input_shape: Sequence[int], *,
@@ -473,9 +560,6 @@ def export(source: Source, fmt: str, output, input_shape: Sequence[int], *,
         raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
     config = source.config
     input_shape = tuple(int(s) for s in input_shape)
-    if fmt == "onnx" and len(input_shape) == 4:
-        raise ExportError("ONNX export of 3D (volumetric) models is not supported (No New-Net): "
-                          "use --format jax or savedmodel")
     if fmt in ("tflite", "onnx"):
         if size_multiple:
             raise ExportError(f"--dynamic: {fmt} exports take fixed shapes (the LiteRT converter "

@@ -4,6 +4,7 @@
     python -m segjax.predict --checkpoint runs/x/checkpoints_best/variables \\
         --input photos/ --output out/ --probabilities --config.eval.flip=True \\
         --config.eval.scales='(0.75, 1.0, 1.25)' --config.eval.crf=True
+    python -m segjax.predict --model deeplab.onnx --input photos/ --output out/
 
 Writes, per input image `<stem>`:
   out/labels/<stem>.png          class indices as a palette PNG (the dataset's class colours)
@@ -31,7 +32,13 @@ volumes instead (`.nii.gz`, `.nii`, multi-page `.tif`/`.tiff`, `.npy`; see
 
 The model and its weights come from `segjax.checkpoints.load`, the predict
 function from `segjax.evaluation` (the same path as the train loop's
-validation and `segjax.evaluate`). The config is the run's own (or
+validation and `segjax.evaluate`). With `--model` instead, an exported model
+(`python -m segjax.export`: .onnx, .tflite, a SavedModel directory or
+.jaxexport) runs the same sliding window and test-time augmentation through
+its runtime (onnxruntime, the LiteRT interpreter, TensorFlow; `segjax.deployed`);
+its config is the one the export stored, config.eval.tile and batch_size
+become the exported fixed input shape (a note says so), and a panoptic model
+gives its semantic labels only (its instance heads are not exported). The config is the run's own (or
 --config's), with `--config.<key>=value` overrides as for training
 (`segjax.cli`); test-time options (sliding window, scales, flip, CRF) are its
 `config.eval` (`segjax.config.EvalOptions`). An unreadable image (or volume),
@@ -53,7 +60,7 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
-from segjax import checkpoints, cli, evaluation, inference, runtime, visualize
+from segjax import checkpoints, cli, deployed, evaluation, inference, runtime, visualize
 from segjax.config import EvalOptions
 from segjax.data import volume_files, volume_sources
 from segjax.paths import check_writable
@@ -296,8 +303,36 @@ def predict_volumes(predict_fn, config, inputs: Sequence[Path], output: Path,
     return written
 
 
+def check_model_source(values: flags.FlagValues) -> None:
+    if values.model and (values.workdir or values.checkpoint):
+        raise cli.UsageError("give --model or one of --workdir / --checkpoint, not both")
+
+
+def exported_model_config(values: flags.FlagValues):
+    """The config --model's export stored, else the run's (--workdir / --checkpoint)."""
+    if not values.model:
+        return cli.run_config(values)
+    check_model_source(values)
+    if not Path(values.model).exists():
+        raise FileNotFoundError(f"--model: no exported model at {values.model}")
+    return deployed.stored_config(values.model)
+
+
+def exported_predict_fn(path: str, config):
+    """(predict_fn, config) of an exported model: config.eval's tile and batch size set to its
+    fixed input shape (each change printed as a note)."""
+    loaded = deployed.load(path)
+    config, notes = deployed.inference_config(config, loaded.metadata)
+    for note in notes:
+        print(f"note: {note}")
+    return loaded.predict_fn, config
+
+
 def define_flags(values: flags.FlagValues) -> None:
     cli.define_checkpoint_flags(values)
+    flags.DEFINE_string("model", None, "An exported model (segjax.export: .onnx, .tflite, a "
+                        "SavedModel directory, .jaxexport) to run instead of --workdir / "
+                        "--checkpoint.", flag_values=values)
     flags.DEFINE_string("input", None, "A directory, an image (volume) file or a glob.",
                         flag_values=values)
     flags.DEFINE_string("output", None, "The output directory.", flag_values=values)
@@ -312,18 +347,23 @@ def define_flags(values: flags.FlagValues) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     values, config = cli.parse(argv, define_flags, doc=__doc__, program="python -m segjax.predict",
-                               default_config=cli.run_config)
+                               default_config=exported_model_config)
     if not values.input or not values.output:
         raise cli.UsageError("--input and --output are required")
+    check_model_source(values)
     volumetric = is_volumetric(config)
     inputs = resolve_inputs(values.input, volumetric=volumetric)
     output, progress = Path(values.output), not values.no_progress
     check_output(output, output_stems(inputs, volumetric), values.overwrite)
     check_writable(output, holds="the predictions", instead="another --output")
     runtime.configure(config)
-    checkpoint = checkpoints.load(cli.checkpoint_path(values), config)
-    predict_fn, panoptic_fn = evaluation.predict_functions(checkpoint.model,
-                                                           checkpoint.variables, config)
+    if values.model:
+        predict_fn, config = exported_predict_fn(values.model, config)
+        panoptic_fn = None
+    else:
+        checkpoint = checkpoints.load(cli.checkpoint_path(values), config)
+        predict_fn, panoptic_fn = evaluation.predict_functions(checkpoint.model,
+                                                               checkpoint.variables, config)
     options = EvalOptions.from_config(config)
     skipped: Skipped = []
     if volumetric:

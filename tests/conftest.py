@@ -51,23 +51,9 @@ def random_variables():
     Fills the shapes of `jax.eval_shape(model.init, ...)` with NumPy draws (kernels
     N(0, 1/fan_in), other leaves N(0, 0.1^2)): XLA:CPU took ~70 s to compile the
     init of even a width-4 U-Net on the shared machines, while apply compiles in ~2 s.
+    The draw is experiments/export_canon.py's (its export table uses it too).
     """
-    import jax
-    import numpy as np
-
-    def make(model, x, seed: int = 0):
-        shapes = jax.eval_shape(model.init, jax.random.PRNGKey(seed), x)
-        rng = np.random.default_rng(seed)
-
-        def draw(path, leaf):
-            name = getattr(path[-1], "key", "")
-            if name == "var":
-                return np.ones(leaf.shape, leaf.dtype)
-            scale = (1.0 / np.sqrt(np.prod(leaf.shape[:-1]))) if name == "kernel" else 0.1
-            return (scale * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
-
-        return jax.tree_util.tree_map_with_path(draw, shapes)
-
+    from experiments.export_canon import random_variables as make
     return make
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
-# Scripts are the files run as programs; the others (export_canon's table) are imported by them.
+# Scripts are the files run as programs; the others are modules they import.
 SCRIPTS = sorted(p.stem for p in EXPERIMENTS.glob("*.py")
                  if 'if __name__ == "__main__":' in p.read_text())
 

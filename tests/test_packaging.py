@@ -10,6 +10,7 @@ dependencies from the package index at constraints.txt's versions), and runs
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -35,12 +36,12 @@ def _install_requires() -> list[Requirement]:
     return [Requirement(line) for line in _requirement_lines(REPO_ROOT / "requirements.txt")]
 
 
-def _constraints() -> dict[str, str]:
+def _constraints(path: Path = REPO_ROOT / "constraints.txt") -> dict[str, str]:
     pins = {}
-    for line in _requirement_lines(REPO_ROOT / "constraints.txt"):
+    for line in _requirement_lines(path):
         requirement = Requirement(line)
         (specifier,) = requirement.specifier
-        assert specifier.operator == "==", f"constraints.txt: {line!r} is not an exact pin"
+        assert specifier.operator == "==", f"{path.name}: {line!r} is not an exact pin"
         pins[_normal(requirement.name)] = specifier.version
     return pins
 
@@ -74,6 +75,33 @@ def test_constraints_pin_every_requirement():
         assert requirement.specifier.contains(constraints[_normal(requirement.name)]), (
             f"constraints.txt pins {requirement.name}=={constraints[_normal(requirement.name)]}, "
             f"outside install_requires' {requirement}")
+
+
+def _export_requirements() -> list[Requirement]:
+    """setup.py's EXPORT_REQUIREMENTS (the `export` extra), read without running setup()."""
+    tree = ast.parse((REPO_ROOT / "setup.py").read_text())
+    (value,) = [node.value for node in tree.body if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", "") == "EXPORT_REQUIREMENTS" for t in node.targets)]
+    return [Requirement(line) for line in ast.literal_eval(value)]
+
+
+def test_the_export_extra_lower_bounds_are_the_versions_test_export_pins():
+    """make test-export installs constraints-export.txt's versions on top of constraints.txt's:
+    every export requirement (on Linux, where CI runs) is pinned there at its lower bound, and
+    no pin of constraints.txt is pinned again differently."""
+    export_pins = _constraints(REPO_ROOT / "constraints-export.txt")
+    base = _constraints()
+    for requirement in _export_requirements():
+        if requirement.marker and not requirement.marker.evaluate({"sys_platform": "linux"}):
+            continue
+        name = _normal(requirement.name)
+        bounds = {s.operator: s.version for s in requirement.specifier}
+        assert bounds.get(">=") == export_pins.get(name), (
+            f"{name}: the export extra says {bounds}, constraints-export.txt tests "
+            f"{export_pins.get(name)}; the lower bound is the version CI tests")
+    twice = {name: (base[name], pin) for name, pin in export_pins.items()
+             if name in base and base[name] != pin}
+    assert not twice, f"constraints-export.txt changes pins of constraints.txt: {twice}"
 
 
 RELEASE_FILES = ("setup.py", "pyproject.toml", "requirements.txt", "README.md", "segjax")
