@@ -97,13 +97,19 @@ def test_ctrl_c_during_training_saves_the_step_and_returns(tmp_path):
     assert checkpoint.TrainingCheckpoints(tmp_path, config).manager.all_steps() == [3]
 
 
-@pytest.mark.slow
-def test_ctrl_c_twice_exits_130_with_a_checkpoint(tmp_path):
-    workdir = tmp_path / "interrupted"
+def _training_past_step_3(tmp_path, workdir) -> Streamed:
+    """`python -m segjax.main` on the tiny config in `workdir`, once it has logged step 3."""
     run = Streamed(subprocess.Popen(
         [sys.executable, "-m", "segjax.main", f"--config={_config_file(tmp_path)}",
          f"--workdir={workdir}"], cwd=REPO_ROOT, **popen_options()))
     run.wait_for(r"^step 3/100000", timeout=240)
+    return run
+
+
+@pytest.mark.slow
+def test_ctrl_c_twice_exits_130_with_a_checkpoint(tmp_path):
+    workdir = tmp_path / "interrupted"
+    run = _training_past_step_3(tmp_path, workdir)
     run.process.send_signal(signal.SIGINT)
     run.process.send_signal(signal.SIGINT)
     assert run.finish(timeout=120) == 130, run.output[-4000:]
@@ -116,10 +122,7 @@ def test_ctrl_c_twice_exits_130_with_a_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_sigterm_checkpoints_the_next_step_exits_0_and_resumes_bit_identically(tmp_path):
     workdir = tmp_path / "preempted"
-    run = Streamed(subprocess.Popen(
-        [sys.executable, "-m", "segjax.main", f"--config={_config_file(tmp_path)}",
-         f"--workdir={workdir}"], cwd=REPO_ROOT, **popen_options()))
-    run.wait_for(r"^step 3/100000", timeout=240)
+    run = _training_past_step_3(tmp_path, workdir)
     run.process.send_signal(signal.SIGTERM)
     assert run.finish(timeout=120) == 0, run.output[-4000:]
     stopped = int(re.search(PREEMPTED, run.output, re.M).group(1))
